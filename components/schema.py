@@ -1,0 +1,136 @@
+"""The one definition of petseg's classes and TFRecord format.
+
+Every step that writes or reads records (ingest, class weights, the tf.data
+input, evaluation) goes through this module, so the on-disk format and the
+class list cannot drift apart between steps.
+
+Oxford-IIIT Pet trimaps store 1 = pet, 2 = background, 3 = border ("not
+classified"), per the dataset's own README. Records store the class id,
+``trimap - 1``: 0 pet, 1 background, 2 border. (The TensorFlow tutorial's
+text swaps background and border; it is wrong.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
+NUM_CLASSES: int = len(CLASS_NAMES)
+# Raw trimap values in the source dataset, in class-id order.
+TRIMAP_VALUES: tuple[int, ...] = (1, 2, 3)
+TRIMAP_OFFSET: int = 1
+
+SCHEMA_VERSION: int = 1
+RECORD_FILE_PATTERN = "{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+# The feature spec is the schema: parse_example reads exactly what encode_example writes.
+FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
+    "image": tf.io.FixedLenFeature([], tf.string),  # encoded JPEG/PNG as in the source
+    "mask": tf.io.FixedLenFeature([], tf.string),  # PNG, uint8 class ids 0..NUM_CLASSES-1
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+    "file_name": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),  # breed, -1 if unknown
+    "species": tf.io.FixedLenFeature([], tf.int64, default_value=-1),  # 0 cat, 1 dog
+}
+
+
+def trimap_to_class_ids(trimap: np.ndarray) -> np.ndarray:
+    """Maps Oxford trimap values (1, 2, 3) to class ids (0, 1, 2).
+
+    Raises:
+        ValueError: if any value is outside the trimap set; the message lists them.
+    """
+    trimap = np.asarray(trimap)
+    bad = np.setdiff1d(np.unique(trimap), TRIMAP_VALUES)
+    if bad.size:
+        raise ValueError(
+            f"mask has values {bad.tolist()} outside the trimap set {list(TRIMAP_VALUES)}"
+        )
+    return (trimap - TRIMAP_OFFSET).astype(np.uint8)
+
+
+def _bytes(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def encode_png_mask(class_ids: np.ndarray) -> bytes:
+    """PNG-encodes a [H, W] or [H, W, 1] uint8 class-id mask (lossless, small)."""
+    class_ids = np.asarray(class_ids, dtype=np.uint8)
+    if class_ids.ndim == 2:
+        class_ids = class_ids[..., None]
+    return tf.io.encode_png(class_ids).numpy()
+
+
+def encode_example(
+    *,
+    image_bytes: bytes,
+    class_ids: np.ndarray,
+    file_name: str,
+    label: int = -1,
+    species: int = -1,
+) -> bytes:
+    """Serialises one record.
+
+    Args:
+        image_bytes: the encoded image as the source holds it (JPEG or PNG).
+        class_ids: [H, W] or [H, W, 1] mask of class ids in 0..NUM_CLASSES-1,
+            the same height and width as the image.
+        file_name: the source file name, so errors and reports can name the record.
+        label: breed id, -1 if unknown.
+        species: 0 cat, 1 dog, -1 if unknown.
+    """
+    class_ids = np.asarray(class_ids)
+    if class_ids.max(initial=0) >= NUM_CLASSES:
+        raise ValueError(f"{file_name}: class id {int(class_ids.max())} >= {NUM_CLASSES}")
+    height, width = class_ids.shape[:2]
+    features = {
+        "image": _bytes(image_bytes),
+        "mask": _bytes(encode_png_mask(class_ids)),
+        "height": _int(height),
+        "width": _int(width),
+        "file_name": _bytes(file_name.encode("utf-8")),
+        "label": _int(label),
+        "species": _int(species),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses one serialised record into its raw (still encoded) features."""
+    return tf.io.parse_single_example(serialized, FEATURE_SPEC)
+
+
+def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Decodes to [H, W, 3] uint8; grayscale and RGBA sources become RGB."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_mask(mask_bytes: tf.Tensor) -> tf.Tensor:
+    """Decodes to [H, W, 1] uint8 class ids."""
+    mask = tf.io.decode_png(mask_bytes, channels=1)
+    mask.set_shape([None, None, 1])
+    return mask
+
+
+def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses and decodes one record: image [H, W, 3] uint8, mask [H, W, 1] uint8."""
+    parsed = parse_example(serialized)
+    return {
+        "image": decode_image(parsed["image"]),
+        "mask": decode_mask(parsed["mask"]),
+        "file_name": parsed["file_name"],
+        "label": parsed["label"],
+        "species": parsed["species"],
+    }
+
+
+def shard_file_name(split: str, index: int, count: int) -> str:
+    return RECORD_FILE_PATTERN.format(split=split, index=index, count=count)

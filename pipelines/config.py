@@ -1,0 +1,383 @@
+"""The pipeline's one configuration: a pydantic model, presets, YAML and overrides.
+
+Every default lives here. Pipeline parameters, component arguments and CLI
+flags are derived from these models rather than retyped, and every section
+forbids unknown keys, so a typo fails loudly with the field's path.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Datasets whose features match oxford_iiit_pet (image, segmentation_mask as trimap, ...).
+SUPPORTED_DATASETS: tuple[str, ...] = ("oxford_iiit_pet", "synthetic_pets")
+WeightingStrategy = Literal["none", "fixed", "inverse_frequency", "median_frequency"]
+# The tutorial's weights in class-id order (pet, background, border).
+TUTORIAL_CLASS_WEIGHTS: tuple[float, ...] = (2.0, 2.0, 1.0)
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the field and the value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class DataConfig(_Section):
+    """Where the data comes from and how ingest writes it."""
+
+    dataset: str = "synthetic_pets"
+    version: str | None = Field(
+        default=None, description="TFDS version or pattern such as '4.*.*'; None = latest."
+    )
+    data_dir: str | None = Field(default=None, description="TFDS data_dir (local or gs://).")
+    manual_dir: str | None = Field(
+        default=None,
+        description="Folder holding images.tar.gz and annotations.tar.gz for an offline build.",
+    )
+    download: bool = Field(default=True, description="Let TFDS download and prepare the data.")
+    try_gcs: bool = Field(
+        default=False,
+        description="Use TFDS's prepared GCS copy; off because it can be ArrayRecord.",
+    )
+    records_per_shard: PositiveInt = 1024
+    bad_record_policy: Literal["error", "skip"] = "error"
+    # Size of the generated offline dataset (synthetic_pets only).
+    synthetic_train_size: PositiveInt = 96
+    synthetic_test_size: PositiveInt = 32
+    synthetic_image_size: Annotated[int, Field(ge=32, le=1024)] = 96
+    synthetic_seed: int = 0
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value not in SUPPORTED_DATASETS:
+            raise ValueError(
+                f"unknown dataset {value!r}; supported: {', '.join(SUPPORTED_DATASETS)}"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version_pattern(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+\.(\d+|\*)\.(\d+|\*)", value):
+            raise ValueError(f"version {value!r} is not like '4.0.0' or '4.*.*'")
+        return value
+
+
+class ModelConfig(_Section):
+    """The U-Net and its encoder."""
+
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 128
+    encoder_weights: str = Field(
+        default="imagenet",
+        description="'imagenet', 'none', or a path (local or gs://) to a Keras weights file.",
+    )
+    freeze_encoder: bool | None = Field(
+        default=None, description="None = frozen with pretrained weights, trainable without."
+    )
+    normalization: Literal["mobilenet", "tutorial"] = Field(
+        default="mobilenet",
+        description="'mobilenet' scales to [-1, 1] as MobileNetV2 expects; 'tutorial' to [0, 1].",
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"image_size {value} is not a multiple of 32 (the encoder's stride)")
+        return value
+
+    @field_validator("encoder_weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("encoder_weights is empty; use 'imagenet', 'none' or a file path")
+        return value
+
+    @property
+    def pretrained(self) -> bool:
+        return self.encoder_weights != "none"
+
+    @property
+    def encoder_trainable(self) -> bool:
+        if self.freeze_encoder is None:
+            return not self.pretrained
+        return not self.freeze_encoder
+
+
+class TrainingConfig(_Section):
+    """Optimisation, input pipeline and device settings for the train step."""
+
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    steps_per_epoch: PositiveInt | None = Field(
+        default=None, description="None = one pass over the train split."
+    )
+    class_weighting: WeightingStrategy = "none"
+    fixed_class_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        default=None, description="Weights per class for 'fixed'; default the tutorial's."
+    )
+    augment: bool = True
+    shuffle_buffer: PositiveInt = 1000
+    cache: bool = True
+    seed: int | None = 42
+    mixed_precision: bool = Field(default=True, description="Used only when a GPU is visible.")
+    xla: bool = Field(default=True, description="Used only when a GPU is visible.")
+    tensorboard_images: Annotated[int, Field(ge=0)] = 3
+
+    @field_validator("fixed_class_weights")
+    @classmethod
+    def _weights_finite(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not any(w > 0 for w in value):
+            raise ValueError("fixed_class_weights needs at least one positive weight")
+        return value
+
+
+class EvaluationConfig(_Section):
+    """What it takes for a model to be blessed for push."""
+
+    min_mean_iou: Annotated[float, Field(ge=0, le=1)] = 0.5
+    max_regression: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="How much worse than the baseline's mean IoU is still blessed."
+    )
+    baseline: str = Field(
+        default="latest",
+        description="'latest' = the push destination's latest model, 'none', or a model path.",
+    )
+    report_images: Annotated[int, Field(ge=0, le=64)] = 6
+    batch_size: PositiveInt = 32
+
+
+class PushConfig(_Section):
+    """Where blessed models go."""
+
+    destination: str = Field(
+        default="", description="gs://bucket/prefix or a local folder; '' = no push."
+    )
+    register_vertex: bool = False
+    vertex_model_display_name: str = "petseg"
+    serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ResourcesConfig(_Section):
+    cpu: str = "2"
+    memory: str = "8G"
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?m?", value):
+            raise ValueError(f"cpu {value!r} is not like '2', '0.5' or '500m'")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?(K|M|G|T|Ki|Mi|Gi|Ti)?", value):
+            raise ValueError(f"memory {value!r} is not like '8G' or '512Mi'")
+        return value
+
+
+class RuntimeConfig(_Section):
+    """How the tasks run: images, resources, accelerator, retries, caching."""
+
+    cpu_image: str = "us-docker.pkg.dev/PROJECT/petseg/petseg-cpu:0.1.0"
+    gpu_image: str = "us-docker.pkg.dev/PROJECT/petseg/petseg-gpu:0.1.0"
+    accelerator_type: str = Field(
+        default="NVIDIA_TESLA_T4", description="Vertex/Kubeflow accelerator; '' = none."
+    )
+    accelerator_count: Annotated[int, Field(ge=0, le=16)] = 1
+    gpu_node_selector: dict[str, str] = Field(default_factory=dict)
+    gpu_tolerations: list[dict[str, str]] = Field(default_factory=list)
+    default_resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    train_resources: ResourcesConfig = Field(
+        default_factory=lambda: ResourcesConfig(cpu="8", memory="32G")
+    )
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    enable_caching: bool = True
+    cache_training: bool = Field(
+        default=True, description="Cache train/evaluate; scheduled runs turn it off."
+    )
+
+
+class PipelineConfig(_Section):
+    """The whole pipeline."""
+
+    name: str = "petseg"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    push: PushConfig = Field(default_factory=PushConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][-a-z0-9]{0,127}", value):
+            raise ValueError(f"name {value!r} must be lowercase letters, digits and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        weights = self.training.fixed_class_weights
+        if weights is not None and len(weights) != 3:
+            raise ValueError(
+                f"training.fixed_class_weights has {len(weights)} values; "
+                "one per class (pet, background, border) is needed"
+            )
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+# Presets are overrides on top of the model defaults, so each default exists once.
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {
+        "name": "petseg-demo",
+        "data": {
+            "dataset": "synthetic_pets",
+            "synthetic_train_size": 192,
+            "synthetic_test_size": 48,
+            "synthetic_image_size": 96,
+            "records_per_shard": 64,
+        },
+        "model": {"image_size": 64, "encoder_weights": "none", "freeze_encoder": False},
+        "training": {
+            "epochs": 6,
+            "batch_size": 16,
+            "learning_rate": 2e-3,
+            "class_weighting": "none",
+            "shuffle_buffer": 256,
+            "tensorboard_images": 2,
+        },
+        "evaluation": {"min_mean_iou": 0.3, "baseline": "latest", "report_images": 4},
+        "push": {"destination": "petseg-local/models"},
+        "runtime": {"accelerator_type": "", "accelerator_count": 0, "retries": 0},
+    },
+    "tutorial": {
+        "name": "petseg-tutorial",
+        "data": {"dataset": "oxford_iiit_pet", "version": "4.*.*"},
+        "model": {
+            "image_size": 128,
+            "encoder_weights": "imagenet",
+            "freeze_encoder": True,
+            "normalization": "tutorial",
+        },
+        "training": {"epochs": 20, "batch_size": 64, "learning_rate": 1e-3},
+        "evaluation": {"min_mean_iou": 0.5},
+    },
+}
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value (e.g. training.epochs=3)")
+    key, raw = item.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise ConfigError(f"override {item!r} has an empty key")
+    # YAML parsing turns '3' into 3, 'true' into True, '[1, 2]' into a list, 'null' into None.
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {field}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> PipelineConfig:
+    """Validates a raw mapping into a PipelineConfig, with errors naming each field."""
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+
+
+def load_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> PipelineConfig:
+    """Preset, then YAML file, then key=value overrides, each on top of the last."""
+    raw: dict[str, Any] = {}
+    sources = []
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raw = copy.deepcopy(PRESETS[preset])
+        sources.append(f"preset {preset}")
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {str(path)!r} must hold a mapping at the top level, "
+                f"not a {type(loaded).__name__}"
+            )
+        raw = _deep_merge(raw, loaded)
+        sources.append(str(path))
+    for item in overrides or []:
+        path_parts, value = _parse_override(item)
+        cursor = raw
+        for part in path_parts[:-1]:
+            nxt = cursor.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            cursor = nxt
+        cursor[path_parts[-1]] = value
+        sources.append(f"--set {item}")
+    return build_config(raw, source=", ".join(sources) or "defaults")
+
+
+def section_from_json(section: type[_Section], payload: str) -> Any:
+    """Rebuilds one config section inside a component from its JSON parameter."""
+    try:
+        return section.model_validate(json.loads(payload))
+    except (ValidationError, json.JSONDecodeError) as error:
+        if isinstance(error, ValidationError):
+            raise ConfigError(_format_validation_error(error, section.__name__)) from None
+        raise ConfigError(f"{section.__name__}: parameter is not JSON: {error}") from None

@@ -1,0 +1,89 @@
+import pytest
+import yaml
+
+from pipelines.config import (
+    PRESETS,
+    ConfigError,
+    DataConfig,
+    PipelineConfig,
+    load_config,
+    section_from_json,
+)
+
+
+def test_presets_validate_and_differ_where_documented():
+    demo = load_config("demo")
+    tutorial = load_config("tutorial")
+    assert demo.data.dataset == "synthetic_pets"
+    assert demo.model.encoder_weights == "none" and demo.model.encoder_trainable
+    assert tutorial.data.dataset == "oxford_iiit_pet" and tutorial.data.version == "4.*.*"
+    assert (tutorial.model.image_size, tutorial.training.batch_size) == (128, 64)
+    assert tutorial.training.epochs == 20
+    assert not tutorial.model.encoder_trainable
+    assert set(PRESETS) == {"demo", "tutorial"}
+
+
+def test_default_freeze_follows_pretrained_weights():
+    assert not PipelineConfig().model.encoder_trainable  # imagenet → frozen
+    cfg = load_config(overrides=["model.encoder_weights=none"])
+    assert cfg.model.encoder_trainable
+
+
+def test_overrides_parse_types_and_nest():
+    cfg = load_config("demo", overrides=["training.epochs=3", "training.augment=false"])
+    assert cfg.training.epochs == 3 and cfg.training.augment is False
+    cfg = load_config("demo", overrides=["training.fixed_class_weights=[1, 2, 0.5]"])
+    assert cfg.training.fixed_class_weights == [1.0, 2.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("model.image_size=100", "model.image_size"),
+        ("training.batch_size=0", "training.batch_size"),
+        ("data.dataset=cifar10", "data.dataset"),
+        ("training.fixed_class_weights=[-1, 1, 1]", "training.fixed_class_weights.0"),
+        ("training.fixed_class_weights=[1, 1]", "fixed_class_weights"),
+        ("training.learning_rate=0", "training.learning_rate"),
+        ("evaluation.min_mean_iou=1.5", "evaluation.min_mean_iou"),
+        ("data.version=latest", "data.version"),
+        ("runtime.train_resources.memory=lots", "runtime.train_resources.memory"),
+        ("training.class_weighting=magic", "training.class_weighting"),
+        ("model.typo=1", "model.typo"),
+    ],
+)
+def test_invalid_values_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config("demo", overrides=[override])
+
+
+def test_yaml_file_layers_between_preset_and_overrides(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({"training": {"epochs": 9, "batch_size": 4}}))
+    cfg = load_config("demo", config_file=path, overrides=["training.epochs=2"])
+    assert (cfg.training.epochs, cfg.training.batch_size) == (2, 4)
+    assert cfg.model.image_size == PRESETS["demo"]["model"]["image_size"]
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(config_file=path)
+
+
+def test_missing_file_unknown_preset_and_bad_override_syntax(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(config_file=tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config("huge")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["training.epochs"])
+
+
+def test_sections_round_trip_through_json_parameters():
+    cfg = load_config("demo")
+    data = section_from_json(DataConfig, cfg.data.model_dump_json())
+    assert data == cfg.data
+    with pytest.raises(ConfigError, match="records_per_shard"):
+        section_from_json(DataConfig, '{"records_per_shard": 0}')
