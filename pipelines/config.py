@@ -207,9 +207,12 @@ class RuntimeConfig(_Section):
         default_factory=lambda: ResourcesConfig(cpu="8", memory="32G")
     )
     retries: Annotated[int, Field(ge=0, le=10)] = 2
-    enable_caching: bool = True
-    cache_training: bool = Field(
-        default=True, description="Cache train/evaluate; scheduled runs turn it off."
+    enable_caching: bool = Field(
+        default=True, description="Let KFP reuse ingest/class-weights/train results."
+    )
+    cache_training_on_schedule: bool = Field(
+        default=False,
+        description="Scheduled runs re-ingest and retrain unless this asks to cache training.",
     )
 
 
