@@ -167,6 +167,12 @@ class PushConfig(_Section):
         default="", description="gs://bucket/prefix or a local folder; '' = no push."
     )
     register_vertex: bool = False
+    vertex_project: str = Field(
+        default="", description="Model Registry project; '' = the pipeline's own project."
+    )
+    vertex_location: str = Field(
+        default="", description="Model Registry region; '' = the pipeline's own region."
+    )
     vertex_model_display_name: str = "petseg"
     serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
     labels: dict[str, str] = Field(default_factory=dict)

@@ -258,4 +258,3 @@ def apply_kubernetes_gpu_scheduling(task, runtime_config):
     for arguments in tolerations:
         kubernetes.add_toleration(task, **arguments)
     return task
-

@@ -7,8 +7,6 @@ task settings (images, resources, accelerator, retries, caching) are fixed at
 compile time from ``config.runtime``.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Literal
 
@@ -141,6 +139,7 @@ def create_pipeline(
                         model=train_task.outputs["model"],
                         metrics=evaluate_task.outputs["metrics"],
                         push_config=push_config,
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                     ),
                     "push",
                     cache=False,

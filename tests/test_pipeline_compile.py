@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ TASKS = {"ingest", "compute-class-weights", "train", "evaluate"}
 def _compile(tmp_path, *overrides, target="vertex", scheduled=False):
     config = load_config("tutorial", overrides=["push.destination=gs://bucket/models", *overrides])
     path = compile_pipeline(config, tmp_path / "p.yaml", target=target, scheduled=scheduled)
-    return config, yaml.safe_load(open(path))
+    return config, yaml.safe_load(Path(path).read_text())
 
 
 def _executor(spec, task):
@@ -28,9 +29,7 @@ def _executor(spec, task):
 
 def _push_task(spec):
     condition = next(
-        task
-        for name, task in spec["root"]["dag"]["tasks"].items()
-        if name.startswith("condition")
+        task for name, task in spec["root"]["dag"]["tasks"].items() if name.startswith("condition")
     )
     return condition, spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
 
@@ -38,12 +37,12 @@ def _push_task(spec):
 def test_five_tasks_with_push_inside_the_blessing_condition(tmp_path):
     _, spec = _compile(tmp_path)
     root_tasks = spec["root"]["dag"]["tasks"]
-    assert TASKS <= set(root_tasks)
+    assert set(root_tasks) >= TASKS
     condition, inner = _push_task(spec)
     assert set(inner) == {"push"}
     expression = condition["triggerPolicy"]["condition"]
     assert "pipelinechannel--evaluate-blessed" in expression and "true" in expression
-    assert set(condition["dependentTasks"]) == {"evaluate"}
+    assert "evaluate" in condition["dependentTasks"]
 
 
 def test_artifacts_are_typed_and_wired(tmp_path):
@@ -102,7 +101,7 @@ def test_parameters_default_to_the_config_sections(tmp_path):
 
 
 def test_gpu_request_and_images_per_task(tmp_path):
-    config, spec = _compile(
+    _, spec = _compile(
         tmp_path,
         "runtime.accelerator_type=NVIDIA_L4",
         "runtime.accelerator_count=2",
@@ -144,7 +143,7 @@ def test_caching_and_retries_follow_config_and_schedule(tmp_path):
 
 def test_no_push_task_without_a_destination(tmp_path):
     config = load_config("demo", overrides=["push.destination="])
-    spec = yaml.safe_load(open(compile_pipeline(config, tmp_path / "p.yaml")))
+    spec = yaml.safe_load(Path(compile_pipeline(config, tmp_path / "p.yaml")).read_text())
     assert not any(name.startswith("condition") for name in spec["root"]["dag"]["tasks"])
 
 

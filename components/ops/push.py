@@ -1,0 +1,96 @@
+"""KFP wrapper of push: a blessed model → a new immutable version (+ optional Vertex registry)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+from components.ops import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def push(
+    model: Input[Model],
+    metrics: Input[Metrics],
+    push_config: str,
+    pushed_model: Output[Artifact],
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+):
+    """Publishes the model as a new version under push.destination and moves LATEST to it.
+
+    Args:
+        model: the blessed Model artifact directory (train's output); on Vertex a /gcs/ path.
+        metrics: evaluate's Metrics; its metadata is recorded in the version's manifest.
+        push_config: PushConfig JSON: destination, and the Vertex registry settings.
+        pushed_model: records the version: its uri is the version directory and its
+            metadata holds version, latest, digest, reused, manifest and any registry name.
+        run_id: the pipeline job id recorded in the manifest; when the placeholder is not
+            resolved (an ad-hoc run), a digest of the model's URI stands in.
+    """
+    import hashlib
+
+    from components import push as core
+    from pipelines.config import PushConfig, section_from_json
+
+    settings = section_from_json(PushConfig, push_config)
+    if not settings.destination:
+        raise ValueError("push.destination is empty: there is nowhere to push the model")
+    if settings.register_vertex:
+        from components import registry
+
+        # Checked before anything is written, so a misconfiguration pushes nothing.
+        if not settings.destination.startswith(("gs://", "/gcs/")):
+            raise ValueError(
+                f"push.register_vertex needs a gs:// destination, not {settings.destination!r}"
+            )
+        project, location = registry.resolve_project_location(
+            settings.vertex_project, settings.vertex_location
+        )
+    if not run_id or run_id.startswith("{{"):
+        run_id = "model-" + hashlib.sha256(model.uri.encode("utf-8")).hexdigest()[:16]
+
+    result = core.push_model(
+        model.path,
+        settings.destination,
+        run_id=run_id,
+        extra_manifest={
+            "source_model_uri": model.uri,
+            "source_model_artifact_metadata": dict(model.metadata),
+            "metrics": dict(metrics.metadata),
+            "source_metrics_uri": metrics.uri,
+            "push_config": settings.model_dump(),
+        },
+    )
+    print(
+        f"pushed {result['version']} to {result['uri']} "
+        f"({'already there' if result['reused'] else 'new'}); LATEST = {result['latest']}"
+    )
+
+    registered = ""
+    if settings.register_vertex:
+        request = registry.build_upload_model_request(
+            project=project,
+            location=location,
+            display_name=settings.vertex_model_display_name,
+            artifact_uri=f"{result['uri']}/saved_model",
+            serving_image=settings.serving_image,
+            labels=registry.model_labels(
+                settings.labels, version=result["version"], digest=result["digest"]
+            ),
+            description=f"petseg {result['version']}, manifest {result['uri']}/manifest.json",
+        )
+        registration = registry.register_model(request, digest=result["digest"])
+        registered = registration["resource_name"]
+        print(f"Vertex AI model: {registered} (reused: {registration['reused']})")
+
+    # The artifact points at the published version itself; nothing is written to its path.
+    pushed_model.uri = result["uri"]
+    pushed_model.metadata.update(
+        {
+            "version": result["version"],
+            "latest": result["latest"],
+            "digest": result["digest"],
+            "reused": result["reused"],
+            "destination": settings.destination,
+            "manifest": f"{result['uri']}/{core.MANIFEST_FILE}",
+            "vertex_model": registered,
+        }
+    )
