@@ -1,0 +1,81 @@
+"""KFP wrapper of the evaluation: metrics, confusion matrix, HTML report and the blessing."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components.ops import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def evaluate(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    model_config: str,
+    evaluation_config: str,
+    push_config: str,
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+    report: Output[HTML],
+) -> NamedTuple("EvaluateOutputs", [("blessed", bool), ("reason", str), ("mean_iou", float)]):
+    """Scores the candidate on the test split and decides whether it may be pushed.
+
+    Args:
+        model: the candidate Model artifact directory (train's output).
+        dataset: the Dataset artifact directory (ingest's output); its test split is scored.
+        model_config: ModelConfig JSON; the model's image size and normalisation must match.
+        evaluation_config: EvaluationConfig JSON: threshold, regression margin, baseline,
+            batch size and the number of report images.
+        push_config: PushConfig JSON; its destination holds the 'latest' baseline.
+        metrics: scalar metrics (mean IoU, pixel accuracy, per-class IoU/precision/recall,
+            the baseline's as baseline_*, blessed as 1/0); the file holds the full outcome JSON.
+        confusion: the pixel confusion matrix with class names (rows true, columns predicted).
+        report: a self-contained HTML page with sample predictions and the metrics.
+
+    Returns:
+        blessed: whether the model passed every check (the pipeline branches on it).
+        reason: every check's result, '; '-separated.
+        mean_iou: the candidate's mean IoU on the test split.
+    """
+    import json
+    import tempfile
+    from collections import namedtuple
+
+    import tensorflow as tf
+
+    from components import evaluate as core
+    from pipelines.config import EvaluationConfig, ModelConfig, PushConfig, section_from_json
+
+    model_settings = section_from_json(ModelConfig, model_config)
+    evaluation_settings = section_from_json(EvaluationConfig, evaluation_config)
+    push_settings = section_from_json(PushConfig, push_config)
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        baseline_dir, baseline_note = core.resolve_baseline(
+            evaluation_settings.baseline, push_settings.destination, cache_dir
+        )
+        outcome = core.run_evaluation(
+            model.path,
+            dataset.path,
+            model_settings,
+            evaluation_settings,
+            baseline_dir,
+            report.path,
+            baseline_note=baseline_note,
+        )
+
+    for name, value in core.scalar_metrics(outcome).items():
+        metrics.log_metric(name, value)
+    with tf.io.gfile.GFile(metrics.path, "w") as handle:
+        json.dump(outcome, handle, indent=2, allow_nan=False)
+    candidate = outcome["candidate"]
+    confusion.log_confusion_matrix(candidate["classes"], candidate["confusion_matrix"])
+    report.metadata["blessed"] = outcome["blessed"]
+
+    print(f"blessed: {outcome['blessed']}")
+    for reason in outcome["reasons"]:
+        print(f"  {reason}")
+    outputs = namedtuple("EvaluateOutputs", ["blessed", "reason", "mean_iou"])
+    mean_iou = candidate["mean_iou"]
+    return outputs(bool(outcome["blessed"]), outcome["reason"], float(mean_iou or 0.0))
