@@ -45,7 +45,13 @@ class DataConfig(_Section):
         default=None,
         description="Folder holding images.tar.gz and annotations.tar.gz for an offline build.",
     )
-    download: bool = Field(default=True, description="Let TFDS download and prepare the data.")
+    download: bool = Field(
+        default=True,
+        description=(
+            "Let TFDS download and prepare the data; with manual_dir set, an offline build "
+            "from the archives runs even when off."
+        ),
+    )
     try_gcs: bool = Field(
         default=False,
         description="Use TFDS's prepared GCS copy; off because it can be ArrayRecord.",

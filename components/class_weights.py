@@ -1,0 +1,238 @@
+"""Per-class pixel counts and loss weights from one streaming pass over the train masks.
+
+Masks are counted at the training resolution, resized nearest-neighbour to
+``image_size`` x ``image_size`` exactly as the input pipeline resizes them,
+so the weights describe the pixels the loss actually sees.
+
+Strategies (frequencies are over all counted pixels, f_c = n_c / sum n):
+
+- ``none``: every weight 1.
+- ``fixed``: given weights, default the tutorial's (2.0, 2.0, 1.0) for
+  (pet, background, border).
+- ``inverse_frequency``: w_c = 1 / f_c, scaled so the average weight per
+  pixel, sum_c f_c w_c, is 1 and the loss keeps its unweighted scale
+  (each class then carries an equal share, w_c = 1 / (C f_c)).
+- ``median_frequency``: w_c = median(f) / f_c (Eigen & Fergus, with
+  frequencies over all pixels rather than over the images that hold the class).
+
+A class with no pixels in the train split gets weight 0.0 under the two
+frequency strategies: it never occurs as a target there, so its weight cannot
+change the loss, and it is left out of the median and the normalisation. The
+result lists such classes under ``absent_classes``. No weight is ever inf or NaN.
+
+The artifact is one JSON file: {strategy, classes, image_size, num_images,
+pixel_counts, frequencies, weights, absent_classes}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from components import dataset_info, schema
+from pipelines.config import TUTORIAL_CLASS_WEIGHTS
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("none", "fixed", "inverse_frequency", "median_frequency")
+TRAIN_SPLIT = "train"
+
+
+class ClassWeightsError(ValueError):
+    """A class-weights request or file that cannot be used; the message says why."""
+
+
+def count_mask_pixels(dataset_dir: str, image_size: int, split: str = TRAIN_SPLIT) -> dict:
+    """Counts pixels per class over a split's masks at image_size x image_size.
+
+    Streams the shards (parallel decode, running sum), so memory stays flat
+    however large the split is.
+
+    Returns:
+        {"pixel_counts": [int per class], "num_images": int}.
+    """
+    if image_size < 1:
+        raise ClassWeightsError(f"image_size must be positive, got {image_size}")
+    info = dataset_info.load_dataset_info(dataset_dir)
+    paths = dataset_info.shard_paths(dataset_dir, split, info)
+
+    def mask_counts(serialized: tf.Tensor) -> tf.Tensor:
+        parsed = schema.parse_example(serialized)
+        mask = schema.decode_mask(parsed["mask"])
+        mask = tf.image.resize(mask, [image_size, image_size], method="nearest")
+        return tf.math.bincount(
+            tf.cast(tf.reshape(mask, [-1]), tf.int32),
+            minlength=schema.NUM_CLASSES,
+            maxlength=schema.NUM_CLASSES,
+            dtype=tf.int64,
+        )
+
+    counts = (
+        tf.data.TFRecordDataset(paths)
+        .map(mask_counts, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        .reduce(
+            (tf.zeros([schema.NUM_CLASSES], tf.int64), tf.constant(0, tf.int64)),
+            lambda state, per_image: (state[0] + per_image, state[1] + 1),
+        )
+    )
+    pixel_counts, num_images = counts
+    return {
+        "pixel_counts": [int(value) for value in pixel_counts.numpy()],
+        "num_images": int(num_images.numpy()),
+    }
+
+
+def weights_from_counts(
+    pixel_counts: Sequence[int],
+    strategy: str,
+    fixed_weights: Sequence[float] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Frequencies and weights for the given per-class pixel counts (see module docstring).
+
+    Raises:
+        ClassWeightsError: unknown strategy, wrong number of counts or fixed
+            weights, negative or non-finite fixed weights, or no pixels at all.
+    """
+    if strategy not in STRATEGIES:
+        raise ClassWeightsError(f"unknown class weighting strategy {strategy!r}; use {STRATEGIES}")
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    if counts.shape != (schema.NUM_CLASSES,):
+        raise ClassWeightsError(
+            f"need {schema.NUM_CLASSES} pixel counts ({', '.join(schema.CLASS_NAMES)}), "
+            f"got {list(pixel_counts)}"
+        )
+    total = counts.sum()
+    if total <= 0:
+        raise ClassWeightsError("no mask pixels were counted; the train split has no pixels")
+    frequencies = counts / total
+    present = counts > 0
+
+    if strategy == "none":
+        weights = np.ones(schema.NUM_CLASSES)
+    elif strategy == "fixed":
+        weights = np.asarray(
+            TUTORIAL_CLASS_WEIGHTS if fixed_weights is None else fixed_weights, dtype=np.float64
+        )
+        if weights.shape != (schema.NUM_CLASSES,):
+            raise ClassWeightsError(
+                f"fixed class weights need one value per class "
+                f"({', '.join(schema.CLASS_NAMES)}), got {list(fixed_weights or [])}"
+            )
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+            raise ClassWeightsError(
+                f"fixed class weights must be finite, >= 0 and not all 0, got {weights.tolist()}"
+            )
+    else:
+        weights = np.zeros(schema.NUM_CLASSES)
+        inverse = 1.0 / frequencies[present]
+        if strategy == "inverse_frequency":
+            # sum_c f_c w_c = 1: the average per-pixel weight stays 1.
+            weights[present] = inverse / np.sum(frequencies[present] * inverse)
+        else:
+            weights[present] = np.median(frequencies[present]) * inverse
+    return frequencies.tolist(), [float(weight) for weight in weights]
+
+
+def compute_class_weights(
+    dataset_dir: str,
+    image_size: int,
+    strategy: str,
+    fixed_weights: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """One pass over the train split's masks → counts, frequencies and weights.
+
+    Args:
+        dataset_dir: a Dataset directory written by ingest.
+        image_size: the training resolution; masks are resized nearest-neighbour.
+        strategy: 'none', 'fixed', 'inverse_frequency' or 'median_frequency'.
+        fixed_weights: per-class weights for 'fixed'; None = the tutorial's.
+
+    Returns:
+        The class-weights record (see module docstring).
+    """
+    if strategy not in STRATEGIES:
+        raise ClassWeightsError(f"unknown class weighting strategy {strategy!r}; use {STRATEGIES}")
+    counted = count_mask_pixels(dataset_dir, image_size)
+    if counted["num_images"] == 0:
+        raise ClassWeightsError(f"{dataset_dir}: the {TRAIN_SPLIT!r} split has no records")
+    frequencies, weights = weights_from_counts(counted["pixel_counts"], strategy, fixed_weights)
+    absent = [
+        name
+        for name, count in zip(schema.CLASS_NAMES, counted["pixel_counts"], strict=True)
+        if count == 0
+    ]
+    if absent:
+        logger.warning(
+            "Classes %s have no pixels in %s's train split; %s gives them weight %s",
+            absent,
+            dataset_dir,
+            strategy,
+            [weights[schema.CLASS_NAMES.index(name)] for name in absent],
+        )
+    return {
+        "strategy": strategy,
+        "classes": list(schema.CLASS_NAMES),
+        "image_size": int(image_size),
+        "num_images": counted["num_images"],
+        "pixel_counts": counted["pixel_counts"],
+        "frequencies": frequencies,
+        "weights": weights,
+        "absent_classes": absent,
+    }
+
+
+def write_class_weights(result: dict[str, Any], path: str) -> None:
+    """Writes the record as JSON at ``path`` (a file; local or gs://)."""
+    _check_weights(result.get("weights"), result.get("classes"), path)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(path, "w") as handle:
+        json.dump(result, handle, indent=2, sort_keys=True)
+
+
+def load_class_weights(path: str) -> list[float]:
+    """Reads a class-weights file and returns the weights in class-id order.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ClassWeightsError: not JSON, classes differ from ours, or weights are
+            missing, of the wrong length, negative, non-finite or all zero.
+    """
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"class weights file {path} not found")
+    with tf.io.gfile.GFile(path) as handle:
+        try:
+            record = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ClassWeightsError(f"{path}: not JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ClassWeightsError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return _check_weights(record.get("weights"), record.get("classes"), path)
+
+
+def _check_weights(weights: Any, classes: Any, path: str) -> list[float]:
+    if list(classes or []) != list(schema.CLASS_NAMES):
+        raise ClassWeightsError(
+            f"{path}: classes {classes} differ from {list(schema.CLASS_NAMES)}; recompute them"
+        )
+    if not isinstance(weights, list) or len(weights) != schema.NUM_CLASSES:
+        raise ClassWeightsError(
+            f"{path}: 'weights' must be a list of {schema.NUM_CLASSES} numbers, got {weights!r}"
+        )
+    values = []
+    for name, weight in zip(schema.CLASS_NAMES, weights, strict=True):
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ClassWeightsError(f"{path}: weight of {name!r} is not a number: {weight!r}")
+        if not math.isfinite(weight) or weight < 0:
+            raise ClassWeightsError(f"{path}: weight of {name!r} is {weight}; need finite >= 0")
+        values.append(float(weight))
+    if not any(value > 0 for value in values):
+        raise ClassWeightsError(f"{path}: all weights are 0")
+    return values
