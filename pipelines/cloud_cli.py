@@ -40,6 +40,8 @@ _VERTEX_ONLY = {
     "network": "--network",
 }
 _KUBEFLOW_ONLY = {"host": "--host", "namespace": "--namespace", "experiment": "--experiment"}
+# The main CLI's configuration options (its parent parser's destinations).
+_CONFIG_OPTIONS = {"preset": "--preset", "config": "--config", "overrides": "--set"}
 
 
 def _target_parent(*, vertex_run: bool, kubeflow_run: bool) -> argparse.ArgumentParser:
@@ -93,7 +95,8 @@ def _target_parent(*, vertex_run: bool, kubeflow_run: bool) -> argparse.Argument
         run.add_argument(
             "--template",
             type=Path,
-            help="submit this compiled pipeline instead of compiling the configuration",
+            help="send this compiled pipeline instead of compiling the configuration "
+            "(for schedules: 'petseg compile --scheduled')",
         )
     return parent
 
@@ -149,6 +152,11 @@ def _template(
 ):
     """The template to send: --template as given, else the configuration compiled now."""
     if args.template is not None:
+        given = [flag for dest, flag in _CONFIG_OPTIONS.items() if getattr(args, dest, None)]
+        if given:
+            raise CloudInputError(
+                f"--template is already compiled; {', '.join(given)} would be ignored"
+            )
         return str(args.template), None
     config = config_loader(args)
     if scheduled:
@@ -176,13 +184,28 @@ def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
+def _is_api_error(error: Exception) -> bool:
+    """Errors the Vertex AI or KFP API answered with (checked by module: no import needed)."""
+    return any(
+        cls.__module__.startswith(("google.api_core.exceptions", "kfp_server_api"))
+        for cls in type(error).__mro__
+    )
+
+
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input exits 2 with its message; an API refusal exits 1 with the API's message."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except CloudInputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except Exception as error:
+            if not _is_api_error(error):
+                raise
+            print(f"error: the {args.target} API refused the request: {error}", file=sys.stderr)
+            return 1
 
     return run
 
@@ -255,16 +278,11 @@ def _cmd_schedule_create(
     return 0
 
 
-def _find(args: argparse.Namespace, client=None):
-    from pipelines.schedules import find_kubeflow_recurring_run, find_vertex_schedule
-
-    by_name = args.schedule_name is not None
-    identifier = args.schedule_name if by_name else args.schedule_id
-    if args.target == "vertex":
-        return find_vertex_schedule(args.project, args.region, identifier, by_name=by_name)
-    return find_kubeflow_recurring_run(
-        client, identifier, namespace=args.namespace, by_name=by_name
-    )
+def _identity(args: argparse.Namespace) -> tuple[str, bool]:
+    """(identifier, by_name) from --schedule-name or --schedule-id."""
+    if args.schedule_name is not None:
+        return args.schedule_name, True
+    return args.schedule_id, False
 
 
 def _cmd_schedule_list(args: argparse.Namespace) -> int:
@@ -297,8 +315,11 @@ def _cmd_schedule_change(args: argparse.Namespace, *, action: str) -> int:
         raise CloudInputError(
             "--catch-up: a Kubeflow recurring run's catch-up is set when it is created"
         )
+    identifier, by_name = _identity(args)
     if args.target == "vertex":
-        schedule = _find(args)
+        schedule = schedules.find_vertex_schedule(
+            args.project, args.region, identifier, by_name=by_name
+        )
         if action == "pause":
             schedules.pause_vertex_schedule(schedule)
         elif action == "resume":
@@ -307,8 +328,12 @@ def _cmd_schedule_change(args: argparse.Namespace, *, action: str) -> int:
             schedules.delete_vertex_schedule(schedule)
         print(f"{action}d Vertex AI schedule {schedule.resource_name}")
         return 0
+    if not by_name:  # an id's form is checked before connecting
+        schedules.find_kubeflow_recurring_run(None, identifier)
     client = schedules.connect_kubeflow(args.host, args.namespace)
-    run_id = _find(args, client)
+    run_id = schedules.find_kubeflow_recurring_run(
+        client, identifier, namespace=args.namespace, by_name=by_name
+    )
     if action == "pause":
         client.disable_recurring_run(run_id)
     elif action == "resume":

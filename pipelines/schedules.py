@@ -211,15 +211,16 @@ def create_vertex_schedule(
         project=vertex.project,
         location=vertex.region,
     )
+    cron = vertex_cron(schedule.cron, schedule.time_zone)
     created.create(
-        cron=vertex_cron(schedule.cron, schedule.time_zone),
+        cron=cron,
         max_concurrent_run_count=schedule.max_concurrent_runs,
         max_run_count=schedule.max_runs,
         service_account=vertex.service_account,
         network=vertex.network,
     )
     echo(f"created Vertex AI schedule {created.resource_name}")
-    echo(f"cron: {created.cron}")
+    echo(f"cron: {cron}")
     return created
 
 
@@ -416,9 +417,11 @@ def list_kubeflow_recurring_runs(
     """Recurring runs in the namespace (or one experiment), as plain dicts for printing."""
     filters: dict[str, Any] = {}
     if experiment:
-        filters["experiment_id"] = client.get_experiment(
-            experiment_name=experiment, namespace=namespace
-        ).experiment_id
+        try:
+            found = client.get_experiment(experiment_name=experiment, namespace=namespace)
+        except ValueError as error:  # kfp.Client: no (or several) experiments by that name
+            raise CloudInputError(f"--experiment {experiment!r}: {error}") from None
+        filters["experiment_id"] = found.experiment_id
     rows = []
     for run in _list_all_recurring_runs(client, namespace, **filters):
         cron = run.trigger.cron_schedule.cron if run.trigger and run.trigger.cron_schedule else ""
