@@ -30,7 +30,11 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # Numbers become strings where a string is expected: `--set runtime.train_resources.cpu=4`
+    # and a YAML `vertex_project: 123456789012` (a project number) are strings to the user.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, coerce_numbers_to_str=True
+    )
 
 
 class DataConfig(_Section):
@@ -91,6 +95,13 @@ class ModelConfig(_Section):
     )
     freeze_encoder: bool | None = Field(
         default=None, description="None = frozen with pretrained weights, trainable without."
+    )
+    batchnorm_momentum: Annotated[float, Field(ge=0, lt=1)] | None = Field(
+        default=None,
+        description=(
+            "BatchNorm momentum for every layer; None = MobileNetV2's 0.999 with pretrained "
+            "weights, 0.9 from scratch (a random encoder at 0.999 only learns background)."
+        ),
     )
     normalization: Literal["mobilenet", "tutorial"] = Field(
         default="mobilenet",
@@ -251,7 +262,7 @@ class PipelineConfig(_Section):
         weights = self.training.fixed_class_weights
         if weights is not None and len(weights) != 3:
             raise ValueError(
-                f"training.fixed_class_weights has {len(weights)} values; "
+                f"training.fixed_class_weights {weights} has {len(weights)} values; "
                 "one per class (pet, background, border) is needed"
             )
         return self
@@ -273,7 +284,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "model": {"image_size": 64, "encoder_weights": "none", "freeze_encoder": False},
         "training": {
-            "epochs": 6,
+            "epochs": 12,
             "batch_size": 16,
             "learning_rate": 2e-3,
             "class_weighting": "none",

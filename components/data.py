@@ -1,0 +1,157 @@
+"""The tf.data input for training and evaluation, read from ingest's TFRecord shards.
+
+The order of operations follows the tf.data performance guide: parallel shard reads,
+parallel decode and resize, cache of the resized examples (as uint8, four times smaller
+than float32, so a larger dataset still fits), shuffle, augmentation, batch, optional
+per-pixel sample weights, prefetch. With a seed every random choice (shard order,
+shuffle, flips) is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from components import dataset_info, schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Resized examples are cached in memory only below this size, so a large dataset at a large
+# image size streams from disk instead of exhausting the host's memory.
+CACHE_LIMIT_BYTES = 4 * 1024**3
+MAX_PARALLEL_SHARD_READS = 16
+
+
+def resize_example(
+    image: tf.Tensor, mask: tf.Tensor, image_size: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Resizes an image bilinearly (uint8 out) and its mask nearest-neighbour.
+
+    Nearest-neighbour keeps every mask pixel a real class id; bilinear would invent
+    labels between classes.
+    """
+    size = [image_size, image_size]
+    resized = tf.image.resize(image, size, method=tf.image.ResizeMethod.BILINEAR)
+    resized = tf.saturate_cast(tf.round(resized), tf.uint8)
+    resized_mask = tf.image.resize(mask, size, method=tf.image.ResizeMethod.NEAREST_NEIGHBOR)
+    return resized, tf.cast(resized_mask, tf.uint8)
+
+
+def _decode_and_resize(serialized: tf.Tensor, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    example = schema.decode_example(serialized)
+    return resize_example(example["image"], example["mask"], image_size)
+
+
+def _flip_pair(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    # The same stateless seed for both makes the flip identical for image and mask.
+    image = tf.image.stateless_random_flip_left_right(image, seed)
+    mask = tf.image.stateless_random_flip_left_right(mask, seed)
+    return image, mask
+
+
+def sample_weights_for(mask: tf.Tensor, class_weights: Sequence[float]) -> tf.Tensor:
+    """Per-pixel weights, shaped like the mask, from one weight per class id."""
+    table = tf.constant(list(class_weights), dtype=tf.float32)
+    return tf.gather(table, tf.cast(mask, tf.int32))
+
+
+def make_dataset(
+    dataset_dir: str,
+    split: str,
+    image_size: int,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: bool = False,
+    shuffle_buffer: int = 1000,
+    cache: bool = True,
+    seed: int | None = None,
+    class_weights: list[float] | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Builds the batched input of one split of an ingested dataset.
+
+    Args:
+        dataset_dir: a Dataset artifact directory (dataset.json and shards), local or gs://.
+        split: the split to read, e.g. 'train' or 'test'.
+        image_size: side of the square images and masks the model takes.
+        batch_size: examples per batch.
+        training: reads shards in parallel and shuffles; otherwise records come in stored
+            order (decoding is parallel either way).
+        augment: random horizontal flips, the same for image and mask (training only).
+        shuffle_buffer: examples in the shuffle buffer.
+        cache: keeps the resized examples in memory when they fit under CACHE_LIMIT_BYTES.
+        seed: makes shard order, shuffle and augmentation reproducible; None = random.
+        class_weights: one weight per class; adds a per-pixel sample weight to each element.
+        drop_remainder: drops a last partial batch (fixed shapes for XLA and replicas).
+
+    Returns:
+        Elements (image float32 [B, S, S, 3] in 0..255, mask uint8 [B, S, S, 1] class ids),
+        plus sample weights float32 [B, S, S, 1] when class_weights is given.
+
+    Raises:
+        ValueError: on a non-positive image_size, batch_size or shuffle_buffer, or a
+            class_weights list that does not have one weight per class.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if shuffle_buffer < 1:
+        raise ValueError(f"shuffle_buffer must be positive, got {shuffle_buffer}")
+    if class_weights is not None:
+        class_weights = [float(weight) for weight in class_weights]
+        if len(class_weights) != schema.NUM_CLASSES:
+            raise ValueError(
+                f"class_weights has {len(class_weights)} values; one per class "
+                f"{list(schema.CLASS_NAMES)} is needed"
+            )
+        if any(weight < 0 for weight in class_weights):
+            raise ValueError(f"class_weights must not be negative, got {class_weights}")
+
+    info = dataset_info.load_dataset_info(dataset_dir)
+    paths = dataset_info.shard_paths(dataset_dir, split, info)
+    num_records = dataset_info.split_size(dataset_dir, split, info)
+
+    if training:
+        # Shards in a fresh order each epoch, read in parallel.
+        files = tf.data.Dataset.from_tensor_slices(paths)
+        if len(paths) > 1:
+            files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        records = files.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(len(paths), MAX_PARALLEL_SHARD_READS),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        # Stored order, so predictions line up with the records a report names.
+        records = tf.data.TFRecordDataset(paths)
+    # Known cardinality lets Keras count the steps of an epoch, and a dataset.json whose
+    # count disagrees with its shards fails loudly instead of silently training on less.
+    records = records.apply(tf.data.experimental.assert_cardinality(num_records))
+    examples = records.map(
+        lambda serialized: _decode_and_resize(serialized, image_size),
+        num_parallel_calls=AUTOTUNE,
+    )
+    cached_bytes = num_records * image_size * image_size * 4  # 3 image bytes + 1 mask byte
+    if cache and cached_bytes <= CACHE_LIMIT_BYTES:
+        examples = examples.cache()
+    if training:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if training and augment:
+        # One stateless seed per example, drawn afresh each epoch but reproducible from `seed`.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        examples = tf.data.Dataset.zip(examples, seeds).map(
+            lambda pair, example_seed: _flip_pair(pair[0], pair[1], example_seed),
+            num_parallel_calls=AUTOTUNE,
+        )
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+
+    def to_model_input(image: tf.Tensor, mask: tf.Tensor):
+        image = tf.cast(image, tf.float32)
+        if class_weights is None:
+            return image, mask
+        return image, mask, sample_weights_for(mask, class_weights)
+
+    return batches.map(to_model_input, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

@@ -1,0 +1,430 @@
+"""Training the U-Net on an ingested dataset: the core of the train component.
+
+One function, ``train_model``, goes from a Dataset directory to a Model directory,
+TensorBoard logs and the final metrics. It uses every visible GPU (see
+components.devices), checkpoints each epoch under the model directory so a retried or
+preempted task resumes where it stopped, and always saves a float32 model so that
+evaluation and serving run on any device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import posixpath
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from components import data, dataset_info, devices, schema
+from components import model as model_lib
+
+logger = logging.getLogger(__name__)
+
+TRAIN_SPLIT = "train"
+# The tutorial validates on the test split; a dataset with a validation split uses that.
+VALIDATION_SPLITS: tuple[str, ...] = ("validation", "test")
+BACKUP_DIR = "_training_backup"
+SAMPLES_DIR = "samples"
+# Colours of pet, background, border in the TensorBoard sample masks.
+MASK_PALETTE = np.array([[230, 159, 0], [40, 40, 40], [240, 240, 240]], dtype=np.uint8)
+METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy", "mean_iou")
+# BatchNorm momentum when the encoder starts from random weights. MobileNetV2's 0.999 suits
+# fine-tuning pretrained statistics; from scratch, a short run (the demo: under a hundred
+# steps) leaves the moving statistics near their initial values and the model predicts only
+# the majority class at inference. 0.9 is the common default elsewhere (PyTorch's 0.1).
+FROM_SCRATCH_BATCHNORM_MOMENTUM = 0.9
+
+
+class ClassWeightsMismatchError(ValueError):
+    """The class-weights artifact does not fit this training run."""
+
+
+def resolve_class_weights(
+    training_config: Any, class_weights_path: str | None, image_size: int | None = None
+) -> list[float] | None:
+    """The per-class weights to train with, or None when weighting is off.
+
+    Raises:
+        ClassWeightsMismatchError: weighting is on but no artifact is given, or the artifact
+            was computed with another strategy.
+        FileNotFoundError, components.class_weights.ClassWeightsError: the file is missing
+            or invalid (other classes, bad weights).
+    """
+    if training_config.class_weighting == "none":
+        return None
+    if not class_weights_path:
+        raise ClassWeightsMismatchError(
+            f"training.class_weighting is {training_config.class_weighting!r} "
+            "but no class-weights artifact was given"
+        )
+    from components.class_weights import load_class_weights
+
+    weights = load_class_weights(class_weights_path)
+    with tf.io.gfile.GFile(class_weights_path) as handle:
+        recorded = json.load(handle)
+    strategy = recorded.get("strategy")
+    if strategy != training_config.class_weighting:
+        raise ClassWeightsMismatchError(
+            f"{class_weights_path}: strategy {strategy!r} differs from "
+            f"training.class_weighting {training_config.class_weighting!r}"
+        )
+    if image_size is not None and recorded.get("image_size") not in (None, image_size):
+        logger.warning(
+            "%s: weights were counted at image_size %s, training runs at %s",
+            class_weights_path,
+            recorded.get("image_size"),
+            image_size,
+        )
+    return weights
+
+
+def colorize_masks(masks: np.ndarray) -> np.ndarray:
+    """Class-id masks [N, H, W] (or [N, H, W, 1]) to RGB uint8 [N, H, W, 3]."""
+    masks = np.asarray(masks)
+    if masks.ndim == 4:
+        masks = masks[..., 0]
+    return MASK_PALETTE[np.clip(masks, 0, len(MASK_PALETTE) - 1)]
+
+
+def sample_panels(images: np.ndarray, true_masks: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Side by side per sample: input image | true mask | predicted mask, uint8 [N, S, 3S, 3]."""
+    predicted = np.argmax(logits, axis=-1)
+    return np.concatenate(
+        [
+            np.clip(np.asarray(images), 0, 255).astype(np.uint8),
+            colorize_masks(true_masks),
+            colorize_masks(predicted),
+        ],
+        axis=2,
+    )
+
+
+def _summary_metadata(plugin_name: str, data_class: int) -> summary_pb2.SummaryMetadata:
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name),
+        data_class=data_class,
+    )
+
+
+def write_scalar(name: str, value: float, step: int) -> None:
+    """tf.summary.scalar's on-disk format, written with TensorFlow core alone.
+
+    TensorFlow 2.21 no longer installs the tensorboard package, whose tf.summary.scalar and
+    tf.summary.image (and so keras.callbacks.TensorBoard) fail without it; the event files
+    written here are the ones TensorBoard reads.
+    """
+    tf.summary.write(
+        name,
+        tf.constant(float(value), tf.float32),
+        step=step,
+        metadata=_summary_metadata("scalars", summary_pb2.DATA_CLASS_SCALAR),
+    )
+
+
+def write_images(name: str, images: np.ndarray, step: int) -> None:
+    """tf.summary.image's on-disk format (width, height, PNGs) for uint8 [N, H, W, 3]."""
+    images = np.asarray(images, dtype=np.uint8)
+    encoded = [tf.io.encode_png(image) for image in images]
+    tensor = tf.stack([tf.as_string(images.shape[2]), tf.as_string(images.shape[1]), *encoded])
+    tf.summary.write(
+        name,
+        tensor,
+        step=step,
+        metadata=_summary_metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
+    )
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Per-epoch TensorBoard logs: metric scalars and sample predictions.
+
+    Scalars go to <log_dir>/train and <log_dir>/validation as Keras' own TensorBoard
+    callback lays them out (tags 'epoch_loss', 'epoch_mean_iou', ...). The samples are
+    the TensorBoard form of the tutorial's DisplayCallback: the same validation images
+    every epoch as image | true mask | predicted mask panels in <log_dir>/samples.
+    """
+
+    def __init__(
+        self, log_dir: str, images: np.ndarray | None = None, masks: np.ndarray | None = None
+    ):
+        super().__init__()
+        self.log_dir = log_dir
+        self.images = None if images is None else np.asarray(images, dtype=np.float32)
+        self.masks = None if masks is None else np.asarray(masks)
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(posixpath.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(run).as_default():
+                write_scalar(f"epoch_{name}", value, step=epoch)
+        if self.images is not None and len(self.images):
+            logits = np.asarray(self.model(self.images, training=False))
+            with self._writer(SAMPLES_DIR).as_default():
+                write_images(
+                    "image_true_predicted",
+                    sample_panels(self.images, self.masks, logits),
+                    step=epoch,
+                )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
+    splits = info.get("splits", {})
+    for split in VALIDATION_SPLITS:
+        if split in splits and int(splits[split].get("num_records", 0)) > 0:
+            return split
+    raise dataset_info.DatasetMismatchError(
+        f"{dataset_info.info_path(dataset_dir)}: no non-empty validation split; "
+        f"tried {list(VALIDATION_SPLITS)}, it has {sorted(splits)}"
+    )
+
+
+def _compile(model: keras.Model, learning_rate: float, jit_compile: bool) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.MeanIoU(
+                num_classes=schema.NUM_CLASSES, sparse_y_pred=False, name="mean_iou"
+            ),
+        ],
+        jit_compile=jit_compile,
+    )
+
+
+def batchnorm_momentum_for(model_config: Any) -> float | None:
+    """The configured momentum; else None (the tutorial's) pretrained, a faster one from scratch.
+
+    A randomly initialised encoder at MobileNetV2's 0.999 fits the training data but its
+    moving statistics lag so far behind that inference predicts only background.
+    """
+    configured = getattr(model_config, "batchnorm_momentum", None)
+    if configured is not None:
+        return configured
+    return None if model_config.pretrained else FROM_SCRATCH_BATCHNORM_MOMENTUM
+
+
+def _float32_copy(trained: keras.Model, model_config: Any) -> keras.Model:
+    """Rebuilds a mixed-precision model in float32 with the trained weights.
+
+    Mixed-precision variables are float32 already, so the copy is exact; the saved model
+    then runs (and serves) on CPUs, where float16 is slow.
+    """
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("float32")
+    try:
+        copy = model_lib.build_unet(
+            model_config.image_size,
+            encoder_weights="none",
+            encoder_trainable=model_config.encoder_trainable,
+            normalization=model_config.normalization,
+            batchnorm_momentum=batchnorm_momentum_for(model_config),
+        )
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    copy.set_weights(trained.get_weights())
+    return copy
+
+
+def _final_metrics(
+    history: keras.callbacks.History,
+    model: keras.Model,
+    train_dataset: tf.data.Dataset,
+    validation_dataset: tf.data.Dataset,
+    steps_per_epoch: int | None,
+) -> dict[str, float]:
+    """The last epoch's train and validation metrics.
+
+    A task resumed after its last epoch was checkpointed runs no epoch, so the metrics
+    are then measured afresh on the restored model.
+    """
+    if history.history:
+        logs = {name: values[-1] for name, values in history.history.items()}
+    else:
+        logs = dict(
+            model.evaluate(train_dataset, steps=steps_per_epoch, return_dict=True, verbose=0)
+        )
+        validation = model.evaluate(validation_dataset, return_dict=True, verbose=0)
+        logs.update({f"val_{name}": value for name, value in validation.items()})
+    metrics = {}
+    for name in METRIC_NAMES:
+        for key in (name, f"val_{name}"):
+            if key in logs:
+                metrics[key] = float(logs[key])
+    return metrics
+
+
+def train_model(
+    dataset_dir: str,
+    model_dir: str,
+    tensorboard_dir: str,
+    model_config: Any,
+    training_config: Any,
+    class_weights_path: str | None,
+    dataset_uri: str = "",
+    *,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    runtime_plan: devices.RuntimePlan | None = None,
+) -> dict[str, float]:
+    """Trains the U-Net and writes the Model artifact directory.
+
+    Args:
+        dataset_dir: Dataset artifact directory (dataset.json and shards), local or gs://.
+        model_dir: Model artifact directory to write (model.keras, saved_model/,
+            metadata.json, summary.txt). Per-epoch checkpoints live in a subdirectory while
+            training runs, so a retried task on the same output resumes from its last epoch.
+        tensorboard_dir: TensorBoard log directory (scalars and sample predictions).
+        model_config: a pipelines.config.ModelConfig.
+        training_config: a pipelines.config.TrainingConfig.
+        class_weights_path: the class-weights JSON; read only when
+            training_config.class_weighting is not 'none'.
+        dataset_uri: where the dataset came from, recorded in the model's metadata.
+        callbacks: extra Keras callbacks, run after the built-in ones.
+        runtime_plan: overrides the device decision (tests); default from the visible GPUs.
+
+    Returns:
+        Final metrics: loss, accuracy, mean_iou and their val_ counterparts.
+    """
+    info = dataset_info.load_dataset_info(dataset_dir)
+    validation_split = _validation_split(info, dataset_dir)
+    num_train = dataset_info.split_size(dataset_dir, TRAIN_SPLIT, info)
+    if num_train < 1:
+        raise dataset_info.DatasetMismatchError(f"{dataset_dir}: the train split is empty")
+    class_weights = resolve_class_weights(
+        training_config, class_weights_path, model_config.image_size
+    )
+
+    if runtime_plan is None:
+        gpus, capabilities = devices.visible_gpus()
+        runtime_plan = devices.choose_runtime(gpus, training_config, capabilities)
+    logger.info("training runtime: %s", runtime_plan.describe())
+    if training_config.seed is not None:
+        keras.utils.set_random_seed(training_config.seed)
+
+    batch_size = training_config.batch_size
+    train_dataset = data.make_dataset(
+        dataset_dir,
+        TRAIN_SPLIT,
+        model_config.image_size,
+        batch_size,
+        training=True,
+        augment=training_config.augment,
+        shuffle_buffer=training_config.shuffle_buffer,
+        cache=training_config.cache,
+        seed=training_config.seed,
+        class_weights=class_weights,
+        # Full batches keep shapes fixed (one XLA compile, even replica splits) as long as
+        # the split holds at least one batch.
+        drop_remainder=num_train >= batch_size,
+    )
+    steps_per_epoch = training_config.steps_per_epoch
+    if steps_per_epoch is not None:
+        train_dataset = train_dataset.repeat()
+    validation_dataset = data.make_dataset(
+        dataset_dir,
+        validation_split,
+        model_config.image_size,
+        batch_size,
+        training=False,
+        cache=training_config.cache,
+    )
+
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(runtime_plan.precision_policy)
+    try:
+        strategy = devices.make_strategy(runtime_plan)
+        with strategy.scope():
+            model = model_lib.build_unet(
+                model_config.image_size,
+                encoder_weights=model_config.encoder_weights,
+                encoder_trainable=model_config.encoder_trainable,
+                normalization=model_config.normalization,
+                batchnorm_momentum=batchnorm_momentum_for(model_config),
+            )
+            _compile(model, training_config.learning_rate, runtime_plan.jit_compile)
+
+        all_callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.BackupAndRestore(backup_dir=posixpath.join(model_dir, BACKUP_DIR)),
+            keras.callbacks.TerminateOnNaN(),
+        ]
+        images = masks = None
+        if training_config.tensorboard_images > 0:
+            # A separate uncached read: taking a few elements of the cached validation input
+            # would abandon its cache half-filled.
+            samples = data.make_dataset(
+                dataset_dir,
+                validation_split,
+                model_config.image_size,
+                training_config.tensorboard_images,
+                training=False,
+                cache=False,
+            )
+            images, masks = (tensor.numpy() for tensor in next(iter(samples)))
+        all_callbacks.append(TensorBoardLogger(tensorboard_dir, images, masks))
+        all_callbacks.extend(callbacks or [])
+
+        history = model.fit(
+            train_dataset,
+            epochs=training_config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_dataset,
+            callbacks=all_callbacks,
+            shuffle=False,  # the input pipeline shuffles
+            verbose=2,
+        )
+        metrics = _final_metrics(history, model, train_dataset, validation_dataset, steps_per_epoch)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+    bad = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if bad:
+        raise FloatingPointError(f"training diverged: non-finite metrics {bad}")
+
+    to_save = (
+        model if runtime_plan.precision_policy == "float32" else _float32_copy(model, model_config)
+    )
+    source = info.get("source", {})
+    metadata = {
+        "classes": list(schema.CLASS_NAMES),
+        "image_size": model_config.image_size,
+        "normalization": model_config.normalization,
+        "encoder_weights": model_config.encoder_weights,
+        "encoder_trainable": model_config.encoder_trainable,
+        "batchnorm_momentum": batchnorm_momentum_for(model_config),
+        "training": training_config.model_dump(mode="json"),
+        "class_weights": class_weights,
+        "metrics": metrics,
+        "runtime": {
+            "strategy": runtime_plan.strategy,
+            "devices": list(runtime_plan.devices),
+            "precision_policy": runtime_plan.precision_policy,
+            "jit_compile": runtime_plan.jit_compile,
+        },
+        "dataset": {
+            "uri": dataset_uri or dataset_dir,
+            "source": source.get("name"),
+            "version": source.get("version"),
+            "num_train_records": num_train,
+            "validation_split": validation_split,
+        },
+    }
+    model_lib.save_model_dir(to_save, model_dir, metadata)
+    logger.info("final metrics: %s", metrics)
+    return metrics
