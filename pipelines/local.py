@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,20 @@ def _read_task(task_dir: Path) -> TaskResult:
     return result
 
 
+PIPELINE_ORDER = ("ingest", "compute-class-weights", "train", "evaluate", "push")
+
+
+def _pipeline_position(task_name: str) -> int:
+    for position, prefix in enumerate(PIPELINE_ORDER):
+        if task_name == prefix or task_name.startswith(prefix + "-"):
+            return position
+    return len(PIPELINE_ORDER)
+
+
 def summarize_run(run_dir: Path) -> LocalRunSummary:
-    tasks = {
-        task_dir.name: _read_task(task_dir)
-        for task_dir in sorted(run_dir.iterdir())
-        if task_dir.is_dir()
-    }
+    task_dirs = [path for path in run_dir.iterdir() if path.is_dir()]
+    task_dirs.sort(key=lambda path: (_pipeline_position(path.name), path.name))
+    tasks = {task_dir.name: _read_task(task_dir) for task_dir in task_dirs}
     return LocalRunSummary(run_dir=run_dir, tasks=tasks)
 
 
@@ -107,6 +116,55 @@ def _latest_run_dir(pipeline_root: Path, pipeline_name: str, before: set[Path]) 
     return max(candidates, key=lambda path: path.stat().st_mtime)
 
 
+def prepare_pipeline_root(pipeline_root: str | Path | None, base_dir: Path) -> Path:
+    """Creates the pipeline root and checks it is writable, before any task runs.
+
+    Raises:
+        PermissionError: naming the folder, when it cannot be created or written.
+    """
+    root = Path(pipeline_root or base_dir / DEFAULT_LOCAL_ROOT / "pipeline_root").resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(
+            f"pipeline root {str(root)!r} is not writable: cannot create it "
+            f"({error.strerror or error})"
+        ) from None
+    if not os.access(root, os.W_OK):
+        raise PermissionError(f"pipeline root {str(root)!r} is not writable")
+    return root
+
+
+def _fix_condition_outputs_in_kfp_local() -> None:
+    """Lets kfp.local's dsl.If read a named output such as evaluate's ``blessed``.
+
+    kfp.local 2.17 resolves ``pipelinechannel--<task>-<output>`` in a condition
+    only when the output is called ``Output``; any other name is looked up as a
+    pipeline input, fails, and the condition is silently taken as False, so push
+    would never run locally. Vertex AI and Kubeflow evaluate the same compiled
+    condition correctly, so the fix belongs here and not in the pipeline.
+    """
+    from kfp.local.orchestrator import enhanced_dag_orchestrator
+
+    evaluator = enhanced_dag_orchestrator.ConditionEvaluator
+    if getattr(evaluator, "_petseg_named_outputs", False):
+        return
+    upstream_resolve = evaluator._resolve_pipeline_channel
+
+    def resolve(channel_ref: str, io_store: Any) -> Any:
+        reference = channel_ref.removeprefix("pipelinechannel--")
+        if "-" in reference and "--" not in reference:
+            task_name, output_key = reference.rsplit("-", 1)
+            try:
+                return io_store.get_task_output(task_name, output_key)
+            except (ValueError, KeyError):
+                pass
+        return upstream_resolve(channel_ref, io_store)
+
+    evaluator._resolve_pipeline_channel = staticmethod(resolve)
+    evaluator._petseg_named_outputs = True
+
+
 def run_local(config: PipelineConfig, pipeline_root: str | Path | None = None) -> LocalRunSummary:
     """Runs every task in this Python environment and summarises what each one wrote."""
     from kfp import local
@@ -115,10 +173,7 @@ def run_local(config: PipelineConfig, pipeline_root: str | Path | None = None) -
 
     base_dir = Path.cwd()
     config = localize_paths(config, base_dir)
-    pipeline_root = Path(pipeline_root or base_dir / DEFAULT_LOCAL_ROOT / "pipeline_root").resolve()
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    if not os.access(pipeline_root, os.W_OK):
-        raise PermissionError(f"pipeline root {str(pipeline_root)!r} is not writable")
+    pipeline_root = prepare_pipeline_root(pipeline_root, base_dir)
     before = set(pipeline_root.glob(f"{config.name}-*"))
 
     local.init(
@@ -126,8 +181,13 @@ def run_local(config: PipelineConfig, pipeline_root: str | Path | None = None) -
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
+    _fix_condition_outputs_in_kfp_local()
     pipeline_func = create_pipeline(config, target="local")
-    pipeline_func()
+    with warnings.catch_warnings():
+        # Images, resources and display names are for the cloud; locally they are noise.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+        pipeline_func()
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
 
 
