@@ -73,14 +73,17 @@ def count_mask_pixels(dataset_dir: str, image_size: int, split: str = TRAIN_SPLI
             dtype=tf.int64,
         )
 
-    counts = (
-        tf.data.TFRecordDataset(paths)
-        .map(mask_counts, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-        .reduce(
-            (tf.zeros([schema.NUM_CLASSES], tf.int64), tf.constant(0, tf.int64)),
-            lambda state, per_image: (state[0] + per_image, state[1] + 1),
+    try:
+        counts = (
+            tf.data.TFRecordDataset(paths)
+            .map(mask_counts, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            .reduce(
+                (tf.zeros([schema.NUM_CLASSES], tf.int64), tf.constant(0, tf.int64)),
+                lambda state, per_image: (state[0] + per_image, state[1] + 1),
+            )
         )
-    )
+    except tf.errors.DataLossError as error:
+        raise dataset_info.damaged_shard_error(dataset_dir, split, paths, error) from None
     pixel_counts, num_images = counts
     return {
         "pixel_counts": [int(value) for value in pixel_counts.numpy()],

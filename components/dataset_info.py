@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from typing import Any
 
 import tensorflow as tf
@@ -26,14 +27,31 @@ class DatasetMismatchError(ValueError):
     """The dataset is not what this step was configured for."""
 
 
+class ShardIntegrityError(DatasetMismatchError):
+    """A shard differs from what ingest wrote (truncated, corrupted or replaced)."""
+
+
 def info_path(dataset_dir: str) -> str:
     return posixpath.join(dataset_dir, DATASET_INFO_FILE)
 
 
 def write_dataset_info(dataset_dir: str, info: dict[str, Any]) -> None:
+    """Writes dataset.json whole or not at all: it marks the dataset complete.
+
+    The JSON goes to a temporary name first and is renamed into place, so a
+    failure mid-write (a full disk) never leaves a truncated dataset.json.
+    """
     tf.io.gfile.makedirs(dataset_dir)
-    with tf.io.gfile.GFile(info_path(dataset_dir), "w") as handle:
-        json.dump(info, handle, indent=2, sort_keys=True)
+    final_path = info_path(dataset_dir)
+    temporary_path = final_path + ".incomplete"
+    try:
+        with tf.io.gfile.GFile(temporary_path, "w") as handle:
+            handle.write(json.dumps(info, indent=2, sort_keys=True))
+        tf.io.gfile.rename(temporary_path, final_path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(temporary_path):
+            tf.io.gfile.remove(temporary_path)
+        raise
 
 
 def load_dataset_info(dataset_dir: str) -> dict[str, Any]:
@@ -44,7 +62,14 @@ def load_dataset_info(dataset_dir: str) -> dict[str, Any]:
             f"{path} not found: {dataset_dir!r} is not a dataset written by petseg's ingest"
         )
     with tf.io.gfile.GFile(path) as handle:
-        info = json.load(handle)
+        try:
+            info = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DatasetMismatchError(
+                f"{path} is not valid JSON ({error}); re-run ingest"
+            ) from None
+    if not isinstance(info, dict):
+        raise DatasetMismatchError(f"{path} holds a {type(info).__name__}, not a JSON object")
     if info.get("schema_version") != schema.SCHEMA_VERSION:
         raise DatasetMismatchError(
             f"{path}: schema_version {info.get('schema_version')!r}, "
@@ -69,7 +94,71 @@ def shard_paths(dataset_dir: str, split: str, info: dict[str, Any] | None = None
     missing = [path for path in paths if not tf.io.gfile.exists(path)]
     if missing:
         raise FileNotFoundError(f"split {split!r}: shards missing: {missing}")
+    _check_shard_sizes(dataset_dir, split, paths, splits[split].get("shard_sizes"))
     return paths
+
+
+def _check_shard_sizes(
+    dataset_dir: str, split: str, paths: list[str], sizes: list[int] | None
+) -> None:
+    """Compares each shard's size with the one ingest recorded (a stat per shard, no read).
+
+    A truncated copy or a shard cut short by a full disk is caught here, before any
+    step reads a record; datasets written before sizes were recorded are not checked.
+    """
+    if sizes is None:
+        return
+    if len(sizes) != len(paths):
+        raise ShardIntegrityError(
+            f"{info_path(dataset_dir)}: split {split!r} lists {len(paths)} shards "
+            f"but {len(sizes)} shard sizes"
+        )
+    for path, expected in zip(paths, sizes, strict=True):
+        actual = tf.io.gfile.stat(path).length
+        if actual != expected:
+            raise ShardIntegrityError(
+                f"{path}: {actual} bytes, but ingest wrote {expected} (dataset.json); the shard "
+                "is truncated or was replaced after ingest; re-run ingest"
+            )
+
+
+def damaged_shard_error(
+    dataset_dir: str, split: str, paths: list[str], error: Exception
+) -> ShardIntegrityError:
+    """Turns a record-level read failure (no file name in it) into an error naming the shards.
+
+    TFRecord readers check each record's CRC but report only an offset. Each shard
+    is read once more on this error path to say which ones are damaged.
+    """
+    damaged = [f"{path} ({problem})" for path, problem in find_damaged_shards(paths)]
+    where = "; ".join(damaged) if damaged else "one of " + ", ".join(paths)
+    return ShardIntegrityError(
+        f"{dataset_dir}: split {split!r} has damaged records in {where}; re-run ingest "
+        f"(reader said: {reader_message(error)})"
+    )
+
+
+def find_damaged_shards(paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reader's complaint) for every shard whose records fail their CRC check."""
+    damaged = []
+    for path in paths:
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError as shard_error:
+            damaged.append((path, reader_message(shard_error)))
+    return damaged
+
+
+def reader_message(error: Exception) -> str:
+    """The useful part of a TensorFlow op error: no function-node prefix, no op suffix."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:[^\]]*\].*$", "", message, flags=re.DOTALL)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    # Errors raised inside Keras' fit start with "Graph execution error:" and bury the cause.
+    specific = [line for line in lines if re.search(r"(corrupted|truncated) record", line)]
+    return (specific or lines or [type(error).__name__])[0]
 
 
 def split_size(dataset_dir: str, split: str, info: dict[str, Any] | None = None) -> int:

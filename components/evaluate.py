@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -270,6 +270,22 @@ def _batches(
     )
 
 
+def _checked(
+    batches: tf.data.Dataset, dataset_dir: str, split: str, info: dict[str, Any]
+) -> Iterator[dict[str, tf.Tensor]]:
+    """Iterates the batches; a damaged record fails with the shard's name, not an offset."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError as error:
+            paths = dataset_info.shard_paths(dataset_dir, split, info)
+            raise dataset_info.damaged_shard_error(dataset_dir, split, paths, error) from None
+        yield batch
+
+
 def _predict_masks(model: Any, images: tf.Tensor, evaluation_size: int) -> np.ndarray:
     logits = model(tf.cast(images, tf.float32), training=False)
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)[..., None]
@@ -344,14 +360,15 @@ def evaluate_model(
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
     samples: list[dict[str, Any]] = []
     num_images = 0
-    for batch in _batches(
+    batches = _batches(
         dataset_dir,
         split,
         info,
         model_size=model_size,
         evaluation_size=evaluation_size,
         batch_size=batch_size,
-    ):
+    )
+    for batch in _checked(batches, dataset_dir, split, info):
         true_masks = batch["mask"].numpy()
         predicted_masks = _predict_masks(model, batch["image"], evaluation_size)
         confusion_matrix(true_masks, predicted_masks, len(classes), into=matrix)

@@ -100,8 +100,7 @@ def validate_record(record: SourceRecord) -> np.ndarray:
 
 
 def _first_line(error: Exception) -> str:
-    message = getattr(error, "message", None) or str(error)
-    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    return dataset_info.reader_message(error)
 
 
 def tfds_records(builder: tfds.core.DatasetBuilder, split: str) -> Iterator[SourceRecord]:
@@ -174,11 +173,23 @@ class _ShardWriter:
 
     def abort(self) -> None:
         """Removes the unfinished shards, so a failed split leaves nothing behind."""
-        self._close_current()
+        try:
+            self._close_current()
+        except Exception as error:  # A full disk can fail the final flush too.
+            logger.warning("Closing the unfinished shard failed (%s); removing it", error)
+            self._writer = None
         for path in self._temporary_paths:
             if tf.io.gfile.exists(path):
                 tf.io.gfile.remove(path)
         self._temporary_paths = []
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+    except (OSError, tf.errors.OpError) as error:
+        logger.warning("Could not remove %s after a failed ingest: %s", path, error)
 
 
 def write_split(
@@ -208,7 +219,8 @@ def write_split(
 
     Returns:
         The split's entry for dataset.json: num_records, shards (relative to
-        output_dir), num_skipped, skipped ([{file_name, reason}]), num_bytes.
+        output_dir), shard_sizes (bytes per shard), num_skipped, skipped
+        ([{file_name, reason}]), num_bytes.
 
     Raises:
         BadRecordError: a bad record under the 'error' policy.
@@ -286,6 +298,9 @@ def write_split(
     return {
         "num_records": num_records,
         "shards": [posixpath.relpath(path, output_dir) for path in final_paths],
+        # Readers compare these with the files (dataset_info.shard_paths): a truncated
+        # shard is refused by name instead of failing mid-read without one.
+        "shard_sizes": [tf.io.gfile.stat(path).length for path in final_paths],
         "num_skipped": len(skipped),
         "skipped": skipped,
         "num_bytes": num_bytes,
@@ -306,35 +321,51 @@ def ingest_dataset(
         The dataset.json content it wrote.
     """
     builder = sources.prepare(data_config)
-    splits = {}
     for split in sorted(builder.info.splits):
-        expected = builder.info.splits[split].num_examples
-        logger.info("Ingesting %s split %r (%d records)", builder.name, split, expected)
-        splits[split] = write_split(
-            tfds_records(builder, split),
-            output_dir,
-            split,
-            records_per_shard=data_config.records_per_shard,
-            bad_record_policy=data_config.bad_record_policy,
-            expected_records=expected,
-            progress_every=progress_every,
-        )
-    info = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "classes": list(schema.CLASS_NAMES),
-        "source": {
-            "name": builder.name,
-            "version": str(builder.version),
-            "config": builder.builder_config.name if builder.builder_config else None,
-            "data_dir": str(builder.data_dir_root),
-            "manual_dir": data_config.manual_dir,
-            "trimap_values": list(schema.TRIMAP_VALUES),
-        },
-        "splits": splits,
-        "bad_record_policy": data_config.bad_record_policy,
-        "records_per_shard": data_config.records_per_shard,
-        "image_encoding": IMAGE_ENCODING_NOTE,
-        "tensorflow_datasets_version": tfds.__version__,
-    }
-    dataset_info.write_dataset_info(output_dir, info)
+        # Checked before anything is written; TFDS itself refuses to read an empty split
+        # with a message that names neither split nor dataset.
+        if builder.info.splits[split].num_examples == 0:
+            raise EmptySplitError(
+                f"split {split!r} has no usable records: the source {builder.name} "
+                f"{builder.version} ({builder.data_dir}) holds none"
+            )
+    splits: dict[str, Any] = {}
+    try:
+        for split in sorted(builder.info.splits):
+            expected = builder.info.splits[split].num_examples
+            logger.info("Ingesting %s split %r (%d records)", builder.name, split, expected)
+            splits[split] = None  # Its folder may hold shards from here on.
+            splits[split] = write_split(
+                tfds_records(builder, split),
+                output_dir,
+                split,
+                records_per_shard=data_config.records_per_shard,
+                bad_record_policy=data_config.bad_record_policy,
+                expected_records=expected,
+                progress_every=progress_every,
+            )
+        info = {
+            "schema_version": schema.SCHEMA_VERSION,
+            "classes": list(schema.CLASS_NAMES),
+            "source": {
+                "name": builder.name,
+                "version": str(builder.version),
+                "config": builder.builder_config.name if builder.builder_config else None,
+                "data_dir": str(builder.data_dir_root),
+                "manual_dir": data_config.manual_dir,
+                "trimap_values": list(schema.TRIMAP_VALUES),
+            },
+            "splits": splits,
+            "bad_record_policy": data_config.bad_record_policy,
+            "records_per_shard": data_config.records_per_shard,
+            "image_encoding": IMAGE_ENCODING_NOTE,
+            "tensorflow_datasets_version": tfds.__version__,
+        }
+        dataset_info.write_dataset_info(output_dir, info)
+    except BaseException:
+        # A failed ingest (a bad record, a full disk) leaves no complete-looking shard of
+        # any split behind, not only of the split that failed, and no dataset.json.
+        for split in splits:
+            _remove_quietly(posixpath.join(output_dir, split))
+        raise
     return info

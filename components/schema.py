@@ -98,7 +98,10 @@ def encode_example(
         "label": _int(label),
         "species": _int(species),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    # Sorted map keys: the same record is the same bytes in every process (protobuf map
+    # order otherwise varies), so a re-run ingest reproduces its shards byte for byte.
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

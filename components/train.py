@@ -209,6 +209,18 @@ def _compile(model: keras.Model, learning_rate: float, jit_compile: bool) -> Non
     )
 
 
+def _damaged_input_error(
+    dataset_dir: str, info: dict, splits: tuple[str, ...], error: Exception
+) -> Exception:
+    """A CRC failure inside fit reports only a byte offset; this names the damaged shard."""
+    for split in dict.fromkeys(splits):
+        paths = dataset_info.shard_paths(dataset_dir, split, info)
+        if dataset_info.find_damaged_shards(paths):
+            return dataset_info.damaged_shard_error(dataset_dir, split, paths, error)
+    train_paths = dataset_info.shard_paths(dataset_dir, splits[0], info)
+    return dataset_info.damaged_shard_error(dataset_dir, splits[0], train_paths, error)
+
+
 def batchnorm_momentum_for(model_config: Any) -> float | None:
     """The configured momentum; else None (the tutorial's) pretrained, a faster one from scratch.
 
@@ -380,16 +392,23 @@ def train_model(
         all_callbacks.append(TensorBoardLogger(tensorboard_dir, images, masks))
         all_callbacks.extend(callbacks or [])
 
-        history = model.fit(
-            train_dataset,
-            epochs=training_config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=validation_dataset,
-            callbacks=all_callbacks,
-            shuffle=False,  # the input pipeline shuffles
-            verbose=2,
-        )
-        metrics = _final_metrics(history, model, train_dataset, validation_dataset, steps_per_epoch)
+        try:
+            history = model.fit(
+                train_dataset,
+                epochs=training_config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=validation_dataset,
+                callbacks=all_callbacks,
+                shuffle=False,  # the input pipeline shuffles
+                verbose=2,
+            )
+            metrics = _final_metrics(
+                history, model, train_dataset, validation_dataset, steps_per_epoch
+            )
+        except tf.errors.DataLossError as error:
+            raise _damaged_input_error(
+                dataset_dir, info, (TRAIN_SPLIT, validation_split), error
+            ) from error
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
 

@@ -58,9 +58,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from pipelines.local import format_summary, run_local
+    from pipelines.local import format_summary, prepare_pipeline_root, run_local
 
     config = config_from_args(args)
+    try:
+        prepare_pipeline_root(args.pipeline_root, Path.cwd())
+    except PermissionError as error:
+        print(f"error: --pipeline-root: {error}", file=sys.stderr)
+        return 2
     summary = run_local(config, pipeline_root=args.pipeline_root)
     print(format_summary(summary))
     return 0

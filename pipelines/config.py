@@ -343,7 +343,10 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         value = item.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        # A whole section (a model validator's input) is too long to repeat; a small
+        # mapping given where text or a list belongs is the value the user must see.
+        too_long = isinstance(value, dict) and len(repr(value)) > 80
+        shown = "" if too_long else f" (got {value!r})"
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 

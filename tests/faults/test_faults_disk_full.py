@@ -1,0 +1,267 @@
+"""The disk fills up while ingest writes TFRecords, and the retry after space is freed.
+
+Two ways to fill a disk:
+
+* a real one: a tmpfs a few pages large, mounted in a private user and mount namespace
+  (``unshare -rm``), where TensorFlow's own file writer meets ENOSPC from the kernel.
+  Many CI containers forbid user namespaces; the test then says so and is skipped.
+* an injected one, which runs everywhere: the TFRecord writer (or dataset.json's file)
+  fails after a byte budget with the error TensorFlow raises on a full disk (as the
+  tmpfs run shows: ``ResourceExhaustedError: <path>; No space left on device``), after
+  putting what fitted on disk, as a real partial write does.
+
+Either way: a clear error naming the file, no file under a final shard name, no
+dataset.json, and a re-run with space gives the same dataset as a clean ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from components import dataset_info
+from components.ingest import ingest_dataset
+
+pytestmark = pytest.mark.timeout(300)
+PAGE = 4096
+
+INGEST_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, os, sys
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from pipelines.config import DataConfig
+    from components.ingest import ingest_dataset
+
+    config = DataConfig.model_validate_json(sys.argv[1])
+    output = sys.argv[2]
+    result = {"error": None}
+    try:
+        ingest_dataset(config, output)
+    except Exception as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+    result["files"] = {}
+    for root, _, names in os.walk(output):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            result["files"][os.path.relpath(path, output)] = digest
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    """sha256 of every shard and of dataset.json's splits, which must match a clean run."""
+    digests = {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*.tfrecord"))
+    }
+    info = json.loads((directory / "dataset.json").read_text())
+    digests["dataset.json splits"] = json.dumps(info["splits"], sort_keys=True)
+    return digests
+
+
+def _final_shards(files) -> list[str]:
+    return [name for name in files if str(name).endswith(".tfrecord")]
+
+
+def _user_namespaces_allowed(mount_point: Path) -> str | None:
+    """None if a tmpfs can be mounted in a private namespace here, else why not."""
+    if shutil.which("unshare") is None:
+        return "no unshare binary"
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {mount_point}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if probe.returncode != 0:
+        return f"cannot mount a tmpfs in a user namespace: {probe.stderr.strip()}"
+    return None
+
+
+def test_real_full_disk_fails_cleanly_and_the_retry_completes(
+    prepared_source, good_dataset, tmp_path, fault
+):
+    fault(
+        "disk full (a real tmpfs a few pages large) while ingest writes train shards",
+        expected="error naming the shard and 'No space left on device'; no final-named shard, "
+        "no dataset.json; after space is freed a re-run equals a clean ingest",
+    )
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    unavailable = _user_namespaces_allowed(mount_point)
+    if unavailable:
+        pytest.skip(f"{unavailable}; the injected full disk below covers this fault")
+    info = dataset_info.load_dataset_info(str(good_dataset))
+    # Room for the test split (written first) plus one page: the first train shard fails.
+    test_pages = sum(math.ceil(size / PAGE) for size in info["splits"]["test"]["shard_sizes"])
+    assert info["splits"]["train"]["shard_sizes"][0] > PAGE
+    size = (test_pages + 1) * PAGE
+    output = mount_point / "dataset"
+    script = tmp_path / "ingest_once.py"
+    script.write_text(INGEST_SCRIPT)
+    run = f"{sys.executable} {script} '{prepared_source.model_dump_json()}' {output}"
+    shell = (
+        f"mount -t tmpfs -o size={size} tmpfs {mount_point} && {run} && "
+        f"mount -o remount,size=4m {mount_point} && {run}"
+    )
+
+    completed = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+    results = [
+        json.loads(line[len("RESULT ") :])
+        for line in completed.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    assert len(results) == 2, completed.stdout + completed.stderr
+    full, freed = results
+    fault.saw(f"full disk: {full['error']}; left behind: {sorted(full['files']) or 'nothing'}")
+    assert full["error"].startswith("ResourceExhaustedError: ")
+    assert "No space left on device" in full["error"]
+    assert str(output / "train") in full["error"]
+    assert _final_shards(full["files"]) == []
+    assert "dataset.json" not in full["files"]
+    assert [name for name in full["files"] if name.endswith(".incomplete")] == []
+    fault.saw(f"after space was freed: {freed['error'] or 'complete'}")
+    assert freed["error"] is None
+    clean_shards = {
+        name: digest
+        for name, digest in _digests(good_dataset).items()
+        if name != "dataset.json splits"
+    }
+    assert {name: freed["files"][name] for name in _final_shards(freed["files"])} == clean_shards
+    assert "dataset.json" in freed["files"]
+
+
+_REAL_WRITER = tf.io.TFRecordWriter
+
+
+class _DiskFullWriter:
+    """tf.io.TFRecordWriter whose disk holds only ``budget`` more bytes (shared by all)."""
+
+    budget = 0
+
+    def __init__(self, path: str, options=None):
+        self._path = path
+        self._writer = _REAL_WRITER(path, options)
+        self._full = False
+
+    def write(self, record: bytes) -> None:
+        framed = len(record) + 16  # TFRecord framing: length, two CRCs
+        if self._full or framed > type(self).budget:
+            self._full = True
+            self._writer.flush()  # What fitted is on disk, as with a real partial write.
+            message = f"{self._path}; No space left on device"
+            raise tf.errors.ResourceExhaustedError(None, None, message)
+        type(self).budget -= framed
+        self._writer.write(record)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._full:  # the final flush of a full disk fails too
+            raise tf.errors.ResourceExhaustedError(None, None, f"{self._path}; close failed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def test_injected_full_disk_while_writing_shards(
+    prepared_source, good_dataset, tmp_path, monkeypatch, fault
+):
+    fault(
+        "disk full (injected, TensorFlow's own error) after the test split and part of a "
+        "train shard",
+        expected="error naming the shard and 'No space left on device'; no final-named shard, "
+        "no .incomplete file, no dataset.json; a re-run equals a clean ingest",
+    )
+    info = dataset_info.load_dataset_info(str(good_dataset))
+    test_bytes = sum(info["splits"]["test"]["shard_sizes"])
+    _DiskFullWriter.budget = test_bytes + info["splits"]["train"]["shard_sizes"][0] // 2
+    monkeypatch.setattr(tf.io, "TFRecordWriter", _DiskFullWriter)
+    output = tmp_path / "dataset"
+
+    with pytest.raises(tf.errors.ResourceExhaustedError) as failure:
+        ingest_dataset(prepared_source, str(output))
+
+    fault.saw(f"{type(failure.value).__name__}: {failure.value.message}")
+    assert failure.value.message.endswith("No space left on device")
+    assert "/train/train-00000.tfrecord.incomplete" in failure.value.message
+    left = sorted(str(path.relative_to(output)) for path in output.rglob("*") if path.is_file())
+    fault.saw(f"left behind: {left or 'nothing'}")
+    assert left == []
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", _REAL_WRITER)
+    ingest_dataset(prepared_source, str(output))
+    assert _digests(output) == _digests(good_dataset)
+    fault.saw("re-run with space: identical shards and split facts")
+
+
+def test_injected_full_disk_while_writing_dataset_json(
+    prepared_source, tmp_path, monkeypatch, fault
+):
+    fault(
+        "disk full exactly when dataset.json (the completion marker) is written",
+        expected="error; no dataset.json at all (never a truncated one), so no reader "
+        "mistakes the dataset for complete",
+    )
+    real_gfile = tf.io.gfile.GFile
+
+    class HalfWrittenFile:
+        def __init__(self, path, mode="r"):
+            self._handle = real_gfile(path, mode)
+            self._path = path
+
+        def write(self, data):
+            if "dataset.json" in self._path:
+                self._handle.write(data[: len(data) // 2])
+                self._handle.flush()
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, f"{self._path}; No space left on device"
+                )
+            return self._handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self._handle.close()
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", HalfWrittenFile)
+    output = tmp_path / "dataset"
+
+    with pytest.raises(tf.errors.ResourceExhaustedError, match="No space left") as failure:
+        ingest_dataset(prepared_source, str(output))
+
+    fault.saw(failure.value.message)
+    leftovers = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
+    fault.saw(f"files in the dataset folder: {leftovers or 'none'}")
+    assert leftovers == []
+    monkeypatch.setattr(tf.io.gfile, "GFile", real_gfile)
+    with pytest.raises(FileNotFoundError, match=r"dataset\.json not found"):
+        dataset_info.load_dataset_info(str(output))
