@@ -159,6 +159,7 @@ def _template(
             )
         return str(args.template), None
     config = config_loader(args)
+    _check_cloud_config(config, args.target)
     if scheduled:
         _check_scheduled_config(config)
     output = Path(workdir) / f"{config.name}.yaml"
@@ -167,6 +168,53 @@ def _template(
     else:
         path = compile_fn(config, output, target=args.target)
     return str(path), config
+
+
+# The unbuilt default image names in RuntimeConfig carry this project placeholder.
+_IMAGE_PLACEHOLDER = "/PROJECT/"
+
+
+def cloud_config_problems(config: Any, target: str) -> list[str]:
+    """What would make a run fail or lose its output once it is in the cloud.
+
+    Tasks run in containers there: a relative or container-local path is gone
+    when the task ends, and a placeholder image cannot be pulled.
+    """
+    found = []
+    for field in ("cpu_image", "gpu_image"):
+        image = getattr(config.runtime, field)
+        if _IMAGE_PLACEHOLDER in image:
+            found.append(
+                f"runtime.{field} {image!r} is the unbuilt placeholder; build and push the "
+                f"images (containers/build.sh) and --set runtime.{field}=REGISTRY/IMAGE:TAG"
+            )
+    paths = {
+        "push.destination": config.push.destination,
+        "data.data_dir": config.data.data_dir,
+        "data.manual_dir": config.data.manual_dir,
+    }
+    for field, path in paths.items():
+        if not path or path.startswith("gs://"):
+            continue
+        if not path.startswith("/"):
+            found.append(
+                f"{field} {path!r} is a relative local path, which does not exist in the "
+                "task's container; use gs://bucket/prefix"
+            )
+        elif target == "vertex" and not path.startswith("/gcs/"):
+            found.append(
+                f"{field} {path!r} is inside the Vertex AI task's container and is lost when "
+                "it ends; use gs://bucket/prefix"
+            )
+    return found
+
+
+def _check_cloud_config(config: Any, target: str) -> None:
+    problems = cloud_config_problems(config, target)
+    if problems:
+        raise CloudInputError(
+            "the configuration cannot run in the cloud:\n  " + "\n  ".join(problems)
+        )
 
 
 def _check_scheduled_config(config: Any) -> None:

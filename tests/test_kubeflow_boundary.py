@@ -27,6 +27,7 @@ from pipelines.kubeflow import (
     submit_run,
     wait_for_run,
 )
+from tests.cloudargs import CLOUD_READY
 from tests.test_vertex_boundary import (
     StandInCompiler,
     block_internet,
@@ -291,7 +292,7 @@ def test_cli_submit_boundary_to_kubeflow(kubeflow, capsys):
     compile_fn = StandInCompiler()
     status = run_cli(
         compile_fn,
-        "submit", "--target", "kubeflow", "--preset", "demo", "--host", kubeflow.host,
+        "submit", "--target", "kubeflow", "--preset", "demo", *CLOUD_READY, "--host", kubeflow.host,
         "--namespace", "team-vision", "--experiment", "demo", "--enable-caching",
         "--pipeline-root", "minio://mlpipeline/v2/artifacts", "--wait", "--poll-seconds", "0.001",
     )  # fmt: skip
@@ -311,7 +312,7 @@ def test_cli_submit_boundary_kubeflow_failure_exits_non_zero(kubeflow):
     kubeflow.run_states = ["FAILED"]
     status = run_cli(
         StandInCompiler(),
-        "submit", "--target", "kubeflow", "--host", kubeflow.host, "--wait",
+        "submit", "--target", "kubeflow", "--host", kubeflow.host, "--wait", *CLOUD_READY,
         "--poll-seconds", "0.001",
     )  # fmt: skip
     assert status == 1

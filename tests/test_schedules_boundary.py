@@ -23,6 +23,7 @@ from pipelines.schedules import (
     vertex_cron,
 )
 from pipelines.vertex import CloudInputError, VertexSettings
+from tests.cloudargs import CLOUD_READY
 from tests.test_kubeflow_boundary import FakeKubeflow
 from tests.test_vertex_boundary import (
     KMS_KEY,
@@ -286,7 +287,7 @@ def test_cli_vertex_schedule_create_boundary_compiles_a_scheduled_pipeline(
     compile_fn = StandInCompiler()
     status = run_cli(
         compile_fn,
-        "schedule", "create", "--target", "vertex", "--preset", "demo",
+        "schedule", "create", "--target", "vertex", "--preset", "demo", *CLOUD_READY,
         "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI,
         "--service-account", SERVICE_ACCOUNT, "--labels", "trigger=schedule",
         "--cron", "0 3 * * 1", "--time-zone", "Europe/Berlin",
@@ -317,7 +318,7 @@ def test_cli_vertex_schedule_create_rejects_bad_input(vertex_schedules, capsys, 
     compile_fn = StandInCompiler()
     status = run_cli(
         compile_fn,
-        "schedule", "create", "--target", "vertex", "--preset", "demo",
+        "schedule", "create", "--target", "vertex", "--preset", "demo", *CLOUD_READY,
         "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI, *argv,
     )  # fmt: skip
     assert status == 2
@@ -494,7 +495,7 @@ def test_cli_kubeflow_schedule_lifecycle_boundary(kubeflow, capsys):
     compile_fn = StandInCompiler()
     location = ("--target", "kubeflow", "--host", kubeflow.host, "--namespace", "team-vision")
     status = run_cli(
-        compile_fn, "schedule", "create", "--preset", "demo", *location,
+        compile_fn, "schedule", "create", "--preset", "demo", *CLOUD_READY, *location,
         "--cron", "0 3 * * 1", "--max-concurrent-runs", "1",
     )  # fmt: skip
     assert status == 0

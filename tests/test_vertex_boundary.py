@@ -23,6 +23,7 @@ from pipelines.vertex import (
     submit_pipeline_job,
     wait_for_pipeline_job,
 )
+from tests.cloudargs import CLOUD_READY
 
 PROJECT = "petseg-test"
 REGION = "europe-west4"
@@ -365,7 +366,7 @@ def test_cli_submit_boundary_compiles_the_config_and_sends_the_job(vertex, capsy
     compile_fn = StandInCompiler()
     status = run_cli(
         compile_fn,
-        "submit", "--target", "vertex", "--preset", "demo",
+        "submit", "--target", "vertex", "--preset", "demo", *CLOUD_READY,
         "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI,
         "--service-account", SERVICE_ACCOUNT, "--labels", "team=vision,env=dev",
         "--no-cache", "--encryption-key", KMS_KEY, "--network", NETWORK,
@@ -388,7 +389,7 @@ def test_cli_submit_boundary_wait_exits_non_zero_on_failure(vertex, capsys):
     status = run_cli(
         StandInCompiler(),
         "submit", "--target", "vertex", "--project", PROJECT, "--region", REGION,
-        "--pipeline-root", ROOT_URI, "--wait", "--poll-seconds", "0.001",
+        "--pipeline-root", ROOT_URI, "--wait", "--poll-seconds", "0.001", *CLOUD_READY,
     )  # fmt: skip
     assert status == 1
     out = capsys.readouterr().out
@@ -400,7 +401,7 @@ def test_cli_submit_boundary_wait_exits_zero_on_success(vertex):
     status = run_cli(
         StandInCompiler(),
         "submit", "--target", "vertex", "--project", PROJECT, "--region", REGION,
-        "--pipeline-root", ROOT_URI, "--wait", "--poll-seconds", "0.001",
+        "--pipeline-root", ROOT_URI, "--wait", "--poll-seconds", "0.001", *CLOUD_READY,
     )  # fmt: skip
     assert status == 0
     assert vertex.polls == 1
@@ -453,7 +454,7 @@ def test_cli_submit_boundary_with_the_real_pipeline(vertex, tmp_path):
     cli = pytest.importorskip("pipelines.cli")
     status = cli.main(
         [
-            "submit", "--target", "vertex", "--preset", "demo",
+            "submit", "--target", "vertex", "--preset", "demo", *CLOUD_READY,
             "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI,
         ]
     )  # fmt: skip
@@ -490,3 +491,16 @@ def test_cli_submit_refuses_config_options_with_a_template(vertex, tmp_path, cap
     assert status == 2
     assert "--template is already compiled; --preset would be ignored" in capsys.readouterr().err
     assert vertex.created == []
+
+
+def test_submit_boundary_refuses_the_laptop_demo_before_sending(vertex, capsys):
+    compile_fn = StandInCompiler()
+    status = run_cli(
+        compile_fn,
+        "submit", "--target", "vertex", "--preset", "demo",
+        "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI,
+    )  # fmt: skip
+    assert status == 2
+    assert vertex.created == [] and compile_fn.calls == []
+    err = capsys.readouterr().err
+    assert "runtime.cpu_image" in err and "push.destination" in err
