@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,35 @@ def test_resources_from_config(tmp_path):
 def test_unknown_target_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown target"):
         compile_pipeline(load_config("demo"), tmp_path / "p.yaml", target="airflow")
+
+
+GOLDEN = Path(__file__).parent / "testdata" / "tutorial.vertex.yaml"
+
+
+def _without_sdk_version(spec):
+    spec = dict(spec)
+    spec.pop("sdkVersion", None)
+    return spec
+
+
+def test_compiled_spec_matches_the_saved_golden_file(tmp_path):
+    """Any change to the compiled pipeline shows up as a reviewable diff of the golden file.
+
+    Regenerate after an intended change with
+    PETSEG_UPDATE_GOLDEN=1 pytest tests/test_pipeline_compile.py
+    """
+    config = load_config(
+        "tutorial",
+        overrides=[
+            "push.destination=gs://petseg-models/tutorial",
+            "runtime.cpu_image=europe-docker.pkg.dev/petseg/petseg/petseg-cpu:0.1.0",
+            "runtime.gpu_image=europe-docker.pkg.dev/petseg/petseg/petseg-gpu:0.1.0",
+        ],
+    )
+    compiled = Path(compile_pipeline(config, tmp_path / "p.yaml", target="vertex"))
+    if os.environ.get("PETSEG_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(compiled.read_text())
+    assert _without_sdk_version(yaml.safe_load(compiled.read_text())) == _without_sdk_version(
+        yaml.safe_load(GOLDEN.read_text())
+    )
