@@ -414,6 +414,9 @@ def decide_blessing(
 ) -> tuple[bool, list[str]]:
     """Blessed when mean IoU reaches the threshold and does not regress past the margin.
 
+    With ``require_improvement`` (scheduled retraining) a model must also beat the
+    baseline, so a retrain that is only as good as production is not pushed.
+
     Every check adds a reason, passed or failed, so the decision can be read
     back from the pipeline's outputs without the logs.
 
@@ -457,6 +460,15 @@ def decide_blessing(
     else:
         blessed = False
         reasons.append(f"{comparison} > max_regression {margin:.4f}")
+    if getattr(evaluation_config, "require_improvement", False):
+        if candidate > baseline + COMPARISON_TOLERANCE:
+            reasons.append(f"improves on the baseline by {candidate - baseline:.4f}")
+        else:
+            blessed = False
+            reasons.append(
+                f"no improvement over the baseline ({candidate:.4f} vs {baseline:.4f}) "
+                "and require_improvement is on"
+            )
     return blessed, reasons
 
 

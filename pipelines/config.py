@@ -169,6 +169,13 @@ class EvaluationConfig(_Section):
     max_regression: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.0, description="How much worse than the baseline's mean IoU is still blessed."
     )
+    require_improvement: bool = Field(
+        default=False,
+        description=(
+            "With a baseline, bless only a model whose mean IoU is higher than the baseline's; "
+            "scheduled pipelines turn it on so a retrain that is merely as good is not pushed."
+        ),
+    )
     baseline: str = Field(
         default="latest",
         description="'latest' = the push destination's latest model, 'none', or a model path.",

@@ -44,7 +44,8 @@ def create_pipeline(
         target: 'kubeflow' adds Kubernetes GPU scheduling (node selector,
             tolerations) that Vertex AI would reject; 'local' and 'vertex' do not.
         scheduled: a recurring run: re-ingest and retrain (no cache) unless
-            ``runtime.cache_training_on_schedule`` asks otherwise.
+            ``runtime.cache_training_on_schedule`` asks otherwise, and bless only a
+            model better than production (``evaluation.require_improvement``).
 
     Returns:
         The ``@dsl.pipeline`` function, ready to compile or run with kfp.local.
@@ -64,6 +65,12 @@ def create_pipeline(
         runtime.cache_training_on_schedule if scheduled else True
     )
     has_accelerator = bool(runtime.accelerator_type) and runtime.accelerator_count > 0
+    # A schedule exists to replace production with a better model, not an equal one.
+    evaluation_defaults = (
+        config.evaluation.model_copy(update={"require_improvement": True})
+        if scheduled
+        else config.evaluation
+    )
 
     def configure(task: dsl.PipelineTask, key: str, *, cache: bool, gpu: bool = False):
         task.set_display_name(DISPLAY_NAMES[key])
@@ -85,7 +92,7 @@ def create_pipeline(
         data_config: str = config.data.model_dump_json(),
         model_config: str = config.model.model_dump_json(),
         training_config: str = config.training.model_dump_json(),
-        evaluation_config: str = config.evaluation.model_dump_json(),
+        evaluation_config: str = evaluation_defaults.model_dump_json(),
         push_config: str = config.push.model_dump_json(),
     ):
         ingest_task = configure(ingest(data_config=data_config), "ingest", cache=cache_data)

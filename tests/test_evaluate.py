@@ -170,6 +170,18 @@ def test_decide_blessing_names_the_failed_check():
     ]
 
 
+def test_require_improvement_refuses_a_model_only_as_good_as_the_baseline():
+    config = EvaluationConfig(min_mean_iou=0.5, require_improvement=True)
+    blessed, reasons = evaluate.decide_blessing(_metrics(0.7), _metrics(0.7), config)
+    assert not blessed
+    assert "no improvement over the baseline" in reasons[-1]
+    blessed, reasons = evaluate.decide_blessing(_metrics(0.72), _metrics(0.7), config)
+    assert blessed and reasons[-1] == "improves on the baseline by 0.0200"
+    # Without a baseline (the first model) the threshold alone decides.
+    blessed, _ = evaluate.decide_blessing(_metrics(0.7), None, config)
+    assert blessed
+
+
 def test_decide_blessing_never_blesses_an_undefined_mean_iou():
     config = EvaluationConfig(min_mean_iou=0.0)
     blessed, reasons = evaluate.decide_blessing(_metrics(None), None, config)

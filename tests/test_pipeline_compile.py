@@ -138,6 +138,17 @@ def test_caching_and_retries_follow_config_and_schedule(tmp_path):
     assert not tasks["ingest"]["cachingOptions"].get("enableCache", False)
     assert not tasks["train"]["cachingOptions"].get("enableCache", False)
 
+    evaluation = json.loads(
+        scheduled["root"]["inputDefinitions"]["parameters"]["evaluation_config"]["defaultValue"]
+    )
+    assert evaluation["require_improvement"] is True
+    assert (
+        json.loads(
+            spec["root"]["inputDefinitions"]["parameters"]["evaluation_config"]["defaultValue"]
+        )["require_improvement"]
+        is False
+    )
+
     _, asked = _compile(tmp_path, "runtime.cache_training_on_schedule=true", scheduled=True)
     assert asked["root"]["dag"]["tasks"]["train"]["cachingOptions"]["enableCache"] is True
 
