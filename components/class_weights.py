@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,11 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from components import dataset_info, schema
-from pipelines.config import TUTORIAL_CLASS_WEIGHTS
+from pipelines.config import TUTORIAL_CLASS_WEIGHTS, WeightingStrategy
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("none", "fixed", "inverse_frequency", "median_frequency")
+STRATEGIES: tuple[str, ...] = typing.get_args(WeightingStrategy)
 TRAIN_SPLIT = "train"
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import posixpath
 import time
+import typing
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,7 +37,9 @@ from pipelines.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-BAD_RECORD_POLICIES = ("error", "skip")
+BAD_RECORD_POLICIES: tuple[str, ...] = typing.get_args(
+    DataConfig.model_fields["bad_record_policy"].annotation
+)
 IMAGE_ENCODING_NOTE = (
     "image: the source's encoded bytes, unchanged (JPEG, a few PNG); decode with 3 channels "
     "(schema.decode_image). mask: PNG of class ids (source trimap - 1) at the image's size."
@@ -79,13 +82,13 @@ def validate_record(record: SourceRecord) -> np.ndarray:
         image_shape = schema.decode_image(tf.constant(record.image)).shape
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         raise BadRecordError(
-            record.file_name, f"image does not decode ({_first_line(error)})"
+            record.file_name, f"image does not decode ({dataset_info.reader_message(error)})"
         ) from None
     try:
         trimap = tf.io.decode_png(tf.constant(record.mask), channels=1).numpy()[..., 0]
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         raise BadRecordError(
-            record.file_name, f"mask does not decode ({_first_line(error)})"
+            record.file_name, f"mask does not decode ({dataset_info.reader_message(error)})"
         ) from None
     if tuple(image_shape[:2]) != trimap.shape:
         raise BadRecordError(
@@ -97,10 +100,6 @@ def validate_record(record: SourceRecord) -> np.ndarray:
         return schema.trimap_to_class_ids(trimap)
     except ValueError as error:
         raise BadRecordError(record.file_name, str(error)) from None
-
-
-def _first_line(error: Exception) -> str:
-    return dataset_info.reader_message(error)
 
 
 def tfds_records(builder: tfds.core.DatasetBuilder, split: str) -> Iterator[SourceRecord]:

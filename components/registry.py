@@ -12,6 +12,8 @@ import os
 import re
 from typing import Any
 
+from components.storage import GCS_SCHEME
+
 DIGEST_LABEL = "petseg_digest"
 VERSION_LABEL = "petseg_version"
 # Label values hold at most 63 characters; 40 hex digits of sha256 are ample to identify.
@@ -103,7 +105,7 @@ def build_upload_model_request(
     """
     from google.cloud import aiplatform_v1
 
-    if not artifact_uri.startswith("gs://"):
+    if not artifact_uri.startswith(GCS_SCHEME):
         raise ValueError(
             f"Vertex registration needs a gs:// artifact URI, not {artifact_uri!r}; "
             "push to a gs:// destination or turn push.register_vertex off"

@@ -15,11 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
-NUM_CLASSES: int = len(CLASS_NAMES)
-# Raw trimap values in the source dataset, in class-id order.
-TRIMAP_VALUES: tuple[int, ...] = (1, 2, 3)
-TRIMAP_OFFSET: int = 1
+# Re-exported: readers of records take the class list from here.
+from components.classes import CLASS_NAMES, NUM_CLASSES, TRIMAP_OFFSET, TRIMAP_VALUES  # noqa: F401
 
 SCHEMA_VERSION: int = 1
 RECORD_FILE_PATTERN = "{split}-{index:05d}-of-{count:05d}.tfrecord"

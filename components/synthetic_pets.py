@@ -30,6 +30,8 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from components import schema
+
 # Oxford-IIIT Pet's breeds in its label order; names starting with a capital are cats.
 BREEDS: tuple[str, ...] = (
     "Abyssinian",
@@ -71,7 +73,7 @@ BREEDS: tuple[str, ...] = (
     "yorkshire_terrier",
 )
 SPECIES: tuple[str, ...] = ("Cat", "Dog")
-TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3
+TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = schema.TRIMAP_VALUES
 
 _CONFIG_NAME = re.compile(r"train(\d+)-test(\d+)-size(\d+)-seed(-?\d+)")
 _SPLIT_IDS = {"train": 0, "test": 1}
@@ -437,7 +439,7 @@ def _draw_fur(rng, xx, yy, label, distance, head):
         light = (yy - (yy[distance < 0].mean() if np.any(distance < 0) else height / 2)) > 0
         fur[light] = 0.4 * fur[light] + 0.6 * np.array([235.0, 228.0, 215.0])
     # Fine fur grain and rounded shading: darker towards the outline.
-    fur += rng.normal(0, 9, size=(height, width, 1)) * np.array([1.0, 1.0, 1.0])
+    fur += rng.normal(0, 9, size=(height, width, 1))
     shading = 0.75 + 0.25 * np.clip(-distance / max(height, width) * 8, 0, 1)
     fur *= shading[..., None]
     head_x, head_y, head_radius = head

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.classes import CLASS_NAMES, NUM_CLASSES
+
 # Datasets whose features match oxford_iiit_pet (image, segmentation_mask as trimap, ...).
 SUPPORTED_DATASETS: tuple[str, ...] = ("oxford_iiit_pet", "synthetic_pets")
 WeightingStrategy = Literal["none", "fixed", "inverse_frequency", "median_frequency"]
@@ -267,10 +269,10 @@ class PipelineConfig(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
         weights = self.training.fixed_class_weights
-        if weights is not None and len(weights) != 3:
+        if weights is not None and len(weights) != NUM_CLASSES:
             raise ValueError(
                 f"training.fixed_class_weights {weights} has {len(weights)} values; "
-                "one per class (pet, background, border) is needed"
+                f"one per class ({', '.join(CLASS_NAMES)}) is needed"
             )
         return self
 

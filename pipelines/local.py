@@ -49,8 +49,8 @@ class LocalRunSummary:
         push = self.task("push")
         if push is None:
             return None
-        artifact = push.artifacts.get("pushed_model", {})
-        return artifact.get("metadata", {}).get("version_uri") or artifact.get("uri")
+        # push sets the artifact's uri to the published version directory.
+        return push.artifacts.get("pushed_model", {}).get("uri")
 
 
 def localize_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:

@@ -8,14 +8,14 @@ compile time from ``config.runtime``.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from kfp import compiler, dsl
 
 from pipelines.config import PipelineConfig
 
 Target = Literal["vertex", "kubeflow", "local"]
-TARGETS: tuple[str, ...] = ("vertex", "kubeflow", "local")
+TARGETS: tuple[str, ...] = get_args(Target)
 
 # Display names shown in the KFP / Vertex UI, one per task.
 DISPLAY_NAMES = {

@@ -35,9 +35,10 @@ def push(
         raise ValueError("push.destination is empty: there is nowhere to push the model")
     if settings.register_vertex:
         from components import registry
+        from components.storage import GCS_FUSE_ROOT, GCS_SCHEME
 
         # Checked before anything is written, so a misconfiguration pushes nothing.
-        if not settings.destination.startswith(("gs://", "/gcs/")):
+        if not settings.destination.startswith((GCS_SCHEME, GCS_FUSE_ROOT)):
             raise ValueError(
                 f"push.register_vertex needs a gs:// destination, not {settings.destination!r}"
             )
