@@ -22,19 +22,31 @@ CACHE_LIMIT_BYTES = 4 * 1024**3
 MAX_PARALLEL_SHARD_READS = 16
 
 
-def resize_example(
-    image: tf.Tensor, mask: tf.Tensor, image_size: int
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Resizes an image bilinearly (uint8 out) and its mask nearest-neighbour.
+def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Resizes a uint8 image bilinearly to [S, S, 3], rounded back to uint8."""
+    resized = tf.image.resize(
+        image, [image_size, image_size], method=tf.image.ResizeMethod.BILINEAR
+    )
+    return tf.saturate_cast(tf.round(resized), tf.uint8)
+
+
+def resize_mask(mask: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Resizes a [H, W, 1] class-id mask nearest-neighbour to uint8 [S, S, 1].
 
     Nearest-neighbour keeps every mask pixel a real class id; bilinear would invent
     labels between classes.
     """
-    size = [image_size, image_size]
-    resized = tf.image.resize(image, size, method=tf.image.ResizeMethod.BILINEAR)
-    resized = tf.saturate_cast(tf.round(resized), tf.uint8)
-    resized_mask = tf.image.resize(mask, size, method=tf.image.ResizeMethod.NEAREST_NEIGHBOR)
-    return resized, tf.cast(resized_mask, tf.uint8)
+    resized = tf.image.resize(
+        mask, [image_size, image_size], method=tf.image.ResizeMethod.NEAREST_NEIGHBOR
+    )
+    return tf.cast(resized, tf.uint8)
+
+
+def resize_example(
+    image: tf.Tensor, mask: tf.Tensor, image_size: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Resizes an image bilinearly (uint8 out) and its mask nearest-neighbour."""
+    return resize_image(image, image_size), resize_mask(mask, image_size)
 
 
 def _decode_and_resize(serialized: tf.Tensor, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:

@@ -212,11 +212,8 @@ def make_serving_function(model: keras.Model):
     image_size = model_image_size(model)
 
     def decode_and_resize(image_bytes: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return tf.image.resize(
-            tf.cast(image, tf.float32), [image_size, image_size], method="bilinear"
-        )
+        image = tf.cast(schema.decode_image(image_bytes), tf.float32)
+        return tf.image.resize(image, [image_size, image_size], method="bilinear")
 
     def serve(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         images = tf.map_fn(

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from components import data, dataset_info, devices, schema
+from components import data, dataset_info, devices, report, schema
 from components import model as model_lib
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ TRAIN_SPLIT = "train"
 VALIDATION_SPLITS: tuple[str, ...] = ("validation", "test")
 BACKUP_DIR = "_training_backup"
 SAMPLES_DIR = "samples"
-# Colours of pet, background, border in the TensorBoard sample masks.
-MASK_PALETTE = np.array([[230, 159, 0], [40, 40, 40], [240, 240, 240]], dtype=np.uint8)
+# Colours of pet, background, border in the TensorBoard sample masks: the HTML report's, so
+# a class has the same colour everywhere.
+MASK_PALETTE = np.asarray(report.PALETTE[: schema.NUM_CLASSES], dtype=np.uint8)
 METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy", "mean_iou")
 # BatchNorm momentum when the encoder starts from random weights. MobileNetV2's 0.999 suits
 # fine-tuning pretrained statistics; from scratch, a short run (the demo: under a hundred
