@@ -42,14 +42,15 @@ from pipelines.config import TUTORIAL_CLASS_WEIGHTS, WeightingStrategy
 logger = logging.getLogger(__name__)
 
 STRATEGIES: tuple[str, ...] = typing.get_args(WeightingStrategy)
-TRAIN_SPLIT = "train"
 
 
 class ClassWeightsError(ValueError):
     """A class-weights request or file that cannot be used; the message says why."""
 
 
-def count_mask_pixels(dataset_dir: str, image_size: int, split: str = TRAIN_SPLIT) -> dict:
+def count_mask_pixels(
+    dataset_dir: str, image_size: int, split: str = dataset_info.TRAIN_SPLIT
+) -> dict:
     """Counts pixels per class over a split's masks at image_size x image_size.
 
     Streams the shards (parallel decode, running sum), so memory stays flat
@@ -164,7 +165,9 @@ def compute_class_weights(
         raise ClassWeightsError(f"unknown class weighting strategy {strategy!r}; use {STRATEGIES}")
     counted = count_mask_pixels(dataset_dir, image_size)
     if counted["num_images"] == 0:
-        raise ClassWeightsError(f"{dataset_dir}: the {TRAIN_SPLIT!r} split has no records")
+        raise ClassWeightsError(
+            f"{dataset_dir}: the {dataset_info.TRAIN_SPLIT!r} split has no records"
+        )
     frequencies, weights = weights_from_counts(counted["pixel_counts"], strategy, fixed_weights)
     absent = [
         name
@@ -205,6 +208,15 @@ def load_class_weights(path: str) -> list[float]:
     """Reads a class-weights file and returns the weights in class-id order.
 
     Raises:
+        FileNotFoundError, ClassWeightsError: as ``read_class_weights``.
+    """
+    return read_class_weights(path)["weights"]
+
+
+def read_class_weights(path: str) -> dict[str, Any]:
+    """Reads and checks a whole class-weights file; ``weights`` come back as checked floats.
+
+    Raises:
         FileNotFoundError: no file at ``path``.
         ClassWeightsError: not JSON, classes differ from ours, or weights are
             missing, of the wrong length, negative, non-finite or all zero.
@@ -218,7 +230,8 @@ def load_class_weights(path: str) -> list[float]:
             raise ClassWeightsError(f"{path}: not JSON ({error})") from None
     if not isinstance(record, dict):
         raise ClassWeightsError(f"{path}: expected a JSON object, got {type(record).__name__}")
-    return _check_weights(record.get("weights"), record.get("classes"), path)
+    record["weights"] = _check_weights(record.get("weights"), record.get("classes"), path)
+    return record
 
 
 def _check_weights(weights: Any, classes: Any, path: str) -> list[float]:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from components import schema
 
 DATASET_INFO_FILE = "dataset.json"
+TRAIN_SPLIT = "train"
 
 
 class DatasetMismatchError(ValueError):

@@ -9,7 +9,6 @@ evaluation and serving run on any device.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import posixpath
@@ -25,7 +24,6 @@ from components import model as model_lib
 
 logger = logging.getLogger(__name__)
 
-TRAIN_SPLIT = "train"
 # The tutorial validates on the test split; a dataset with a validation split uses that.
 VALIDATION_SPLITS: tuple[str, ...] = ("validation", "test")
 BACKUP_DIR = "_training_backup"
@@ -63,11 +61,10 @@ def resolve_class_weights(
             f"training.class_weighting is {training_config.class_weighting!r} "
             "but no class-weights artifact was given"
         )
-    from components.class_weights import load_class_weights
+    from components.class_weights import read_class_weights
 
-    weights = load_class_weights(class_weights_path)
-    with tf.io.gfile.GFile(class_weights_path) as handle:
-        recorded = json.load(handle)
+    recorded = read_class_weights(class_weights_path)
+    weights = recorded["weights"]
     strategy = recorded.get("strategy")
     if strategy != training_config.class_weighting:
         raise ClassWeightsMismatchError(
@@ -317,7 +314,7 @@ def train_model(
     """
     info = dataset_info.load_dataset_info(dataset_dir)
     validation_split = _validation_split(info, dataset_dir)
-    num_train = dataset_info.split_size(dataset_dir, TRAIN_SPLIT, info)
+    num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT, info)
     if num_train < 1:
         raise dataset_info.DatasetMismatchError(f"{dataset_dir}: the train split is empty")
     class_weights = resolve_class_weights(
@@ -334,7 +331,7 @@ def train_model(
     batch_size = training_config.batch_size
     train_dataset = data.make_dataset(
         dataset_dir,
-        TRAIN_SPLIT,
+        dataset_info.TRAIN_SPLIT,
         model_config.image_size,
         batch_size,
         training=True,
@@ -408,7 +405,7 @@ def train_model(
             )
         except tf.errors.DataLossError as error:
             raise _damaged_input_error(
-                dataset_dir, info, (TRAIN_SPLIT, validation_split), error
+                dataset_dir, info, (dataset_info.TRAIN_SPLIT, validation_split), error
             ) from error
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
