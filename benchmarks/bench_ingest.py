@@ -42,7 +42,7 @@ def _rss_mb() -> float:
 
 
 def _config(n: int, image_size: int, data_dir: str):
-    from pipelines.config import DataConfig
+    from components.config import DataConfig
 
     return DataConfig(
         dataset="synthetic_pets",

@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     from components import data, devices, sources
     from components import model as model_lib
     from components import train as train_lib
+    from components.config import DataConfig, TrainingConfig
     from components.ingest import ingest_dataset
-    from pipelines.config import DataConfig, TrainingConfig
 
     gpus, capabilities = devices.visible_gpus()
     plan = devices.choose_runtime(gpus, TrainingConfig(), capabilities)

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import dataset_info, schema
-from pipelines.config import TUTORIAL_CLASS_WEIGHTS, WeightingStrategy
+from components.config import TUTORIAL_CLASS_WEIGHTS, WeightingStrategy
 
 logger = logging.getLogger(__name__)
 

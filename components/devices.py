@@ -66,7 +66,7 @@ def choose_runtime(
     Args:
         gpus: the visible GPUs (tf.config.PhysicalDevice objects or their names).
         training_config: anything with boolean ``mixed_precision`` and ``xla`` attributes
-            (a pipelines.config.TrainingConfig).
+            (a components.config.TrainingConfig).
         compute_capabilities: optional (major, minor) per GPU, as
             tf.config.experimental.get_device_details reports it; a GPU older than Volta
             gets float32 because float16 would be slower there.

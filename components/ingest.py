@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from components import dataset_info, schema, sources
-from pipelines.config import DataConfig
+from components.config import DataConfig
 
 logger = logging.getLogger(__name__)
 

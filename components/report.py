@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components import evaluate, schema
+from components import schema
+from components.metrics import confusion_matrix, segmentation_metrics
 
 # Okabe-Ito colours, readable with colour-blindness; index = class id (pet, background, border).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -125,8 +126,8 @@ def _sample_rows(samples: Sequence[dict[str, Any]], classes: Sequence[str]) -> s
     for sample in samples:
         true_mask = np.asarray(sample["true_mask"])
         predicted_mask = np.asarray(sample["predicted_mask"])
-        per_image = evaluate.segmentation_metrics(
-            evaluate.confusion_matrix(true_mask, predicted_mask, len(classes)), classes
+        per_image = segmentation_metrics(
+            confusion_matrix(true_mask, predicted_mask, len(classes)), classes
         )
         name = str(sample["file_name"])
         caption = (

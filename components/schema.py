@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 # Re-exported: readers of records take the class list from here.
-from components.classes import CLASS_NAMES, NUM_CLASSES, TRIMAP_OFFSET, TRIMAP_VALUES  # noqa: F401
+from components.config import CLASS_NAMES, NUM_CLASSES, TRIMAP_OFFSET, TRIMAP_VALUES  # noqa: F401
 
 SCHEMA_VERSION: int = 1
 RECORD_FILE_PATTERN = "{split}-{index:05d}-of-{count:05d}.tfrecord"

@@ -15,7 +15,7 @@ import posixpath
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines.config import DataConfig
+from components.config import DataConfig
 
 logger = logging.getLogger(__name__)
 

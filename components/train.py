@@ -301,8 +301,8 @@ def train_model(
             metadata.json, summary.txt). Per-epoch checkpoints live in a subdirectory while
             training runs, so a retried task on the same output resumes from its last epoch.
         tensorboard_dir: TensorBoard log directory (scalars and sample predictions).
-        model_config: a pipelines.config.ModelConfig.
-        training_config: a pipelines.config.TrainingConfig.
+        model_config: a components.config.ModelConfig.
+        training_config: a components.config.TrainingConfig.
         class_weights_path: the class-weights JSON; read only when
             training_config.class_weighting is not 'none'.
         dataset_uri: where the dataset came from, recorded in the model's metadata.

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.config import PRESETS, ConfigError, PipelineConfig, load_config
+from components.config import PRESETS, ConfigError, PipelineConfig, load_config
 from pipelines.segmentation import TARGETS, compile_pipeline
 
 

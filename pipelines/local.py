@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import PipelineConfig
+from components.config import PipelineConfig
 
 DEFAULT_LOCAL_ROOT = "petseg-local"
 EXECUTOR_OUTPUT = "executor_output.json"

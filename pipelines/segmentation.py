@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 from kfp import compiler, dsl
 
-from pipelines.config import PipelineConfig
+from components.config import PipelineConfig
 
 Target = Literal["vertex", "kubeflow", "local"]
 TARGETS: tuple[str, ...] = get_args(Target)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from components.config import load_config
 from pipelines.cloud_cli import cloud_config_problems
-from pipelines.config import load_config
 from tests.cloudargs import CLOUD_READY
 
 

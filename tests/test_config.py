@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from pipelines.config import (
+from components.config import (
     PRESETS,
     ConfigError,
     DataConfig,

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components import devices
-from pipelines.config import TrainingConfig
+from components.config import TrainingConfig
 
 
 class FakeGpu:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from components import evaluate, schema
-from pipelines.config import EvaluationConfig, ModelConfig
+from components.config import EvaluationConfig, ModelConfig
 
 # A hand-made pair of 2x4 masks. Pixel pairs (true, pred):
 # (0,0) (0,0) (0,1) (1,1) / (1,1) (1,2) (2,2) (2,0)

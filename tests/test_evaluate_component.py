@@ -11,7 +11,7 @@ from kfp import dsl
 
 from components import evaluate as core
 from components import push, schema
-from pipelines.config import EvaluationConfig, ModelConfig, PushConfig
+from components.config import EvaluationConfig, ModelConfig, PushConfig
 from tests import recordsets
 from tests.test_evaluate import IMAGE_SIZE, SKEWED_COLOURS, nearest_colour, write_colour_model
 

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from components import dataset_info, schema, sources
+from components.config import DataConfig
 from components.ingest import (
     BadRecordError,
     EmptySplitError,
@@ -19,7 +20,6 @@ from components.ingest import (
     validate_record,
     write_split,
 )
-from pipelines.config import DataConfig
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from components import data, schema, train
+from components.config import load_config
 from components.ingest import ingest_dataset
 from components.model import load_model_dir
-from pipelines.config import load_config
 
 MIN_MEAN_IOU = 0.45
 MIN_PET_IOU = 0.40

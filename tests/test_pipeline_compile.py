@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import load_config
+from components.config import load_config
 from pipelines.segmentation import compile_pipeline
 
 TASKS = {"ingest", "compute-class-weights", "train", "evaluate"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.config import load_config
+from components.config import load_config
 from pipelines.local import format_summary, run_local
 
 pytestmark = pytest.mark.slow

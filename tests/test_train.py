@@ -16,7 +16,7 @@ from kfp import dsl
 from components import class_weights as class_weights_lib
 from components import devices, schema, train
 from components import model as model_lib
-from pipelines.config import ModelConfig, TrainingConfig
+from components.config import ModelConfig, TrainingConfig
 
 # Locally the component bodies run in this interpreter, which is what the warning is about.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")
@@ -285,7 +285,7 @@ tf.config.set_logical_device_configuration(
 )
 from components import devices, train
 from components.model import load_model_dir
-from pipelines.config import ModelConfig, TrainingConfig
+from components.config import ModelConfig, TrainingConfig
 
 dataset_dir, model_dir, log_dir = sys.argv[1:4]
 plan = devices.RuntimePlan(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kfp import compiler, dsl
 
-from pipelines.config import load_config
+from components.config import load_config
 from pipelines.vertex import (
     CloudInputError,
     VertexSettings,

@@ -29,7 +29,7 @@ def compute_class_weights(
 
     from components.class_weights import compute_class_weights as compute
     from components.class_weights import write_class_weights
-    from pipelines.config import ModelConfig, TrainingConfig, section_from_json
+    from components.config import ModelConfig, TrainingConfig, section_from_json
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -45,7 +45,7 @@ def evaluate(
     import tensorflow as tf
 
     from components import evaluate as core
-    from pipelines.config import EvaluationConfig, ModelConfig, PushConfig, section_from_json
+    from components.config import EvaluationConfig, ModelConfig, PushConfig, section_from_json
 
     model_settings = section_from_json(ModelConfig, model_config)
     evaluation_settings = section_from_json(EvaluationConfig, evaluation_config)

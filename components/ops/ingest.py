@@ -19,8 +19,8 @@ def ingest(data_config: str, dataset: Output[Dataset]):
     """
     import logging
 
+    from components.config import DataConfig, section_from_json
     from components.ingest import ingest_dataset
-    from pipelines.config import DataConfig, section_from_json
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -28,7 +28,7 @@ def push(
     import hashlib
 
     from components import push as core
-    from pipelines.config import PushConfig, section_from_json
+    from components.config import PushConfig, section_from_json
 
     settings = section_from_json(PushConfig, push_config)
     if not settings.destination:

@@ -41,8 +41,8 @@ def train(
     import tensorflow as tf
 
     from components import schema
+    from components.config import ModelConfig, TrainingConfig, section_from_json
     from components.train import train_model
-    from pipelines.config import ModelConfig, TrainingConfig, section_from_json
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.config import DataConfig
+from components.config import DataConfig
 
 SOURCE_TRAIN = 6
 SOURCE_TEST = 3

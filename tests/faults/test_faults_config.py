@@ -20,9 +20,8 @@ import annotated_types
 import pydantic
 import pytest
 
-from pipelines import config as config_module
-from pipelines.cli import main
-from pipelines.config import (
+from components import config as config_module
+from components.config import (
     ConfigError,
     DataConfig,
     EvaluationConfig,
@@ -32,6 +31,7 @@ from pipelines.config import (
     TrainingConfig,
     section_from_json,
 )
+from pipelines.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -38,7 +38,7 @@ INGEST_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from pipelines.config import DataConfig
+    from components.config import DataConfig
     from components.ingest import ingest_dataset
 
     config = DataConfig.model_validate_json(sys.argv[1])

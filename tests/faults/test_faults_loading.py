@@ -16,9 +16,9 @@ import keras
 import pytest
 
 from components import evaluate
+from components.config import EvaluationConfig, ModelConfig, PushConfig
 from components.model import load_model_dir
 from components.push import push_model
-from pipelines.config import EvaluationConfig, ModelConfig, PushConfig
 
 pytestmark = [
     pytest.mark.timeout(300),

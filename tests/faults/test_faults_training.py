@@ -32,8 +32,8 @@ import keras
 import pytest
 
 from components import dataset_info, evaluate, train
+from components.config import ModelConfig, TrainingConfig
 from components.model import load_model_dir
-from pipelines.config import ModelConfig, TrainingConfig
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ RUN_SCRIPT = textwrap.dedent(
     from components import class_weights, evaluate, train
     from components.ingest import ingest_dataset
     from components.model import load_model_dir
-    from pipelines.config import DataConfig, ModelConfig, TrainingConfig
+    from components.config import DataConfig, ModelConfig, TrainingConfig
 
     root = sys.argv[1]
     data = DataConfig.model_validate_json(sys.argv[2])
@@ -94,7 +94,7 @@ KILLED_SCRIPT = textwrap.dedent(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     from components import train
-    from pipelines.config import ModelConfig, TrainingConfig
+    from components.config import ModelConfig, TrainingConfig
 
     dataset, weights, model_dir = sys.argv[1:4]
     model_config = ModelConfig.model_validate_json(sys.argv[4])

@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.classes import CLASS_NAMES, NUM_CLASSES
+# The segmentation classes of the default dataset. Oxford-IIIT Pet trimaps store
+# 1 = pet, 2 = background, 3 = border; class ids are ``trimap - 1``.
+# components.schema re-exports these with the record format.
+CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
+NUM_CLASSES: int = len(CLASS_NAMES)
+# Raw trimap values in the source dataset, in class-id order.
+TRIMAP_VALUES: tuple[int, ...] = (1, 2, 3)
+TRIMAP_OFFSET: int = 1
 
 # Datasets whose features match oxford_iiit_pet (image, segmentation_mask as trimap, ...).
 SUPPORTED_DATASETS: tuple[str, ...] = ("oxford_iiit_pet", "synthetic_pets")
