@@ -19,20 +19,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components import schema
+from components import schema, visualize
 from components.metrics import confusion_matrix, segmentation_metrics
 
-# Okabe-Ito colours, readable with colour-blindness; index = class id (pet, background, border).
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 159, 0),  # pet: orange
-    (86, 180, 233),  # background: sky blue
-    (0, 0, 0),  # border: black
-    (0, 158, 115),
-    (240, 228, 66),
-    (0, 114, 178),
-    (213, 94, 0),
-    (204, 121, 167),
-)
+# The shared class colours (components.visualize); index = class id (pet, background, border).
+PALETTE: tuple[tuple[int, int, int], ...] = visualize.BASE_COLOURS
 _UNDEFINED = "undefined: zero denominator (a class absent from truth and prediction)"
 # Small masks are shown enlarged without smoothing, so class edges stay crisp.
 DISPLAY_WIDTH_PX = 192
@@ -42,19 +33,9 @@ def colorize_mask(mask: np.ndarray, num_classes: int = schema.NUM_CLASSES) -> np
     """Maps a [H, W] (or [H, W, 1]) class-id mask to [H, W, 3] uint8 palette colours.
 
     Raises:
-        ValueError: if the palette has fewer colours than classes, or an id is out of range.
+        ValueError: if the mask is not 2-D, or an id is out of range.
     """
-    if num_classes > len(PALETTE):
-        raise ValueError(f"the palette has {len(PALETTE)} colours for {num_classes} classes")
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be [H, W] or [H, W, 1], got shape {mask.shape}")
-    if mask.size and (mask.min() < 0 or mask.max() >= num_classes):
-        raise ValueError(f"mask has class ids outside 0..{num_classes - 1}")
-    palette = np.asarray(PALETTE[:num_classes], dtype=np.uint8)
-    return palette[mask.astype(np.int64)]
+    return visualize.colour_mask(mask, visualize.class_palette(num_classes))
 
 
 def png_data_uri(pixels: np.ndarray) -> str:
@@ -80,10 +61,11 @@ def _image(pixels: np.ndarray, alt: str) -> str:
 
 
 def _legend(classes: Sequence[str]) -> str:
+    palette = visualize.class_palette(len(classes))
     items = "".join(
-        f'<span class="swatch" style="background: rgb{PALETTE[index]}"></span>'
+        f'<span class="swatch" style="background: rgb{tuple(int(c) for c in colour)}"></span>'
         f"{html.escape(name)}&nbsp;&nbsp;"
-        for index, name in enumerate(classes)
+        for colour, name in zip(palette, classes, strict=True)
     )
     return f'<p class="legend">{items}</p>'
 
