@@ -132,16 +132,39 @@ def marker_environment(python_version: str) -> dict[str, str]:
     }
 
 
+def marker_holds(marker: str, environment: dict[str, str], active: set[str]) -> bool:
+    """Evaluate a uv.lock marker; uv writes an active group as `extra == 'group-N-pkg-name'`."""
+
+    def term(match: re.Match) -> str:
+        holds = (match[2] in active) == (match[1] == "==")
+        return "extra == 'T'" if holds else "extra == 'F'"
+
+    return Marker(re.sub(r"extra (==|!=) '([^']+)'", term, marker)).evaluate(
+        {**environment, "extra": "T"}
+    )
+
+
 def locked_closure(
-    extras: set[str], include_dev: bool, python_version: str, root: str = "petseg"
+    extras: set[str],
+    include_dev: bool,
+    python_version: str,
+    root: str = "petseg",
+    groups: frozenset[str] = frozenset(),
 ) -> set[str]:
     """Distribution names `uv sync --locked` installs for the root project."""
     packages = lock_packages()
     environment = marker_environment(python_version)
+    groups = set(groups) | ({"dev"} if include_dev else set())
+    active = {f"group-{len(root)}-{root}-{group}" for group in groups}
+    active |= {f"extra-{len(root)}-{root}-{extra}" for extra in extras}
     installed: set[str] = set()
     pending = [(root, None, tuple(sorted(extras)))]
-    if include_dev:
-        for dependency in packages[root][0].get("dev-dependencies", {}).get("dev", []):
+    for group in sorted(groups):
+        assert group in packages[root][0].get("dev-dependencies", {}), f"no group {group!r}"
+        for dependency in packages[root][0]["dev-dependencies"][group]:
+            marker = dependency.get("marker")
+            if marker and not marker_holds(marker, environment, active):
+                continue
             pending.append((dependency["name"], dependency.get("version"), ()))
     seen = set()
     while pending:
@@ -161,7 +184,7 @@ def locked_closure(
                 dependencies += package.get("optional-dependencies", {}).get(extra, [])
             for dependency in dependencies:
                 marker = dependency.get("marker")
-                if marker and not Marker(marker).evaluate(environment):
+                if marker and not marker_holds(marker, environment, active):
                     continue
                 pending.append(
                     (
@@ -193,7 +216,12 @@ def image_installs(dockerfile: Path) -> set[str]:
     extras = {final[i + 1] for i, word in enumerate(final) if word == "--extra"}
     if "--all-extras" in final:
         extras = set(lock_packages()["petseg"][0].get("optional-dependencies", {}))
-    return locked_closure(extras, include_dev=False, python_version=image_python_version(args))
+    groups = frozenset(final[i + 1] for i, word in enumerate(final) if word == "--group")
+    installed = locked_closure(
+        extras, include_dev=False, python_version=image_python_version(args), groups=groups
+    )
+    # tensorflow-cpu installs the same `tensorflow` package as tensorflow, minus CUDA kernels.
+    return installed | ({"tensorflow"} if "tensorflow-cpu" in installed else set())
 
 
 # --- what the components import ---------------------------------------------------------------
@@ -420,6 +448,19 @@ def test_image_python_satisfies_the_project(dockerfile):
     assert image_python_version(args) in SpecifierSet(project["requires-python"])
 
 
+def test_cpu_image_installs_tensorflow_without_cuda_kernels_and_gpu_image_with_them():
+    # Each image syncs exactly one TensorFlow build from the lock (the groups conflict).
+    args = build_args(dockerfile_instructions(CONTAINERS / "Dockerfile.cpu"))
+    cpu = locked_closure({"cloud"}, False, image_python_version(args), groups=frozenset({"cpu"}))
+    gpu = locked_closure(set(), False, "3.11.13", groups=frozenset({"gpu"}))
+    assert "tensorflow-cpu" in cpu and "tensorflow" not in cpu
+    assert "tensorflow" in gpu and "tensorflow-cpu" not in gpu
+    # Development (the default dev group) gets the full build, as before.
+    assert "tensorflow" in locked_closure(set(), True, "3.11.13")
+    assert {"tensorflow-cpu", "tensorflow"} <= image_installs(CONTAINERS / "Dockerfile.cpu")
+    assert "tensorflow-cpu" not in image_installs(CONTAINERS / "Dockerfile.gpu")
+
+
 def test_gpu_image_matches_tensorflow_cuda_build():
     # TensorFlow 2.21 wheels are built against CUDA 12.5 and cuDNN 9.
     args = build_args(dockerfile_instructions(CONTAINERS / "Dockerfile.gpu"))
@@ -427,6 +468,7 @@ def test_gpu_image_matches_tensorflow_cuda_build():
     assert "-cudnn-runtime-" in args["CUDA_RUNTIME_IMAGE"]
     lock_tensorflow = lock_packages()["tensorflow"][0]["version"]
     assert lock_tensorflow.startswith("2.21.")
+    assert lock_packages()["tensorflow-cpu"][0]["version"] == lock_tensorflow
 
 
 def _build_sh(*arguments: str) -> subprocess.CompletedProcess:
