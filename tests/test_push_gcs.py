@@ -1,17 +1,17 @@
 """push to gs:// against a real GCS emulator server on loopback (no mocked client).
 
-Emulator gap, worked around honestly: gcp-storage-emulator accepts
-``ifGenerationMatch`` but does not enforce it, so a lost race cannot be
-provoked here (the local tests provoke it with real atomic file operations).
-These tests instead check, from the server's request log, that the writes
-which must be conditional (version claim, manifest, LATEST) do carry their
-preconditions.
+The server is fake-gcs-server, which answers 412 to a create-if-absent or a stale
+``ifGenerationMatch`` on multipart uploads as GCS does, so lost races are provoked
+here for real: a version claim taken by someone else, a LATEST that moved since it
+was read, and two pushes released at the same moment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
 import uuid
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from gcs_emulator import running_emulator
 
 from components import storage as storage_module
 from components.push import ChecksumMismatchError, PushError, push_model, resolve_latest_model
-from components.storage import DestinationError, GcsStore
+from components.storage import CONDITIONAL_WRITE_MAX_BYTES, DestinationError, GcsStore
 
 FAST_RETRY_S = 3.0
 # A hung server or client must fail the test, not the CI job.
@@ -246,3 +246,131 @@ def test_destination_string_uses_the_emulator_from_the_environment(
     assert latest_of(bucket, "from-env")["version"] == "v000001"
     assert resolve_latest_model(destination, str(tmp_path / "cache")) is not None
     assert storage_module.make_gcs_client().project == "test"
+
+
+class StaleListing(GcsStore):
+    """Lists no versions the first time: a rival claimed v000001 after this push looked."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stale_listings = 1
+
+    def list_children(self, prefix):
+        if self.stale_listings:
+            self.stale_listings -= 1
+            return []
+        return super().list_children(prefix)
+
+
+def test_a_claim_taken_by_another_push_is_refused_and_the_next_version_taken(
+    emulator, bucket, tmp_path
+):
+    first = make_model_dir(tmp_path / "a", seed=11)
+    second = make_model_dir(tmp_path / "b", seed=12)
+    push_model(str(first), "unused", run_id="a", store=store_for(emulator, bucket.name))
+    before = {n: g for n, g in objects(bucket).items() if "/v000001/" in n}
+    stale = StaleListing(
+        f"gs://{bucket.name}/models/petseg", client=emulator.client(), timeout_s=10
+    )
+
+    result = push_model(str(second), "unused", run_id="b", store=stale)
+
+    assert stale.stale_listings == 0  # the push did try v000001 first
+    assert (result["version"], result["latest"]) == ("v000002", "v000002")
+    # The server refused the overwrite of v000001's claim: nothing of v000001 changed.
+    assert {n: g for n, g in objects(bucket).items() if "/v000001/" in n} == before
+    claim = json.loads(bucket.blob("models/petseg/versions/v000001/.claim").download_as_bytes())
+    assert claim["run_id"] == "a"
+    refused = (
+        rf"POST /upload/storage/v1/b/{bucket.name}/o\?\S*ifGenerationMatch=0 HTTP/1.1\\?\" 412"
+    )
+    assert len(re.findall(refused, emulator.log_text())) == 1
+
+
+def test_latest_is_not_replaced_from_a_stale_read(emulator, bucket, tmp_path):
+    store = store_for(emulator, bucket.name, prefix="stale")
+    push_model(str(make_model_dir(tmp_path / "a", seed=13)), "unused", run_id="a", store=store)
+    stale_bytes, stale_generation = store.read_versioned("LATEST")
+    push_model(str(make_model_dir(tmp_path / "b", seed=14)), "unused", run_id="b", store=store)
+    current = bucket.blob("stale/LATEST").download_as_bytes()
+
+    assert not store.compare_and_swap("LATEST", stale_bytes, stale_generation)
+    assert not store.create_if_absent("LATEST", stale_bytes)
+    assert bucket.blob("stale/LATEST").download_as_bytes() == current
+    assert json.loads(current)["version"] == "v000002"
+
+
+def test_conditional_writes_refuse_what_would_need_a_resumable_upload(emulator, bucket):
+    store = store_for(emulator, bucket.name, prefix="big")
+    with pytest.raises(ValueError, match=r"big/LATEST: a conditional write holds at most"):
+        store.create_if_absent("LATEST", b"x" * (CONDITIONAL_WRITE_MAX_BYTES + 1))
+    assert objects(bucket) == {}
+
+
+def race(emulator, bucket_name: str, models: list[Path], prefix: str) -> list[dict]:
+    """Pushes every model from its own thread, client and store, released together."""
+    start = threading.Barrier(len(models))
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def push(model: Path, run_id: str) -> None:
+        store = store_for(emulator, bucket_name, prefix=prefix)
+        start.wait()
+        try:
+            results.append(push_model(str(model), "unused", run_id=run_id, store=store))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=push, args=(model, f"run-{model.name}")) for model in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert len(results) == len(models)
+    return results
+
+
+def test_two_concurrent_pushes_to_one_gs_destination_both_complete(emulator, bucket, tmp_path):
+    rounds = 3
+    models = [make_model_dir(tmp_path / f"m{i}", seed=20 + i) for i in range(2 * rounds)]
+    by_version: dict[str, Path] = {}
+    for round_index in range(rounds):
+        pair = models[2 * round_index : 2 * round_index + 2]
+
+        results = race(emulator, bucket.name, pair, prefix="race")
+
+        versions = sorted(result["version"] for result in results)
+        assert versions == [f"v{2 * round_index + 1:06d}", f"v{2 * round_index + 2:06d}"]
+        for result in results:
+            manifest_blob = bucket.blob(f"race/versions/{result['version']}/manifest.json")
+            source = json.loads(manifest_blob.download_as_bytes())["source_model_dir"]
+            by_version[result["version"]] = {str(model): model for model in pair}[source]
+        pointer = latest_of(bucket, "race")
+        assert pointer["version"] == versions[-1]
+        manifest_bytes = bucket.blob(
+            f"race/versions/{versions[-1]}/manifest.json"
+        ).download_as_bytes()
+        assert pointer["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
+
+    # Every version holds exactly one model's files: no claim was shared.
+    for version, model in by_version.items():
+        for name, data in files_of(model).items():
+            assert bucket.blob(f"race/versions/{version}/{name}").download_as_bytes() == data
+    resolved = Path(
+        resolve_latest_model(
+            "unused", str(tmp_path / "cache"), store=store_for(emulator, bucket.name, "race")
+        )
+    )
+    newest = files_of(by_version[f"v{2 * rounds:06d}"])
+    assert {k: v for k, v in files_of(resolved).items() if k != "manifest.json"} == newest
+
+
+def test_concurrent_pushes_of_the_same_model_share_one_version_on_gcs(emulator, bucket, tmp_path):
+    model = make_model_dir(tmp_path / "same", seed=30)
+
+    results = race(emulator, bucket.name, [model, model], prefix="same")
+
+    assert {result["version"] for result in results} == {"v000001"}
+    assert {name.split("/")[2] for name in objects(bucket) if "/versions/" in name} == {"v000001"}
+    assert latest_of(bucket, "same")["version"] == "v000001"

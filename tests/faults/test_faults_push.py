@@ -6,15 +6,15 @@ point every run) and then refuses connections until it is restored. Nothing in p
 or the storage client is patched. Racing pushes are separate OS processes released at
 the same moment.
 
-Not covered here: a race on gs://. gcp-storage-emulator ignores ``ifGenerationMatch``,
-so racing pushes to it would overwrite each other's claims, which real GCS refuses
-(tests/test_push_gcs.py checks that those requests carry their preconditions).
+The emulator is fake-gcs-server, which refuses a lost create-if-absent or a stale
+``ifGenerationMatch`` with 412 as GCS does, so the races run on gs:// as well.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -195,7 +195,9 @@ RACING_PUSH = textwrap.dedent(
 )
 
 
-def _race(models: list[Path], destination: Path, go_file: Path) -> list[dict]:
+def _race(
+    models: list[Path], destination: Path | str, go_file: Path, env: dict | None = None
+) -> list[dict]:
     """Starts one process per model, releases them together, returns their results."""
     processes = [
         subprocess.Popen(
@@ -204,6 +206,7 @@ def _race(models: list[Path], destination: Path, go_file: Path) -> list[dict]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         for i, m in enumerate(models)
     ]
@@ -274,3 +277,36 @@ def test_racing_retries_of_the_same_model_make_one_version(tmp_path, fault):
     assert sorted(path.name for path in (destination / "versions").iterdir()) == ["v000001"]
     assert json.loads((destination / "LATEST").read_text())["version"] == "v000001"
     assert faultkit.files_of(destination / "versions" / "v000001") == faultkit.files_of(model)
+
+
+def test_racing_pushes_to_one_gs_destination_all_complete(emulator, bucket, tmp_path, fault):
+    rounds = 2
+    fault(
+        f"{rounds} rounds of two processes pushing different models to one gs:// destination "
+        "at the same instant",
+        expected="every push completes its own version; LATEST names the newest version and "
+        "its manifest checksum; each version holds one model's files",
+    )
+    destination = f"gs://{bucket.name}/models"
+    env = {"STORAGE_EMULATOR_HOST": emulator.endpoint}
+    models = [
+        faultkit.write_model_files(tmp_path / f"m{i}", seed=30 + i) for i in range(2 * rounds)
+    ]
+    by_version: dict[str, Path] = {}
+    for round_index in range(rounds):
+        pair = models[2 * round_index : 2 * round_index + 2]
+        results = _race(pair, destination, tmp_path / "go", env)
+        versions = sorted(result["version"] for result in results)
+        assert versions == [f"v{2 * round_index + 1:06d}", f"v{2 * round_index + 2:06d}"]
+        for model, result in zip(pair, results, strict=True):
+            by_version[result["version"]] = model
+        pointer = _latest(bucket)
+        assert pointer["version"] == versions[-1]
+        manifest_bytes = bucket.blob(
+            f"models/versions/{versions[-1]}/manifest.json"
+        ).download_as_bytes()
+        assert pointer["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
+
+    fault.saw(f"versions {sorted(by_version)}; LATEST={pointer['version']}")
+    for version, model in by_version.items():
+        assert _stored_version_is_intact(bucket, version, model), version
