@@ -211,6 +211,46 @@ class PushConfig(_Section):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+Severity = Literal["error", "warn", "off"]
+
+
+class CheckRule(_Section):
+    """One data check: it fails when its figure exceeds ``threshold``."""
+
+    severity: Severity = "error"
+    threshold: Annotated[float, Field(ge=0)] = 0.0
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false; it means the severity "off" here.
+        return "off" if value is False else value
+
+
+def _rule(severity: Severity, threshold: float) -> Any:
+    return Field(default_factory=lambda: CheckRule(severity=severity, threshold=threshold))
+
+
+class ChecksConfig(_Section):
+    """Data checks before training (components.data_checks): severity and threshold each.
+
+    ``error`` stops the run before training, ``warn`` records and goes on, ``off`` skips.
+    The last five compare with the statistics pushed beside the production model.
+    """
+
+    empty_splits: CheckRule = _rule("error", 0)
+    classes_missing_in_train: CheckRule = _rule("error", 0)
+    cross_split_duplicates: CheckRule = _rule("error", 0)
+    duplicates_within_split: CheckRule = _rule("warn", 0)
+    single_class_masks: CheckRule = _rule("warn", 0.5)
+    skipped_records: CheckRule = _rule("warn", 0.01)
+    class_frequency_distance: CheckRule = _rule("error", 0.1)
+    classes_appeared: CheckRule = _rule("error", 0)
+    classes_disappeared: CheckRule = _rule("error", 0)
+    image_size_shift: CheckRule = _rule("warn", 0.3)
+    split_shrink: CheckRule = _rule("error", 0.2)
+
+
 class ResourcesConfig(_Section):
     cpu: str = "2"
     memory: str = "8G"
@@ -264,6 +304,7 @@ class PipelineConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     push: PushConfig = Field(default_factory=PushConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @field_validator("name")

@@ -1,0 +1,476 @@
+"""Image and mask statistics of an ingested dataset: one streaming pass per split.
+
+TFDV summarises tables and cannot look inside an encoded image; this module does
+it for segmentation records. For each split it reads every record once and
+writes (see ``compute_statistics``):
+
+- record count, skipped records (from dataset.json) and bytes (images, masks);
+- image height, width and aspect ratio (width / height): min, 5th percentile,
+  median, 95th percentile and max, plus a coarse size histogram for drift checks;
+- channel count and encoding (JPEG, PNG, ...) counts, read from the image header
+  without decoding the pixels;
+- per-class pixel counts and frequencies, and the number of images each class
+  appears in; ignored pixels (``ignore_id``, 255) are left out of both;
+- masks holding a single class (e.g. only background);
+- exact duplicate images by content hash (BLAKE2b of the encoded bytes), within a
+  split and across splits, with file names. A test (or validation) image that
+  also occurs in another split is leakage and is flagged as such.
+
+Memory: percentiles are exact, computed from histograms of the integer heights
+and widths and of the aspect ratio rounded to 0.001, so memory grows with the
+number of distinct sizes, not of images. Duplicate detection keeps one 16-byte
+digest per image (about 100 bytes with Python's overhead): 1M images cost about
+100 MB; nothing else grows with the split.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import math
+import posixpath
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from components import dataset_info, schema
+
+STATISTICS_FORMAT = 1
+STATISTICS_FILE = "statistics.json"
+STATISTICS_VIEW_FILE = "statistics.md"
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("min", 0.0),
+    ("p5", 0.05),
+    ("median", 0.5),
+    ("p95", 0.95),
+    ("max", 1.0),
+)
+ASPECT_RESOLUTION = 1000  # aspect ratios are counted in steps of 1/1000
+SIZE_BINS_PER_OCTAVE = 4  # size histogram bins are 2**(1/4) (19%) wide in height and width
+MAX_LISTED_FILES = 20  # file names listed per finding; counts are always complete
+_LEAKY_SPLITS = ("test", "validation")  # an image here that is also elsewhere leaked
+
+
+def ignore_id(info: Mapping[str, Any]) -> int:
+    """The stored mask value of ignored pixels (dataset.json's, else the schema's 255)."""
+    return int(info.get("ignore_id", getattr(schema, "IGNORE_ID", 255)))
+
+
+def percentiles(histogram: Mapping[float, int]) -> dict[str, float | None]:
+    """min, p5, median, p95, max of a value → count histogram (nearest rank, exact)."""
+    total = sum(histogram.values())
+    if total == 0:
+        return {name: None for name, _ in PERCENTILES}
+    values = sorted(histogram)
+    cumulative = np.cumsum([histogram[value] for value in values])
+    result = {}
+    for name, fraction in PERCENTILES:
+        rank = max(1, math.ceil(fraction * total))  # nearest-rank definition
+        result[name] = values[int(np.searchsorted(cumulative, rank))]
+    return result
+
+
+def encoding_and_channels(image: bytes) -> tuple[str, int | None]:
+    """The image's format and channel count, read from its header (no pixel decode).
+
+    PNG palette images count as 3 channels (4 with a transparency chunk is not
+    looked for); a JPEG's channels are its frame's components (1 grey, 3 colour,
+    4 CMYK). Other formats are decoded to find their channels.
+    """
+    if image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) >= 26:
+        colour_type = image[25]
+        return "png", {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour_type)
+    if image[:3] == b"\xff\xd8\xff":
+        return "jpeg", _jpeg_components(image)
+    if image[:6] in (b"GIF87a", b"GIF89a"):
+        encoding = "gif"
+    elif image[:2] == b"BM":
+        encoding = "bmp"
+    elif image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        encoding = "webp"
+    else:
+        return "unknown", None
+    try:
+        decoded = tf.io.decode_image(image, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, ValueError):
+        return encoding, None
+    return encoding, int(decoded.shape[-1])
+
+
+def _jpeg_components(image: bytes) -> int | None:
+    """Walks the JPEG markers to the first start-of-frame and returns its component count."""
+    position = 2
+    while position + 4 <= len(image):
+        if image[position] != 0xFF:
+            return None
+        marker = image[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", image[position + 2 : position + 4])
+        # SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            offset = position + 9  # length(2) precision(1) height(2) width(2)
+            return image[offset] if offset < len(image) else None
+        position += 2 + length
+    return None
+
+
+def size_bin(height: int, width: int) -> str:
+    """The size-histogram key of an image: quarter-octave bins of height and width."""
+    return (
+        f"{round(SIZE_BINS_PER_OCTAVE * math.log2(max(height, 1)))},"
+        f"{round(SIZE_BINS_PER_OCTAVE * math.log2(max(width, 1)))}"
+    )
+
+
+class _SplitAccumulator:
+    """Running totals of one split; memory bounded by distinct sizes (plus digests)."""
+
+    def __init__(self, classes: Sequence[str], ignore: int):
+        self.classes = list(classes)
+        self.ignore = ignore
+        self.num_records = 0
+        self.image_bytes = 0
+        self.mask_bytes = 0
+        self.heights: collections.Counter[int] = collections.Counter()
+        self.widths: collections.Counter[int] = collections.Counter()
+        self.aspects: collections.Counter[int] = collections.Counter()
+        self.size_bins: collections.Counter[str] = collections.Counter()
+        self.channels: collections.Counter[str] = collections.Counter()
+        self.encodings: collections.Counter[str] = collections.Counter()
+        self.value_pixels = np.zeros(256, np.int64)
+        self.value_images = np.zeros(256, np.int64)
+        self.single_class: collections.Counter[str] = collections.Counter()
+        self.single_class_files: list[str] = []
+        self.empty_masks = 0
+
+    def add(
+        self,
+        image: bytes,
+        mask_bytes: int,
+        height: int,
+        width: int,
+        value_counts: np.ndarray,
+        file_name: str,
+    ) -> None:
+        self.num_records += 1
+        self.image_bytes += len(image)
+        self.mask_bytes += mask_bytes
+        encoding, channels = encoding_and_channels(image)
+        self.encodings[encoding] += 1
+        self.channels[str(channels) if channels is not None else "unknown"] += 1
+        self.heights[height] += 1
+        self.widths[width] += 1
+        self.aspects[round(ASPECT_RESOLUTION * width / max(height, 1))] += 1
+        self.size_bins[size_bin(height, width)] += 1
+        self.value_pixels += value_counts
+        present = value_counts > 0
+        self.value_images += present
+        present[self.ignore] = False
+        held = np.flatnonzero(present)
+        if held.size == 0:
+            self.empty_masks += 1
+        elif held.size == 1:
+            self.single_class[self._name(int(held[0]))] += 1
+            if len(self.single_class_files) < MAX_LISTED_FILES:
+                self.single_class_files.append(file_name)
+
+    def _name(self, value: int) -> str:
+        return self.classes[value] if value < len(self.classes) else f"value {value}"
+
+    def result(self) -> dict[str, Any]:
+        num_classes = len(self.classes)
+        class_pixels = self.value_pixels[:num_classes]
+        counted = int(class_pixels.sum())
+        unknown = {
+            str(value): int(self.value_pixels[value])
+            for value in np.flatnonzero(self.value_pixels)
+            if value >= num_classes and value != self.ignore
+        }
+        aspects = {value / ASPECT_RESOLUTION: count for value, count in self.aspects.items()}
+        return {
+            "num_records": self.num_records,
+            "bytes": {
+                "images": self.image_bytes,
+                "masks": self.mask_bytes,
+                "mean_image": self.image_bytes / self.num_records if self.num_records else None,
+            },
+            "height": percentiles(self.heights),
+            "width": percentiles(self.widths),
+            "aspect_ratio": percentiles(aspects),
+            "size_histogram": dict(sorted(self.size_bins.items())),
+            "channels": dict(sorted(self.channels.items())),
+            "encodings": dict(sorted(self.encodings.items())),
+            "class_pixels": {
+                name: int(count) for name, count in zip(self.classes, class_pixels, strict=True)
+            },
+            "class_frequency": {
+                name: (int(count) / counted if counted else 0.0)
+                for name, count in zip(self.classes, class_pixels, strict=True)
+            },
+            "class_images": {
+                name: int(count)
+                for name, count in zip(self.classes, self.value_images[:num_classes], strict=True)
+            },
+            "ignored_pixels": int(self.value_pixels[self.ignore]),
+            "unknown_values": unknown,
+            "single_class_masks": {
+                "count": sum(self.single_class.values()),
+                "fraction": (
+                    sum(self.single_class.values()) / self.num_records if self.num_records else 0.0
+                ),
+                "by_class": dict(sorted(self.single_class.items())),
+                "files": list(self.single_class_files),
+            },
+            "empty_masks": self.empty_masks,
+        }
+
+
+def _record_stream(paths: Sequence[str]) -> tf.data.Dataset:
+    """(image bytes, file name, mask PNG size, height, width, per-value pixel counts).
+
+    Parsing and mask decoding run in parallel; order is kept so lists of file names
+    are the same in every run.
+    """
+
+    def summarise(serialized: tf.Tensor):
+        parsed = schema.parse_example(serialized)
+        mask = tf.io.decode_png(parsed["mask"], channels=1)
+        counts = tf.math.bincount(
+            tf.cast(tf.reshape(mask, [-1]), tf.int32), minlength=256, maxlength=256, dtype=tf.int64
+        )
+        return (
+            parsed["image"],
+            parsed["file_name"],
+            tf.strings.length(parsed["mask"]),
+            tf.shape(mask, out_type=tf.int64)[0],
+            tf.shape(mask, out_type=tf.int64)[1],
+            counts,
+        )
+
+    return (
+        tf.data.TFRecordDataset(paths)
+        .map(summarise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) -> dict[str, Any]:
+    """One streaming pass over each split's records → the statistics record.
+
+    Args:
+        dataset_dir: a Dataset directory written by ingest (dataset.json + shards).
+        splits: which splits; default every split dataset.json lists.
+
+    Returns:
+        ``{statistics_format, classes, ignore_id, fingerprint, splits: {split: {...}},
+        duplicates: {within: {split: [...]}, across: [...], num_*}}``; see the module
+        docstring for what each split entry holds.
+    """
+    info = dataset_info.load_dataset_info(dataset_dir)
+    classes = list(info["classes"])
+    ignore = ignore_id(info)
+    wanted = sorted(info.get("splits", {})) if splits is None else list(splits)
+    # digest → [(split, file name), ...]; a digest seen once keeps one short entry.
+    seen: dict[bytes, list[tuple[str, str]] | tuple[str, str]] = {}
+    results: dict[str, Any] = {}
+    for split in wanted:
+        entry = info["splits"].get(split) or {}
+        accumulator = _SplitAccumulator(classes, ignore)
+        paths = dataset_info.shard_paths(dataset_dir, split, info) if entry.get("shards") else []
+        if paths:
+            try:
+                for image, name, mask_size, height, width, counts in _record_stream(
+                    paths
+                ).as_numpy_iterator():
+                    file_name = name.decode("utf-8", "replace")
+                    accumulator.add(
+                        image, int(mask_size), int(height), int(width), counts, file_name
+                    )
+                    digest = hashlib.blake2b(image, digest_size=16).digest()
+                    where = (split, file_name)
+                    earlier = seen.get(digest)
+                    if earlier is None:
+                        seen[digest] = where
+                    elif isinstance(earlier, tuple):
+                        seen[digest] = [earlier, where]
+                    else:
+                        earlier.append(where)
+            except tf.errors.DataLossError as error:
+                raise dataset_info.damaged_shard_error(dataset_dir, split, paths, error) from None
+        results[split] = accumulator.result()
+        results[split]["num_skipped"] = int(entry.get("num_skipped", 0))
+    return {
+        "statistics_format": STATISTICS_FORMAT,
+        "classes": classes,
+        "ignore_id": ignore,
+        "fingerprint": info.get("fingerprint"),
+        "splits": results,
+        "duplicates": _duplicates(seen),
+    }
+
+
+def _duplicates(seen: Mapping[bytes, Any]) -> dict[str, Any]:
+    """Groups of identical images: within one split, and across splits (leakage)."""
+    within: dict[str, list[list[str]]] = collections.defaultdict(list)
+    within_counts: collections.Counter[str] = collections.Counter()
+    across = []
+    leaked = 0
+    for digest, places in seen.items():
+        if isinstance(places, tuple):
+            continue
+        by_split: dict[str, list[str]] = collections.defaultdict(list)
+        for split, file_name in places:
+            by_split[split].append(file_name)
+        for split, names in by_split.items():
+            if len(names) > 1:
+                within_counts[split] += len(names) - 1  # extra copies
+                if len(within[split]) < MAX_LISTED_FILES:
+                    within[split].append(sorted(names))
+        if len(by_split) > 1:
+            leak = any(split in _LEAKY_SPLITS for split in by_split)
+            leaked += leak
+            across.append(
+                {
+                    "digest": digest.hex(),
+                    "files": {split: sorted(names) for split, names in sorted(by_split.items())},
+                    "leakage": leak,
+                }
+            )
+    across.sort(key=lambda group: json.dumps(group["files"], sort_keys=True))
+    return {
+        "method": "BLAKE2b-128 of the encoded image bytes (exact duplicates only)",
+        "within": {split: groups for split, groups in sorted(within.items())},
+        "num_within": dict(sorted(within_counts.items())),
+        "across": across[:MAX_LISTED_FILES],
+        "num_across": len(across),
+        "num_leaked": leaked,
+    }
+
+
+def write_json(payload: Mapping[str, Any], path: str) -> None:
+    """Writes JSON to ``path`` (local or gs://), creating its folder."""
+    parent = posixpath.dirname(path)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """Reads a statistics (or checks) JSON file, naming the file when it is not one."""
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"statistics file {path} not found")
+    with tf.io.gfile.GFile(path) as handle:
+        try:
+            payload = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def render_markdown(
+    statistics: Mapping[str, Any], verdicts: Mapping[str, Any] | None = None
+) -> str:
+    """The statistics (and check verdicts) as Markdown, which the KFP UI renders."""
+    splits = statistics["splits"]
+    names = list(splits)
+    lines = ["# Data statistics", ""]
+    if verdicts is not None:
+        lines += render_verdicts_markdown(verdicts)
+    lines += ["## Splits", ""]
+    rows = [
+        ("records", *(splits[s]["num_records"] for s in names)),
+        ("skipped at ingest", *(splits[s]["num_skipped"] for s in names)),
+        ("image MB", *(splits[s]["bytes"]["images"] / 1e6 for s in names)),
+        ("mask MB", *(splits[s]["bytes"]["masks"] / 1e6 for s in names)),
+        ("encodings", *(_counts(splits[s]["encodings"]) for s in names)),
+        ("channels", *(_counts(splits[s]["channels"]) for s in names)),
+        ("single-class masks", *(splits[s]["single_class_masks"]["count"] for s in names)),
+        ("ignored pixels", *(splits[s]["ignored_pixels"] for s in names)),
+    ]
+    lines += _table(["", *names], rows)
+    lines += ["## Image size (min / p5 / median / p95 / max)", ""]
+    size_rows = []
+    for split in names:
+        for key in ("height", "width", "aspect_ratio"):
+            size_rows.append((split, key, *splits[split][key].values()))
+    lines += _table(["split", "", *(name for name, _ in PERCENTILES)], size_rows)
+    lines += ["## Classes (pixel frequency; images holding the class)", ""]
+    class_rows = [
+        (
+            name,
+            *(
+                f"{splits[s]['class_frequency'][name]:.3f}; {splits[s]['class_images'][name]:,}"
+                for s in names
+            ),
+        )
+        for name in statistics["classes"]
+    ]
+    lines += _table(["class", *names], class_rows)
+    duplicates = statistics["duplicates"]
+    lines += ["## Duplicates", ""]
+    lines.append(
+        f"Across splits: {duplicates['num_across']} images "
+        f"({duplicates['num_leaked']} in test or validation: leakage). "
+        f"Within splits: {_counts(duplicates['num_within']) or 'none'}."
+    )
+    lines.append("")
+    for group in duplicates["across"]:
+        where = "; ".join(f"{split}: {', '.join(files)}" for split, files in group["files"].items())
+        lines.append(f"- {'**leakage** ' if group['leakage'] else ''}{where}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_verdicts_markdown(verdicts: Mapping[str, Any]) -> list[str]:
+    """The check verdicts as Markdown lines (a heading, a sentence and a table)."""
+    lines = ["## Checks", ""]
+    compared = verdicts.get("compared_with")
+    lines.append(
+        f"Compared with production statistics from {compared}."
+        if compared
+        else "No production statistics: absolute rules only."
+    )
+    lines.append("")
+    rows = [
+        (
+            check["name"],
+            check["status"],
+            check["severity"],
+            check["figure"],
+            check["threshold"],
+            check["message"],
+        )
+        for check in verdicts["checks"]
+    ]
+    return lines + _table(["check", "result", "severity", "figure", "threshold", "detail"], rows)
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} {value:,}" for key, value in counts.items())
