@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: KFP reads the pipeline's output types at run time.
 import json
 import posixpath
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -112,6 +113,29 @@ def test_tensorboard_has_epoch_scalars_and_sample_prediction_panels(trained):
     # The middle third is the true mask in the class palette: only palette colours appear.
     true_mask_colours = {tuple(colour) for colour in panel[:, SIZE : 2 * SIZE].reshape(-1, 3)}
     assert true_mask_colours <= {tuple(colour) for colour in train.MASK_PALETTE}
+
+
+@pytest.mark.slow
+def test_tensorboard_itself_reads_the_scalars_and_sample_panels(trained):
+    """What `tensorboard --logdir` shows: the event files through TensorBoard's own loader."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    # The README's `tensorboard` command is installed with the project's dependencies.
+    assert (Path(sys.executable).parent / "tensorboard").is_file()
+    validation = plugin_event_accumulator.EventAccumulator(
+        posixpath.join(trained["log_dir"], "validation")
+    )
+    validation.Reload()
+    assert {"epoch_loss", "epoch_mean_iou"} <= set(validation.PluginTagToContent("scalars"))
+    losses = validation.Tensors("epoch_loss")
+    assert [event.step for event in losses] == [0, 1]
+    final_loss = float(tf.make_ndarray(losses[-1].tensor_proto))
+    assert final_loss == pytest.approx(trained["metrics"]["val_loss"], rel=1e-5)
+    samples = plugin_event_accumulator.EventAccumulator(
+        posixpath.join(trained["log_dir"], "samples")
+    )
+    samples.Reload()
+    assert list(samples.PluginTagToContent("images")), "no image panels for TensorBoard"
 
 
 class _StopAfterEpoch(keras.callbacks.Callback):
