@@ -32,6 +32,9 @@ WeightingStrategy = Literal["none", "fixed", "inverse_frequency", "median_freque
 TUTORIAL_CLASS_WEIGHTS: tuple[float, ...] = (2.0, 2.0, 1.0)
 
 PositiveInt = Annotated[int, Field(ge=1)]
+# Vertex AI Model Registry names (its documented patterns).
+VERTEX_MODEL_RESOURCE = re.compile(r"projects/[^/]+/locations/[a-z0-9-]+/models/[^/@]+")
+VERTEX_ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]")
 
 
 class ConfigError(ValueError):
@@ -206,9 +209,56 @@ class PushConfig(_Section):
     vertex_location: str = Field(
         default="", description="Model Registry region; '' = the pipeline's own region."
     )
-    vertex_model_display_name: str = "petseg"
-    serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    vertex_model_display_name: str = Field(
+        default="petseg",
+        description="Registry model pushes add versions to, when vertex_parent_model is ''.",
+    )
+    vertex_parent_model: str = Field(
+        default="",
+        description=(
+            "projects/<project>/locations/<region>/models/<id> every push adds a version to; "
+            "'' = the oldest model named vertex_model_display_name (the first push creates it)."
+        ),
+    )
+    vertex_model_alias: str = Field(
+        default="production",
+        description="Version alias moved to the version LATEST names; '' = move none.",
+    )
+    serving_image: str = Field(
+        default="us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+        description="Prediction container registered with each version.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("vertex_model_display_name")
+    @classmethod
+    def _display_name(cls, value: str) -> str:
+        if not value.strip() or len(value) > 128 or any(c in value for c in '"\\'):
+            raise ValueError(
+                f"vertex_model_display_name {value!r} must be 1-128 characters without quotes "
+                "or backslashes"
+            )
+        return value
+
+    @field_validator("vertex_parent_model")
+    @classmethod
+    def _parent_model(cls, value: str) -> str:
+        if value and not VERTEX_MODEL_RESOURCE.fullmatch(value):
+            raise ValueError(
+                f"vertex_parent_model {value!r} is not "
+                "projects/<project>/locations/<region>/models/<id>"
+            )
+        return value
+
+    @field_validator("vertex_model_alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        if value and (not VERTEX_ALIAS.fullmatch(value) or value == "default"):
+            raise ValueError(
+                f"vertex_model_alias {value!r}: use a lowercase letter, then letters, digits or "
+                "'-' (at most 128 characters, not 'default')"
+            )
+        return value
 
 
 Severity = Literal["error", "warn", "off"]

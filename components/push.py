@@ -365,6 +365,15 @@ def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: st
     )
 
 
+def latest_model_digest(destination: str, *, store: Store | None = None) -> str | None:
+    """The model digest the destination's LATEST names now, or None if nothing is pushed."""
+    store = store or open_store(destination)
+    pointer_bytes = store.read_bytes(LATEST_FILE)
+    if pointer_bytes is None:
+        return None
+    return _parse_pointer(store, pointer_bytes).get("model_digest")
+
+
 def resolve_latest_model(
     destination: str, local_cache_dir: str, *, store: Store | None = None
 ) -> str | None:

@@ -65,22 +65,20 @@ def push(
         f"({'already there' if result['reused'] else 'new'}); LATEST = {result['latest']}"
     )
 
-    registered = ""
+    registered: dict = {}
     if settings.register_vertex:
-        request = registry.build_upload_model_request(
+        registered = registry.register_pushed_model(
+            settings,
             project=project,
             location=location,
-            display_name=settings.vertex_model_display_name,
-            artifact_uri=f"{result['uri']}/saved_model",
-            serving_image=settings.serving_image,
-            labels=registry.model_labels(
-                settings.labels, version=result["version"], digest=result["digest"]
-            ),
-            description=f"petseg {result['version']}, manifest {result['uri']}/manifest.json",
+            pushed=result,
+            latest_digest=lambda: core.latest_model_digest(settings.destination),
         )
-        registration = registry.register_model(request, digest=result["digest"])
-        registered = registration["resource_name"]
-        print(f"Vertex AI model: {registered} (reused: {registration['reused']})")
+        print(
+            f"Vertex AI model version: {registered['version']} "
+            f"(reused: {registered['reused']}); {registered['alias'] or 'no alias'} -> "
+            f"{registered['alias_version'] or 'unchanged'}"
+        )
 
     # The artifact points at the published version itself; nothing is written to its path.
     pushed_model.uri = result["uri"]
@@ -92,6 +90,8 @@ def push(
             "reused": result["reused"],
             "destination": settings.destination,
             "manifest": f"{result['uri']}/{core.MANIFEST_FILE}",
-            "vertex_model": registered,
+            "vertex_model": registered.get("model", ""),
+            "vertex_model_version": registered.get("version", ""),
+            "vertex_alias_version": registered.get("alias_version") or "",
         }
     )
