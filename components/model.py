@@ -4,9 +4,11 @@ Model artifact layout::
 
     <model_dir>/model.keras      Keras 3 model; input float32 [B, S, S, 3] pixels in 0..255,
                                  normalisation inside, output logits [B, S, S, NUM_CLASSES]
-    <model_dir>/saved_model/     TF SavedModel, signature 'serving_default':
-                                 image_bytes (tf.string [None], JPEG/PNG) ->
-                                 mask (uint8 [None, S, S]), probabilities (float32 [None, S, S, C])
+    <model_dir>/saved_model/     TF SavedModel; 'serving_default': image_bytes (tf.string
+                                 [None], JPEG/PNG) -> mask (uint8 [None, S, S]), mask_png_bytes
+                                 (class ids at the input's own size), height, width,
+                                 class_fractions, mean_confidence; 'probabilities': mask and
+                                 probabilities (float32 [None, S, S, C]); see export_serving_model
     <model_dir>/metadata.json    classes, image_size, normalization, encoder, training, metrics...
     <model_dir>/summary.txt      model.summary(), the text form of the tutorial's plot_model
 
@@ -26,13 +28,16 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from components import schema
+from components import data, schema
 
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 METADATA_FILE = "metadata.json"
 SUMMARY_FILE = "summary.txt"
 SERVING_SIGNATURE = "serving_default"
+PROBABILITIES_SIGNATURE = "probabilities"
+# TF Serving (and so Vertex AI) returns an output whose name ends in _bytes as {"b64": ...}.
+MASK_PNG_OUTPUT = "mask_png_bytes"
 
 # The five MobileNetV2 activations the decoder joins, from 1/2 down to 1/32 of the input side.
 SKIP_LAYER_NAMES: tuple[str, ...] = (
@@ -208,35 +213,101 @@ def model_normalization(model: keras.Model) -> str:
 
 
 def make_serving_function(model: keras.Model):
-    """The serving computation: encoded images -> mask and class probabilities."""
+    """The serving computations: encoded images -> masks at the model's and the input's size.
+
+    Each image is decoded and resized exactly as training's input does (bilinear, rounded
+    back to uint8: ``components.data.resize_image``), so a served image meets the pixels the
+    model was trained on. At the input's own resolution the class probabilities are resized
+    bilinearly before the argmax (smooth class edges rather than model-sized blocks).
+
+    Returns:
+        (serve, probabilities): the functions behind the two signatures of
+        ``export_serving_model``.
+    """
     image_size = model_image_size(model)
+    num_classes = int(model.output_shape[-1])
 
-    def decode_and_resize(image_bytes: tf.Tensor) -> tf.Tensor:
-        image = tf.cast(schema.decode_image(image_bytes), tf.float32)
-        return tf.image.resize(image, [image_size, image_size], method="bilinear")
+    def decode_and_resize(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = schema.decode_image(image_bytes)
+        return data.resize_image(image, image_size), tf.shape(image, out_type=tf.int32)[:2]
 
-    def serve(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        images = tf.map_fn(
+    def at_input_size(element: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
+        probabilities, size = element
+        resized = tf.image.resize(probabilities, size, method="bilinear")
+        mask = tf.cast(tf.argmax(resized, axis=-1), tf.uint8)
+        counts = tf.math.bincount(
+            tf.reshape(tf.cast(mask, tf.int32), [-1]),
+            minlength=num_classes,
+            maxlength=num_classes,
+            dtype=tf.float32,
+        )
+        fractions = counts / tf.cast(size[0] * size[1], tf.float32)
+        confidence = tf.reduce_mean(tf.reduce_max(resized, axis=-1))
+        return tf.io.encode_png(mask[..., None]), fractions, confidence
+
+    def dense(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        images, sizes = tf.map_fn(
             decode_and_resize,
             image_bytes,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+            fn_output_signature=(
+                tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+                tf.TensorSpec([2], tf.int32),
+            ),
         )
-        logits = tf.cast(model(images, training=False), tf.float32)
-        probabilities = tf.nn.softmax(logits, axis=-1)
-        mask = tf.cast(tf.argmax(logits, axis=-1), tf.uint8)
-        return {"mask": mask, "probabilities": probabilities}
+        logits = tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
+        return {
+            "mask": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "sizes": sizes,
+        }
 
-    return serve
+    def serve(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = dense(image_bytes)
+        png, fractions, confidence = tf.map_fn(
+            at_input_size,
+            (outputs["probabilities"], outputs["sizes"]),
+            fn_output_signature=(
+                tf.TensorSpec([], tf.string),
+                tf.TensorSpec([num_classes], tf.float32),
+                tf.TensorSpec([], tf.float32),
+            ),
+        )
+        return {
+            "mask": outputs["mask"],
+            MASK_PNG_OUTPUT: png,
+            "height": outputs["sizes"][:, 0],
+            "width": outputs["sizes"][:, 1],
+            "class_fractions": fractions,
+            "mean_confidence": confidence,
+        }
+
+    def probabilities(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = dense(image_bytes)
+        return {"mask": outputs["mask"], "probabilities": outputs["probabilities"]}
+
+    return serve, probabilities
 
 
 def export_serving_model(model: keras.Model, export_dir: str) -> None:
-    """Writes a SavedModel whose 'serving_default' takes image bytes (no petseg needed)."""
+    """Writes a SavedModel that serves encoded images; loading it needs TensorFlow only.
+
+    Signatures (both take ``image_bytes``: tf.string [None], JPEG/PNG/GIF/BMP):
+
+    * ``serving_default``, JSON-sized for online prediction: ``mask`` uint8 [None, S, S] at
+      the model's size; ``mask_png_bytes`` a PNG of class ids at the input's own size
+      (TF Serving / Vertex return it as ``{"b64": ...}`` because its name ends in
+      ``_bytes``); ``height``, ``width`` the input's size; ``class_fractions`` float32
+      [None, C] and ``mean_confidence`` float32 [None] at the input's size.
+    * ``probabilities``: ``mask`` and ``probabilities`` float32 [None, S, S, C] at the
+      model's size (large as JSON, so not in the default signature).
+    """
+    serve, probabilities = make_serving_function(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
+    input_signature = [tf.TensorSpec([None], tf.string, name="image_bytes")]
+    archive.add_endpoint(name=SERVING_SIGNATURE, fn=serve, input_signature=input_signature)
     archive.add_endpoint(
-        name=SERVING_SIGNATURE,
-        fn=make_serving_function(model),
-        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        name=PROBABILITIES_SIGNATURE, fn=probabilities, input_signature=input_signature
     )
     archive.write_out(export_dir, verbose=False)
 

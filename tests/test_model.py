@@ -205,18 +205,28 @@ def _encode(image, image_format):
 
 
 def test_serving_signature_decodes_resizes_and_predicts(unet, saved_dir):
+    from components import data
+
     rng = np.random.default_rng(5)
     small = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
     large = rng.integers(0, 256, (50, 40, 3), dtype=np.uint8)
-    serving = tf.saved_model.load(f"{saved_dir}/saved_model").signatures["serving_default"]
-    outputs = serving(image_bytes=tf.constant([_encode(small, "PNG"), _encode(large, "PNG")]))
+    loaded = tf.saved_model.load(f"{saved_dir}/saved_model")
+    serving = loaded.signatures["serving_default"]
+    encoded = tf.constant([_encode(small, "PNG"), _encode(large, "PNG")])
+    outputs = serving(image_bytes=encoded)
     assert outputs["mask"].dtype == tf.uint8 and outputs["mask"].shape == (2, SIZE, SIZE)
-    probabilities = outputs["probabilities"].numpy()
+    assert outputs["height"].numpy().tolist() == [20, 50]
+    assert outputs["width"].numpy().tolist() == [24, 40]
+    np.testing.assert_allclose(outputs["class_fractions"].numpy().sum(axis=-1), 1.0, atol=1e-5)
+    confidence = outputs["mean_confidence"].numpy()
+    assert np.all((confidence >= 1 / schema.NUM_CLASSES) & (confidence <= 1.0))
+    dense = loaded.signatures["probabilities"](image_bytes=encoded)
+    probabilities = dense["probabilities"].numpy()
     assert probabilities.shape == (2, SIZE, SIZE, schema.NUM_CLASSES)
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
-    resized = tf.image.resize(
-        np.stack([small, large][:1]).astype(np.float32), [SIZE, SIZE], method="bilinear"
-    )
+    np.testing.assert_array_equal(dense["mask"].numpy(), outputs["mask"].numpy())
+    # Training's input: bilinear resize rounded back to uint8.
+    resized = tf.cast(data.resize_image(small, SIZE), tf.float32)[None]
     expected = np.argmax(np.asarray(unet(resized)), axis=-1)
     np.testing.assert_array_equal(outputs["mask"].numpy()[0], expected[0])
     jpeg = serving(image_bytes=tf.constant([_encode(large, "JPEG")]))
