@@ -7,11 +7,16 @@ orchestrator; everything it does is a plain function elsewhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 from components.config import PRESETS, ConfigError, PipelineConfig, load_config
 from pipelines.segmentation import TARGETS, compile_pipeline
+
+# Unreadable images named on stderr; all of them are in failed.jsonl.
+_MAX_LISTED_FAILURES = 20
 
 
 def _config_parent() -> argparse.ArgumentParser:
@@ -71,6 +76,64 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool):
+    """Sends file descriptor 2 to /dev/null; yields a stream to the real stderr.
+
+    TensorFlow's C++ start-up lines (CPU features, CUDA probing, absl's pre-init notice)
+    bypass Python and TF_CPP_MIN_LOG_LEVEL, and are not this command's output. Python's
+    own exceptions are reported after the block, on the restored stderr.
+    """
+    if not enabled:
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    console = os.fdopen(os.dup(saved), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield console
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        console.close()
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    interactive = sys.stderr.isatty()
+    with _native_stderr_silenced(not args.verbose) as console:
+        from components.predict import EXIT_FAILED, PredictError, predict
+
+        def progress(done: int, total: int) -> None:
+            if interactive:
+                end = "\n" if done >= total else ""
+                print(f"\rpredict: {done}/{total} images", end=end, file=console, flush=True)
+
+        try:
+            summary = predict(
+                args.model,
+                args.input,
+                args.output,
+                batch_size=args.batch_size,
+                alpha=args.alpha,
+                progress=progress,
+            )
+        except PredictError as error:
+            print(f"error: {error}", file=console)
+            return EXIT_FAILED
+        for failure in summary.failed[:_MAX_LISTED_FAILURES]:
+            print(f"unreadable: {failure['file']}: {failure['error']}", file=console)
+        if len(summary.failed) > _MAX_LISTED_FAILURES:
+            print(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more", file=console)
+    print(summary.line())
+    return summary.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petseg",
@@ -104,6 +167,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="where artifacts go (default ./petseg-local/pipeline_root)",
     )
     run.set_defaults(handler=_cmd_run)
+
+    predict_cmd = commands.add_parser(
+        "predict",
+        help="segment images with a trained or pushed model",
+        description=(
+            "Writes, per image, a class-id mask PNG at the image's resolution (masks/), a "
+            "colour overlay (overlays/) and a line of predictions.jsonl; unreadable images "
+            "are skipped and listed in failed.jsonl. Exit codes: 0 all predicted, 1 nothing "
+            "predicted (bad model or input), 2 bad command line, 3 some images unreadable."
+        ),
+    )
+    predict_cmd.add_argument(
+        "--model",
+        required=True,
+        help="a model directory or a push destination (its LATEST), local or gs://",
+    )
+    predict_cmd.add_argument(
+        "--input", required=True, help="an image file, a folder, a glob or a gs:// prefix"
+    )
+    predict_cmd.add_argument(
+        "--output", "-o", required=True, help="folder (or gs:// prefix) for the outputs"
+    )
+    predict_cmd.add_argument("--batch-size", type=int, default=16, help="images per model call")
+    predict_cmd.add_argument(
+        "--alpha", type=float, default=0.5, help="overlay colour weight, 0..1 (default 0.5)"
+    )
+    predict_cmd.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's own log lines"
+    )
+    predict_cmd.set_defaults(handler=_cmd_predict)
 
     try:
         from pipelines.cloud_cli import add_cloud_commands

@@ -17,7 +17,7 @@ from PIL import Image
 
 from components import data, evaluate
 from components import model as model_lib
-from tests import recordsets
+from tests import recordsets, tinymodels
 
 SIZE = 32
 
@@ -26,20 +26,6 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _pixel_model(num_classes: int = 3, seed: int = 0) -> keras.Model:
-    """A per-pixel linear classifier: every output pixel depends on its own input pixel only."""
-    inputs = keras.Input(shape=(SIZE, SIZE, 3), name="image")
-    scale, offset = model_lib.NORMALIZATIONS["tutorial"]
-    normalized = keras.layers.Rescaling(scale, offset, name=model_lib.NORMALIZATION_LAYER)(inputs)
-    logits = keras.layers.Conv2D(num_classes, 1, name="logits")(normalized)
-    model = keras.Model(inputs, logits)
-    rng = np.random.default_rng(seed)
-    kernel = rng.normal(0.0, 3.0, size=(1, 1, 3, num_classes)).astype(np.float32)
-    bias = rng.normal(0.0, 0.5, size=num_classes).astype(np.float32)
-    model.get_layer("logits").set_weights([kernel, bias])
-    return model
 
 
 def test_serving_resizes_exactly_like_training_rounding_to_uint8(tmp_path):
@@ -75,7 +61,9 @@ def served(tmp_path_factory):
         dataset_dir, {"train": 1, "test": 5}, height=48, width=40, seed=7, shards_per_split=1
     )
     model_dir = str(root / "model")
-    model_lib.save_model_dir(_pixel_model(), model_dir, {"encoder_weights": "none"})
+    model_lib.save_model_dir(
+        tinymodels.pixel_classifier(SIZE), model_dir, {"encoder_weights": "none"}
+    )
     loaded = tf.saved_model.load(f"{model_dir}/saved_model")
     images = [image for image, _ in contents["test"]]
     return {
