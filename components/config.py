@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -326,9 +329,19 @@ class RuntimeConfig(_Section):
     cpu_image: str = "us-docker.pkg.dev/PROJECT/petseg/petseg-cpu:0.1.0"
     gpu_image: str = "us-docker.pkg.dev/PROJECT/petseg/petseg-gpu:0.1.0"
     accelerator_type: str = Field(
-        default="NVIDIA_TESLA_T4", description="Vertex/Kubeflow accelerator; '' = none."
+        default="NVIDIA_TESLA_T4",
+        description=(
+            "The train task's accelerator; '' = none. A Vertex AI name (NVIDIA_TESLA_T4, "
+            "NVIDIA_L4, ...); on Kubeflow it becomes a request for kubernetes_gpu_resource on "
+            "GKE nodes labelled cloud.google.com/gke-accelerator=nvidia-tesla-t4 (unless "
+            "gpu_node_selector is set), or give a Kubernetes resource name such as nvidia.com/gpu."
+        ),
     )
     accelerator_count: Annotated[int, Field(ge=0, le=16)] = 1
+    kubernetes_gpu_resource: str = Field(
+        default="nvidia.com/gpu",
+        description="Kubeflow: the Kubernetes resource a Vertex-style accelerator requests.",
+    )
     gpu_node_selector: dict[str, str] = Field(default_factory=dict)
     gpu_tolerations: list[dict[str, str]] = Field(default_factory=list)
     default_resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
@@ -507,6 +520,140 @@ def load_config(
         cursor[path_parts[-1]] = value
         sources.append(f"--set {item}")
     return build_config(raw, source=", ".join(sources) or "defaults")
+
+
+# --- Run-time parameters ---------------------------------------------------------------------
+# What people change per run, as typed pipeline parameters: parameter name → the config field it
+# sets. Everything else is compiled in. Adding a parameter is one line here plus the same name
+# as an argument of components/ops/resolve_config.py (tests/test_runtime_parameters.py checks
+# that both agree). Its type comes from the pydantic field; its default is the compiled value.
+RUNTIME_PARAMETERS: dict[str, str] = {
+    "epochs": "training.epochs",
+    "batch_size": "training.batch_size",
+    "learning_rate": "training.learning_rate",
+    "min_mean_iou": "evaluation.min_mean_iou",
+    "max_regression": "evaluation.max_regression",
+    "data_dir": "data.data_dir",
+    "data_version": "data.version",
+    "push_destination": "push.destination",
+}
+# An optional text field (``str | None``) is a plain string parameter: '' stands for None
+# ("not set"), e.g. data_version='' = the latest version, data_dir='' = TFDS's default folder.
+UNSET = ""
+_PARAMETER_TYPES = (bool, int, float, str)
+
+
+def _field(path: str) -> tuple[Any, bool]:
+    """(scalar type, optional) of the config field at ``path``, from its pydantic annotation."""
+    model: Any = PipelineConfig
+    parts = path.split(".")
+    for part in parts[:-1]:
+        model = model.model_fields[part].annotation
+    field = model.model_fields.get(parts[-1])
+    if field is None:
+        raise KeyError(f"config has no field {path!r}")
+    annotation = field.annotation
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        optional = len(members) < len(typing.get_args(annotation))
+        annotation = members[0] if len(members) == 1 else annotation
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is Literal:
+        annotation = type(typing.get_args(annotation)[0])
+    if annotation not in _PARAMETER_TYPES or (optional and annotation is not str):
+        raise TypeError(f"config field {path!r} cannot be a run-time parameter ({annotation!r})")
+    return annotation, optional
+
+
+def runtime_parameter_types() -> dict[str, type]:
+    """Each run-time parameter's Python type (bool, int, float or str)."""
+    return {name: _field(path)[0] for name, path in RUNTIME_PARAMETERS.items()}
+
+
+def _get(raw: Mapping[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        raw = raw[part]
+    return raw
+
+
+def runtime_parameter_defaults(config: PipelineConfig) -> dict[str, Any]:
+    """Each run-time parameter's default: the compiled config's value (None as '')."""
+    raw = config.model_dump(mode="json")
+    defaults = {}
+    for name, path in RUNTIME_PARAMETERS.items():
+        value = _get(raw, path)
+        defaults[name] = UNSET if value is None else value
+    return defaults
+
+
+def parse_runtime_parameter(name: str, text: str) -> Any:
+    """Turns a command-line ``--param name=value`` text into the parameter's type.
+
+    Raises:
+        ConfigError: an unknown name (listing the known ones) or a value of the wrong type.
+    """
+    if name not in RUNTIME_PARAMETERS:
+        raise ConfigError(
+            f"unknown run-time parameter {name!r}; the parameters are "
+            f"{', '.join(RUNTIME_PARAMETERS)} (anything else is compiled in: use --set)"
+        )
+    kind, _ = _field(RUNTIME_PARAMETERS[name])
+    if kind is str:
+        return text
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(
+            f"run-time parameter {name}={text!r} ({RUNTIME_PARAMETERS[name]}) is not "
+            f"a{'n' if kind is int else ''} {kind.__name__}"
+        )
+    return value
+
+
+def apply_runtime_parameters(
+    compiled: PipelineConfig | str, values: Mapping[str, Any]
+) -> PipelineConfig:
+    """The compiled config with each given run-time value on the one field it names.
+
+    Only the named fields change (not the model defaults: the compiled preset's values stay),
+    and the whole result is validated, cross-section checks included.
+
+    Args:
+        compiled: the config the pipeline was compiled with (or its JSON).
+        values: parameter name → value; '' sets an optional text field to None.
+
+    Raises:
+        ConfigError: an unknown parameter, or an invalid result naming field and value.
+    """
+    if isinstance(compiled, str):
+        compiled = build_config(json.loads(compiled), source="compiled config")
+    raw = compiled.model_dump(mode="json")
+    changed = []
+    for name, value in values.items():
+        if name not in RUNTIME_PARAMETERS:
+            raise ConfigError(
+                f"unknown run-time parameter {name!r}; the parameters are "
+                f"{', '.join(RUNTIME_PARAMETERS)}"
+            )
+        path = RUNTIME_PARAMETERS[name]
+        _, optional = _field(path)
+        if optional and value == UNSET:
+            value = None
+        *sections, key = path.split(".")
+        cursor = raw
+        for part in sections:
+            cursor = cursor[part]
+        if cursor[key] != value:
+            changed.append(f"{name}={value!r}")
+        cursor[key] = value
+    source = "run-time parameters " + ", ".join(changed) if changed else "compiled config"
+    return build_config(raw, source=source)
 
 
 def section_from_json(section: type[_Section], payload: str) -> Any:

@@ -11,8 +11,16 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from components.config import PRESETS, ConfigError, PipelineConfig, load_config
+from components.config import (
+    PRESETS,
+    ConfigError,
+    PipelineConfig,
+    apply_runtime_parameters,
+    load_config,
+    parse_runtime_parameter,
+)
 from pipelines.segmentation import TARGETS, compile_pipeline
 
 # Unreadable images named on stderr; all of them are in failed.jsonl.
@@ -37,6 +45,21 @@ def _config_parent() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return load_config(args.preset, args.config, args.overrides)
+
+
+def runtime_values(items: list[str] | None) -> dict[str, Any]:
+    """Typed run-time values from repeated ``--param NAME=VALUE`` options.
+
+    Raises:
+        ConfigError: naming an item that is not NAME=VALUE, an unknown name or a bad value.
+    """
+    values: dict[str, Any] = {}
+    for item in items or []:
+        name, separator, text = item.partition("=")
+        if not separator or not name.strip():
+            raise ConfigError(f"--param {item!r} is not NAME=VALUE (e.g. --param epochs=30)")
+        values[name.strip()] = parse_runtime_parameter(name.strip(), text)
+    return values
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -66,12 +89,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.local import format_summary, prepare_pipeline_root, run_local
 
     config = config_from_args(args)
+    parameters = runtime_values(args.param)
+    apply_runtime_parameters(config, parameters)  # refused here, before any task runs
     try:
         prepare_pipeline_root(args.pipeline_root, Path.cwd())
     except PermissionError as error:
         print(f"error: --pipeline-root: {error}", file=sys.stderr)
         return 2
-    summary = run_local(config, pipeline_root=args.pipeline_root)
+    summary = run_local(config, pipeline_root=args.pipeline_root, parameters=parameters)
     print(format_summary(summary))
     return 0
 
@@ -165,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline-root",
         type=Path,
         help="where artifacts go (default ./petseg-local/pipeline_root)",
+    )
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="run-time parameter, as a cloud run takes it, e.g. --param epochs=3 (repeatable)",
     )
     run.set_defaults(handler=_cmd_run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,6 +19,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from components.config import (
+    ConfigError,
+    PipelineConfig,
+    apply_runtime_parameters,
+    build_config,
+    parse_runtime_parameter,
+)
 from pipelines.kubeflow import DEFAULT_EXPERIMENT, KubeflowSettings
 from pipelines.vertex import (
     CloudInputError,
@@ -90,7 +100,8 @@ def _target_parent(*, vertex_run: bool, kubeflow_run: bool) -> argparse.Argument
             action="append",
             default=[],
             metavar="NAME=VALUE",
-            help="pipeline parameter (repeatable); default: the compiled config's values",
+            help="run-time parameter, e.g. --param epochs=30 (repeatable; default: the "
+            "compiled value); see 'Configuration' in the README for the names",
         )
         run.add_argument(
             "--template",
@@ -142,6 +153,30 @@ def _settings(args: argparse.Namespace) -> VertexSettings | KubeflowSettings:
     return settings
 
 
+# The first task of a compiled petseg pipeline carries the whole config as a constant.
+_RESOLVE_TASK = "resolve-config"
+
+
+def compiled_config_of(template_path: str | Path) -> PipelineConfig | None:
+    """The config compiled into a petseg template (None for another pipeline)."""
+    try:
+        documents = list(yaml.safe_load_all(Path(template_path).read_text()))
+        task = documents[0]["root"]["dag"]["tasks"][_RESOLVE_TASK]
+        payload = task["inputs"]["parameters"]["compiled_config"]["runtimeValue"]["constant"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError):
+        return None
+    return build_config(json.loads(payload), source=f"config compiled into {template_path}")
+
+
+def _runtime_values(config: PipelineConfig, parameters: dict[str, str]) -> tuple[Any, dict]:
+    """Typed run-time values and the config they make, refused by name before sending."""
+    try:
+        values = {name: parse_runtime_parameter(name, text) for name, text in parameters.items()}
+        return apply_runtime_parameters(config, values), values
+    except ConfigError as error:
+        raise CloudInputError(str(error)) from None
+
+
 def _template(
     args: argparse.Namespace,
     workdir: str,
@@ -149,25 +184,39 @@ def _template(
     compile_fn: CompileFn,
     *,
     scheduled: bool,
-):
-    """The template to send: --template as given, else the configuration compiled now."""
+    parameters: dict[str, str],
+) -> tuple[str, Any, dict[str, Any]]:
+    """The template to send, its config, and the typed run-time values.
+
+    The template is --template as given, else the configuration compiled now. The run-time
+    values are applied to the compiled config and the result is checked as the first task
+    would check it, plus the cloud checks, so a bad value is refused before anything is sent.
+    """
     if args.template is not None:
         given = [flag for dest, flag in _CONFIG_OPTIONS.items() if getattr(args, dest, None)]
         if given:
             raise CloudInputError(
                 f"--template is already compiled; {', '.join(given)} would be ignored"
             )
-        return str(args.template), None
+        try:
+            config = compiled_config_of(args.template)
+        except ConfigError as error:
+            raise CloudInputError(str(error)) from None
+        if config is None:  # another pipeline: its own parameter names and types are checked
+            return str(args.template), None, dict(parameters)
+        _, values = _runtime_values(config, parameters)
+        return str(args.template), config, values
     config = config_loader(args)
-    _check_cloud_config(config, args.target)
+    effective, values = _runtime_values(config, parameters)
+    _check_cloud_config(effective, args.target)
     if scheduled:
-        _check_scheduled_config(config)
+        _check_scheduled_config(effective)
     output = Path(workdir) / f"{config.name}.yaml"
     if scheduled:
         path = compile_fn(config, output, target=args.target, scheduled=True)
     else:
         path = compile_fn(config, output, target=args.target)
-    return str(path), config
+    return str(path), config, values
 
 
 # The unbuilt default image names in RuntimeConfig carry this project placeholder.
@@ -225,7 +274,10 @@ def _check_scheduled_config(config: Any) -> None:
             "evaluation.baseline is 'none'; use --set evaluation.baseline=latest"
         )
     if not config.push.destination:
-        _note("push.destination is empty: scheduled runs will evaluate but never push a model")
+        _note(
+            "push.destination is empty: scheduled runs will evaluate but never push a model "
+            "(set it, or --param push_destination=gs://...)"
+        )
 
 
 def _note(message: str) -> None:
@@ -266,7 +318,9 @@ def _cmd_submit(
     if args.poll_seconds <= 0:
         raise CloudInputError("--poll-seconds must be positive")
     with tempfile.TemporaryDirectory(prefix="petseg-submit-") as workdir:
-        template, _ = _template(args, workdir, config_loader, compile_fn, scheduled=False)
+        template, _, parameters = _template(
+            args, workdir, config_loader, compile_fn, scheduled=False, parameters=parameters
+        )
         if args.target == "vertex":
             from pipelines.vertex import submit_pipeline_job, wait_for_pipeline_job
 
@@ -316,7 +370,9 @@ def _cmd_schedule_create(
     )
     raise_problems(probe.problems())
     with tempfile.TemporaryDirectory(prefix="petseg-schedule-") as workdir:
-        template, config = _template(args, workdir, config_loader, compile_fn, scheduled=True)
+        template, config, parameters = _template(
+            args, workdir, config_loader, compile_fn, scheduled=True, parameters=parameters
+        )
         name = args.schedule_name or f"{config.name if config else 'petseg'}-retrain"
         schedule = dataclasses.replace(probe, display_name=name)
         if args.target == "vertex":

@@ -221,20 +221,62 @@ def _toleration_arguments(index: int, toleration: Mapping[str, Any]) -> dict[str
     }
 
 
-def apply_kubernetes_gpu_scheduling(task, runtime_config):
+# Vertex AI names GPUs like NVIDIA_TESLA_T4; GKE labels its GPU nodes nvidia-tesla-t4.
+_VERTEX_GPU = re.compile(r"NVIDIA_[A-Z0-9_]+")
+_KUBERNETES_RESOURCE = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*)")
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+
+
+def kubernetes_accelerator(runtime_config) -> tuple[str, dict[str, str]]:
+    """The Kubernetes resource the train task requests on Kubeflow, and its node selector.
+
+    KFP's Kubeflow backend turns the compiled accelerator type into the container's
+    resource limit name as it is, so a Vertex AI name (``NVIDIA_TESLA_T4``) would ask
+    for a resource no node has and the pod would stay Pending. A Vertex-style NVIDIA
+    name becomes a request for ``runtime.kubernetes_gpu_resource`` (``nvidia.com/gpu``)
+    on GKE nodes labelled ``cloud.google.com/gke-accelerator: nvidia-tesla-t4``, unless
+    ``runtime.gpu_node_selector`` says which nodes; a Kubernetes resource name
+    (``nvidia.com/gpu``, ``amd.com/gpu``) is requested as given.
+
+    Raises:
+        CloudInputError: an accelerator that is neither, saying what to set.
+    """
+    accelerator = runtime_config.accelerator_type
+    selector = dict(runtime_config.gpu_node_selector)
+    if _KUBERNETES_RESOURCE.fullmatch(accelerator):
+        return accelerator, selector
+    if _VERTEX_GPU.fullmatch(accelerator):
+        resource = runtime_config.kubernetes_gpu_resource
+        if not _KUBERNETES_RESOURCE.fullmatch(resource):
+            raise CloudInputError(
+                f"runtime.kubernetes_gpu_resource {resource!r} is not a Kubernetes resource "
+                "name such as nvidia.com/gpu"
+            )
+        if not selector:
+            selector = {GKE_ACCELERATOR_LABEL: accelerator.lower().replace("_", "-")}
+        return resource, selector
+    raise CloudInputError(
+        f"runtime.accelerator_type {accelerator!r} cannot be requested on Kubeflow: set it to "
+        "the Kubernetes resource name (e.g. --set runtime.accelerator_type=nvidia.com/gpu or "
+        "google.com/tpu) and runtime.gpu_node_selector to the label of the nodes that carry it"
+    )
+
+
+def apply_kubernetes_gpu_scheduling(task, runtime_config, node_selector=None):
     """Puts the train task on GPU nodes of a Kubeflow cluster.
 
-    The accelerator itself (``set_accelerator_type`` / ``limit``) is portable;
-    which nodes carry it is cluster-specific (on GKE, e.g. the node selector
-    ``cloud.google.com/gke-accelerator: nvidia-tesla-t4`` and a toleration for
-    the ``nvidia.com/gpu`` taint), so it comes from ``runtime.gpu_node_selector``
-    and ``runtime.gpu_tolerations``. Vertex AI rejects Kubernetes platform
-    config, so call this only when compiling for Kubeflow.
+    Which nodes carry the accelerator is cluster-specific (on GKE, e.g. the node
+    selector ``cloud.google.com/gke-accelerator: nvidia-tesla-t4``; GKE adds the
+    toleration for its ``nvidia.com/gpu`` taint itself), so it comes from
+    ``runtime.gpu_node_selector`` (or ``node_selector``, see
+    ``kubernetes_accelerator``) and ``runtime.gpu_tolerations``. Vertex AI
+    rejects Kubernetes platform config, so call this only when compiling for Kubeflow.
 
     Args:
         task: the pipeline task to schedule.
         runtime_config: a ``RuntimeConfig`` (or anything with ``gpu_node_selector``
             and ``gpu_tolerations``).
+        node_selector: node labels to use instead of ``runtime.gpu_node_selector``.
 
     Returns:
         The task, for chaining.
@@ -246,14 +288,15 @@ def apply_kubernetes_gpu_scheduling(task, runtime_config):
         _toleration_arguments(index, toleration)
         for index, toleration in enumerate(runtime_config.gpu_tolerations)
     ]
-    if any(not key for key in runtime_config.gpu_node_selector):
+    selector = runtime_config.gpu_node_selector if node_selector is None else node_selector
+    if any(not key for key in selector):
         raise CloudInputError("runtime.gpu_node_selector has an empty label key")
-    if not tolerations and not runtime_config.gpu_node_selector:
+    if not tolerations and not selector:
         return task
 
     from kfp import kubernetes
 
-    for key, value in sorted(runtime_config.gpu_node_selector.items()):
+    for key, value in sorted(selector.items()):
         kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
     for arguments in tolerations:
         kubernetes.add_toleration(task, **arguments)

@@ -46,11 +46,26 @@ class LocalRunSummary:
 
     @property
     def pushed_uri(self) -> str | None:
+        """The published version directory, or None when push did not push."""
         push = self.task("push")
         if push is None:
             return None
+        pushed = push.artifacts.get("pushed_model", {})
+        if not pushed.get("metadata", {}).get("pushed"):
+            return None
         # push sets the artifact's uri to the published version directory.
-        return push.artifacts.get("pushed_model", {}).get("uri")
+        return pushed.get("uri")
+
+    @property
+    def push_skip_reason(self) -> str | None:
+        """Why push pushed nothing, as the push task recorded it (None when it pushed)."""
+        push = self.task("push")
+        if push is None:
+            return "push did not run"
+        metadata = push.artifacts.get("pushed_model", {}).get("metadata", {})
+        if metadata.get("pushed"):
+            return None
+        return metadata.get("skip_reason") or "push did not run"
 
 
 def localize_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
@@ -71,6 +86,16 @@ def localize_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
     return config
 
 
+def localize_parameters(parameters: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Makes the relative local paths among run-time parameter values absolute."""
+    localized = dict(parameters)
+    for name in ("data_dir", "push_destination"):
+        path = localized.get(name)
+        if isinstance(path, str) and path and "://" not in path and not os.path.isabs(path):
+            localized[name] = str((base_dir / path).resolve())
+    return localized
+
+
 def _read_task(task_dir: Path) -> TaskResult:
     result = TaskResult(name=task_dir.name)
     output_file = task_dir / EXECUTOR_OUTPUT
@@ -88,7 +113,7 @@ def _read_task(task_dir: Path) -> TaskResult:
     return result
 
 
-PIPELINE_ORDER = ("ingest", "compute-class-weights", "train", "evaluate", "push")
+PIPELINE_ORDER = ("resolve-config", "ingest", "compute-class-weights", "train", "evaluate", "push")
 
 
 def _pipeline_position(task_name: str) -> int:
@@ -135,38 +160,19 @@ def prepare_pipeline_root(pipeline_root: str | Path | None, base_dir: Path) -> P
     return root
 
 
-def _fix_condition_outputs_in_kfp_local() -> None:
-    """Lets kfp.local's dsl.If read a named output such as evaluate's ``blessed``.
+def run_local(
+    config: PipelineConfig,
+    pipeline_root: str | Path | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> LocalRunSummary:
+    """Runs every task in this Python environment and summarises what each one wrote.
 
-    kfp.local 2.17 resolves ``pipelinechannel--<task>-<output>`` in a condition
-    only when the output is called ``Output``; any other name is looked up as a
-    pipeline input, fails, and the condition is silently taken as False, so push
-    would never run locally. Vertex AI and Kubeflow evaluate the same compiled
-    condition correctly, so the fix belongs here and not in the pipeline.
+    Args:
+        config: the settings compiled into the pipeline.
+        pipeline_root: where kfp.local writes the run (default ./petseg-local/pipeline_root).
+        parameters: run-time parameter values (``RUNTIME_PARAMETERS`` names), as a cloud
+            run would pass them; unnamed ones keep the compiled values.
     """
-    from kfp.local.orchestrator import enhanced_dag_orchestrator
-
-    evaluator = enhanced_dag_orchestrator.ConditionEvaluator
-    if getattr(evaluator, "_petseg_named_outputs", False):
-        return
-    upstream_resolve = evaluator._resolve_pipeline_channel
-
-    def resolve(channel_ref: str, io_store: Any) -> Any:
-        reference = channel_ref.removeprefix("pipelinechannel--")
-        if "-" in reference and "--" not in reference:
-            task_name, output_key = reference.rsplit("-", 1)
-            try:
-                return io_store.get_task_output(task_name, output_key)
-            except (ValueError, KeyError):
-                pass
-        return upstream_resolve(channel_ref, io_store)
-
-    evaluator._resolve_pipeline_channel = staticmethod(resolve)
-    evaluator._petseg_named_outputs = True
-
-
-def run_local(config: PipelineConfig, pipeline_root: str | Path | None = None) -> LocalRunSummary:
-    """Runs every task in this Python environment and summarises what each one wrote."""
     from kfp import local
 
     from pipelines.segmentation import create_pipeline
@@ -181,13 +187,12 @@ def run_local(config: PipelineConfig, pipeline_root: str | Path | None = None) -
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
-    _fix_condition_outputs_in_kfp_local()
     pipeline_func = create_pipeline(config, target="local")
     with warnings.catch_warnings():
         # Images, resources and display names are for the cloud; locally they are noise.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-        pipeline_func()
+        pipeline_func(**localize_parameters(parameters or {}, base_dir))
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
 
 
@@ -209,13 +214,12 @@ def format_summary(summary: LocalRunSummary) -> str:
                     shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                     lines.append(f"    {key} = {shown}")
         for key, value in task.parameters.items():
+            if key.endswith("_config"):  # the resolved config sections: long JSON
+                continue
             lines.append(f"  {key} = {value}")
-    blessed = summary.blessed
-    lines.append(f"blessed: {blessed}")
-    if blessed:
-        lines.append(f"pushed model: {summary.pushed_uri or 'no push destination configured'}")
+    lines.append(f"blessed: {summary.blessed}")
+    if summary.pushed_uri:
+        lines.append(f"pushed model: {summary.pushed_uri}")
     else:
-        evaluate = summary.task("evaluate")
-        reason = evaluate.parameters.get("reason") if evaluate else None
-        lines.append(f"not pushed: {reason or 'evaluation did not run'}")
+        lines.append(f"not pushed: {summary.push_skip_reason}")
     return "\n".join(lines)

@@ -1,24 +1,34 @@
-"""The petseg pipeline: ingest → class weights → train → evaluate → [blessed] → push.
+"""The petseg pipeline: validate config → ingest → class weights → train → evaluate → push.
 
 ``create_pipeline`` takes every setting from a ``PipelineConfig`` (TFX's
-``create_pipeline`` style): the run-time parameters are the config's sections
-as JSON, with the config's values as defaults, so no default is typed twice;
-task settings (images, resources, accelerator, retries, caching) are fixed at
-compile time from ``config.runtime``.
+``create_pipeline`` style). The whole config is compiled in; the pipeline's
+parameters are typed scalars for what people change per run
+(``components.config.RUNTIME_PARAMETERS``), each defaulting to the compiled
+value. The first task puts the run's values on the fields they name,
+validates the whole config and hands each task its sections, so a run-time
+value changes only what it names. Task settings (images, resources,
+accelerator, retries, caching) are fixed at compile time from ``config.runtime``.
 """
 
+import inspect
 from pathlib import Path
 from typing import Literal, get_args
 
 from kfp import compiler, dsl
 
-from components.config import PipelineConfig
+from components.config import (
+    RUNTIME_PARAMETERS,
+    PipelineConfig,
+    runtime_parameter_defaults,
+    runtime_parameter_types,
+)
 
 Target = Literal["vertex", "kubeflow", "local"]
 TARGETS: tuple[str, ...] = get_args(Target)
 
 # Display names shown in the KFP / Vertex UI, one per task.
 DISPLAY_NAMES = {
+    "resolve-config": "Validate config",
     "ingest": "Ingest TFDS to TFRecords",
     "class-weights": "Class weights",
     "train": "Train U-Net",
@@ -40,7 +50,7 @@ def create_pipeline(
     """Builds the pipeline function for one config.
 
     Args:
-        config: every setting; its sections become the pipeline's parameters.
+        config: every setting, compiled in; the run-time parameters default to its values.
         target: 'kubeflow' adds Kubernetes GPU scheduling (node selector,
             tolerations) that Vertex AI would reject; 'local' and 'vertex' do not.
         scheduled: a recurring run: re-ingest and retrain (no cache) unless
@@ -57,6 +67,7 @@ def create_pipeline(
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.push import push
+    from components.ops.resolve_config import resolve_config
     from components.ops.train import train
 
     runtime = config.runtime
@@ -65,17 +76,30 @@ def create_pipeline(
         runtime.cache_training_on_schedule if scheduled else True
     )
     has_accelerator = bool(runtime.accelerator_type) and runtime.accelerator_count > 0
-    # A schedule exists to replace production with a better model, not an equal one.
-    evaluation_defaults = (
-        config.evaluation.model_copy(update={"require_improvement": True})
-        if scheduled
-        else config.evaluation
-    )
+    if has_accelerator and target == "kubeflow":
+        # Refused here, before anything is compiled, when it cannot be requested.
+        from pipelines.kubeflow import apply_kubernetes_gpu_scheduling, kubernetes_accelerator
 
-    def configure(task: dsl.PipelineTask, key: str, *, cache: bool, gpu: bool = False):
+        kubeflow_gpu = kubernetes_accelerator(runtime)
+    # A schedule exists to replace production with a better model, not an equal one.
+    if scheduled:
+        config = config.model_copy(deep=True)
+        config.evaluation.require_improvement = True
+    compiled_config = config.to_json()
+
+    def configure(
+        task: dsl.PipelineTask,
+        key: str,
+        *,
+        cache: bool,
+        gpu: bool = False,
+        retries: int | None = None,
+    ):
         task.set_display_name(DISPLAY_NAMES[key])
         task.set_caching_options(cache)
-        task.set_retry(num_retries=runtime.retries, backoff_duration="30s", backoff_factor=2.0)
+        retries = runtime.retries if retries is None else retries
+        if retries:
+            task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
         if gpu:
             task.set_container_image(runtime.gpu_image)
             _resources(task, runtime.train_resources.cpu, runtime.train_resources.memory)
@@ -84,24 +108,25 @@ def create_pipeline(
             _resources(task, runtime.default_resources.cpu, runtime.default_resources.memory)
         return task
 
-    @dsl.pipeline(
-        name=config.name,
-        description="Oxford-IIIT Pet segmentation: ingest, class weights, train, evaluate, push.",
-    )
-    def segmentation_pipeline(
-        data_config: str = config.data.model_dump_json(),
-        model_config: str = config.model.model_dump_json(),
-        training_config: str = config.training.model_dump_json(),
-        evaluation_config: str = evaluation_defaults.model_dump_json(),
-        push_config: str = config.push.model_dump_json(),
-    ):
-        ingest_task = configure(ingest(data_config=data_config), "ingest", cache=cache_data)
+    def segmentation_pipeline(*values):
+        parameters = dict(zip(RUNTIME_PARAMETERS, values, strict=True))
+        # No retry: a config that does not validate fails the same way every time.
+        resolved = configure(
+            resolve_config(compiled_config=compiled_config, **parameters),
+            "resolve-config",
+            cache=runtime.enable_caching,
+            retries=0,
+        ).outputs
+
+        ingest_task = configure(
+            ingest(data_config=resolved["data_config"]), "ingest", cache=cache_data
+        )
 
         weights_task = configure(
             compute_class_weights(
                 dataset=ingest_task.outputs["dataset"],
-                model_config=model_config,
-                training_config=training_config,
+                model_config=resolved["model_config"],
+                training_config=resolved["training_config"],
             ),
             "class-weights",
             cache=cache_data,
@@ -111,47 +136,70 @@ def create_pipeline(
             train(
                 dataset=ingest_task.outputs["dataset"],
                 class_weights=weights_task.outputs["class_weights"],
-                model_config=model_config,
-                training_config=training_config,
+                model_config=resolved["model_config"],
+                training_config=resolved["training_config"],
             ),
             "train",
             cache=cache_training,
             gpu=True,
         )
-        if has_accelerator:
+        if has_accelerator and target == "kubeflow":
+            # Kubernetes wants a resource name (nvidia.com/gpu) and a node selector.
+            train_task.set_accelerator_type(kubeflow_gpu[0])
+            train_task.set_accelerator_limit(runtime.accelerator_count)
+            apply_kubernetes_gpu_scheduling(train_task, runtime, node_selector=kubeflow_gpu[1])
+        elif has_accelerator:
             train_task.set_accelerator_type(runtime.accelerator_type)
             train_task.set_accelerator_limit(runtime.accelerator_count)
-            if target == "kubeflow":
-                from pipelines.kubeflow import apply_kubernetes_gpu_scheduling
-
-                apply_kubernetes_gpu_scheduling(train_task, runtime)
 
         # Never cached: the baseline it compares against (production's latest) changes.
         evaluate_task = configure(
             evaluate(
                 model=train_task.outputs["model"],
                 dataset=ingest_task.outputs["dataset"],
-                model_config=model_config,
-                evaluation_config=evaluation_config,
-                push_config=push_config,
+                model_config=resolved["model_config"],
+                evaluation_config=resolved["evaluation_config"],
+                push_config=resolved["push_config"],
             ),
             "evaluate",
             cache=False,
         )
 
-        if config.push.destination:
-            with dsl.If(evaluate_task.outputs["blessed"] == True, name="blessed"):  # noqa: E712
-                configure(
-                    push(
-                        model=train_task.outputs["model"],
-                        metrics=evaluate_task.outputs["metrics"],
-                        push_config=push_config,
-                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                    ),
-                    "push",
-                    cache=False,
-                )
+        # Always present; it pushes only a blessed model to a non-empty destination.
+        configure(
+            push(
+                model=train_task.outputs["model"],
+                metrics=evaluate_task.outputs["metrics"],
+                blessed=evaluate_task.outputs["blessed"],
+                blessing_reason=evaluate_task.outputs["reason"],
+                push_config=resolved["push_config"],
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ),
+            "push",
+            cache=False,
+        )
 
+    # The parameters are typed from the config's fields and default to the compiled values.
+    types = runtime_parameter_types()
+    defaults = runtime_parameter_defaults(config)
+    segmentation_pipeline.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=defaults[name],
+                annotation=types[name],
+            )
+            for name in RUNTIME_PARAMETERS
+        ]
+    )
+    segmentation_pipeline = dsl.pipeline(
+        name=config.name,
+        description=(
+            "Oxford-IIIT Pet segmentation: validate config, ingest, class weights, train, "
+            "evaluate, push."
+        ),
+    )(segmentation_pipeline)
     return segmentation_pipeline
 
 

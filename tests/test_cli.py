@@ -29,3 +29,20 @@ def test_bad_config_is_a_clear_error_not_a_traceback(capsys):
 def test_run_without_local_points_to_submit(capsys):
     assert main(["run", "--preset", "demo"]) == 2
     assert "petseg submit" in capsys.readouterr().err
+
+
+def test_run_refuses_a_bad_run_time_value_before_any_task(tmp_path, capsys):
+    root = tmp_path / "root"
+    status = main(
+        ["run", "--local", "--preset", "demo", "--pipeline-root", str(root), "--param", "epochs=0"]
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "training.epochs" in err and "epochs=0" in err
+    assert not root.exists()
+
+
+def test_run_refuses_an_unknown_run_time_parameter(tmp_path, capsys):
+    status = main(["run", "--local", "--preset", "demo", "--param", "image_size=64"])
+    assert status == 2
+    assert "unknown run-time parameter 'image_size'" in capsys.readouterr().err

@@ -423,3 +423,34 @@ def test_submit_boundary_sends_the_kubernetes_gpu_scheduling(kubeflow, tmp_path)
     assert executor["exec-gpu-step"]["nodeSelector"]["labels"] == {
         "cloud.google.com/gke-accelerator": "nvidia-l4"
     }
+
+
+def test_cli_submit_boundary_to_kubeflow_sends_typed_run_time_values(kubeflow, capsys):
+    from pipelines.cli import main
+
+    status = main(
+        [
+            "submit", "--target", "kubeflow", "--preset", "demo", *CLOUD_READY,
+            "--host", kubeflow.host, "--param", "epochs=5", "--param", "learning_rate=0.0005",
+            "--param", "push_destination=gs://petseg-test-models/kf",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    (create_run,) = kubeflow.sent("POST", "/runs")
+    assert create_run["body"]["runtime_config"]["parameters"] == {
+        "epochs": 5,
+        "learning_rate": 0.0005,
+        "push_destination": "gs://petseg-test-models/kf",
+    }
+
+
+def test_cli_submit_to_kubeflow_refuses_a_bad_run_time_value_before_sending(kubeflow, capsys):
+    from pipelines.cli import main
+
+    status = main(
+        ["submit", "--target", "kubeflow", "--preset", "demo", *CLOUD_READY,
+         "--host", kubeflow.host, "--param", "learning_rate=0"]
+    )  # fmt: skip
+    assert status == 2
+    assert "training.learning_rate" in capsys.readouterr().err
+    assert kubeflow.sent("POST", "/runs") == []

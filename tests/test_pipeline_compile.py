@@ -1,4 +1,4 @@
-"""Compiles the pipeline and checks the IR: tasks, artifact types, condition, GPU, images."""
+"""Compiles the pipeline and checks the IR: tasks, artifact types, parameters, GPU, images."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from components.config import load_config
 from pipelines.segmentation import compile_pipeline
 
-TASKS = {"ingest", "compute-class-weights", "train", "evaluate"}
+TASKS = {"resolve-config", "ingest", "compute-class-weights", "train", "evaluate", "push"}
 
 
 def _compile(tmp_path, *overrides, target="vertex", scheduled=False):
@@ -28,22 +28,23 @@ def _executor(spec, task):
     return spec["deploymentSpec"]["executors"][executor]["container"]
 
 
-def _push_task(spec):
-    condition = next(
-        task for name, task in spec["root"]["dag"]["tasks"].items() if name.startswith("condition")
-    )
-    return condition, spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
-
-
-def test_five_tasks_with_push_inside_the_blessing_condition(tmp_path):
+def test_six_tasks_and_push_takes_the_blessing_without_a_condition(tmp_path):
     _, spec = _compile(tmp_path)
     root_tasks = spec["root"]["dag"]["tasks"]
-    assert set(root_tasks) >= TASKS
-    condition, inner = _push_task(spec)
-    assert set(inner) == {"push"}
-    expression = condition["triggerPolicy"]["condition"]
-    assert "pipelinechannel--evaluate-blessed" in expression and "true" in expression
-    assert "evaluate" in condition["dependentTasks"]
+    assert set(root_tasks) == TASKS
+    push = root_tasks["push"]
+    assert "triggerPolicy" not in push
+    blessed = push["inputs"]["parameters"]["blessed"]["taskOutputParameter"]
+    assert blessed == {"outputParameterKey": "blessed", "producerTask": "evaluate"}
+
+
+@pytest.mark.parametrize("destination", ["", "gs://bucket/models"])
+def test_push_exists_whatever_the_compiled_destination(tmp_path, destination):
+    config = load_config("demo", overrides=[f"push.destination={destination}"])
+    spec = yaml.safe_load(Path(compile_pipeline(config, tmp_path / "p.yaml")).read_text())
+    assert "push" in spec["root"]["dag"]["tasks"]
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["push_destination"]["defaultValue"] == destination
 
 
 def test_artifacts_are_typed_and_wired(tmp_path):
@@ -79,26 +80,55 @@ def test_artifacts_are_typed_and_wired(tmp_path):
     assert train_inputs["class_weights"]["taskOutputArtifact"]["producerTask"] == (
         "compute-class-weights"
     )
-    _, inner = _push_task(spec)
-    push_inputs = inner["push"]["inputs"]["artifacts"]
-    assert push_inputs["model"]["componentInputArtifact"].endswith("train-model")
-
-
-def test_parameters_default_to_the_config_sections(tmp_path):
-    config, spec = _compile(tmp_path, "training.epochs=7")
-    parameters = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(parameters) == {
-        "data_config",
-        "model_config",
-        "training_config",
-        "evaluation_config",
-        "push_config",
+    push_inputs = spec["root"]["dag"]["tasks"]["push"]["inputs"]["artifacts"]
+    assert push_inputs["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model",
+        "producerTask": "train",
     }
-    training = json.loads(parameters["training_config"]["defaultValue"])
-    assert training["epochs"] == 7
-    assert json.loads(parameters["push_config"]["defaultValue"])["destination"] == (
-        config.push.destination
-    )
+
+
+def _compiled_config(spec):
+    inputs = spec["root"]["dag"]["tasks"]["resolve-config"]["inputs"]["parameters"]
+    return json.loads(inputs["compiled_config"]["runtimeValue"]["constant"])
+
+
+def test_parameters_are_typed_scalars_defaulting_to_the_compiled_values(tmp_path):
+    config, spec = _compile(tmp_path, "training.epochs=7", "data.data_dir=gs://bucket/tfds")
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert {name: (p["parameterType"], p["defaultValue"]) for name, p in parameters.items()} == {
+        "epochs": ("NUMBER_INTEGER", 7),
+        "batch_size": ("NUMBER_INTEGER", 64),
+        "learning_rate": ("NUMBER_DOUBLE", 1e-3),
+        "min_mean_iou": ("NUMBER_DOUBLE", 0.5),
+        "max_regression": ("NUMBER_DOUBLE", 0.0),
+        "data_dir": ("STRING", "gs://bucket/tfds"),
+        "data_version": ("STRING", "4.*.*"),
+        "push_destination": ("STRING", "gs://bucket/models"),
+    }
+    # Everything else is compiled into the first task, which gets every parameter.
+    assert _compiled_config(spec) == json.loads(config.to_json())
+    resolve_inputs = spec["root"]["dag"]["tasks"]["resolve-config"]["inputs"]["parameters"]
+    for name in parameters:
+        assert resolve_inputs[name] == {"componentInputParameter": name}
+    # Each later task reads its sections from the first task, ingest only the data section.
+    ingest_inputs = spec["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]
+    assert ingest_inputs == {
+        "data_config": {
+            "taskOutputParameter": {
+                "outputParameterKey": "data_config",
+                "producerTask": "resolve-config",
+            }
+        }
+    }
+
+
+def test_optional_text_fields_compile_to_empty_string_defaults(tmp_path):
+    config = load_config("demo")
+    assert config.data.version is None and config.data.data_dir is None
+    spec = yaml.safe_load(Path(compile_pipeline(config, tmp_path / "p.yaml")).read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["data_version"]["defaultValue"] == ""
+    assert parameters["data_dir"]["defaultValue"] == ""
 
 
 def test_gpu_request_and_images_per_task(tmp_path):
@@ -132,31 +162,18 @@ def test_caching_and_retries_follow_config_and_schedule(tmp_path):
     assert tasks["train"]["cachingOptions"].get("enableCache") is True
     assert not tasks["evaluate"]["cachingOptions"].get("enableCache", False)
     assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 3
+    assert "retryPolicy" not in tasks["resolve-config"]
 
     _, scheduled = _compile(tmp_path, scheduled=True)
     tasks = scheduled["root"]["dag"]["tasks"]
     assert not tasks["ingest"]["cachingOptions"].get("enableCache", False)
     assert not tasks["train"]["cachingOptions"].get("enableCache", False)
 
-    evaluation = json.loads(
-        scheduled["root"]["inputDefinitions"]["parameters"]["evaluation_config"]["defaultValue"]
-    )
-    assert evaluation["require_improvement"] is True
-    assert (
-        json.loads(
-            spec["root"]["inputDefinitions"]["parameters"]["evaluation_config"]["defaultValue"]
-        )["require_improvement"]
-        is False
-    )
+    assert _compiled_config(scheduled)["evaluation"]["require_improvement"] is True
+    assert _compiled_config(spec)["evaluation"]["require_improvement"] is False
 
     _, asked = _compile(tmp_path, "runtime.cache_training_on_schedule=true", scheduled=True)
     assert asked["root"]["dag"]["tasks"]["train"]["cachingOptions"]["enableCache"] is True
-
-
-def test_no_push_task_without_a_destination(tmp_path):
-    config = load_config("demo", overrides=["push.destination="])
-    spec = yaml.safe_load(Path(compile_pipeline(config, tmp_path / "p.yaml")).read_text())
-    assert not any(name.startswith("condition") for name in spec["root"]["dag"]["tasks"])
 
 
 def test_resources_from_config(tmp_path):
@@ -200,3 +217,62 @@ def test_compiled_spec_matches_the_saved_golden_file(tmp_path):
     assert _without_sdk_version(yaml.safe_load(compiled.read_text())) == _without_sdk_version(
         yaml.safe_load(GOLDEN.read_text())
     )
+
+
+# --- the train task's GPU on Kubeflow --------------------------------------------------------
+
+
+def _kubeflow(tmp_path, *overrides):
+    config = load_config("tutorial", overrides=["push.destination=gs://bucket/models", *overrides])
+    path = compile_pipeline(config, tmp_path / "kf.yaml", target="kubeflow")
+    documents = [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc]
+    spec = documents[0]
+    platform = documents[1] if len(documents) > 1 else {}
+    executors = platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
+    return spec, executors.get("executors", {})
+
+
+def _accelerator(spec):
+    accelerator = _executor(spec, "train")["resources"]["accelerator"]
+    return accelerator.get("resourceType"), str(accelerator.get("resourceCount"))
+
+
+def test_kubeflow_requests_a_kubernetes_gpu_on_the_gke_node_pool_of_the_vertex_name(tmp_path):
+    spec, executors = _kubeflow(tmp_path)  # the default runtime.accelerator_type NVIDIA_TESLA_T4
+    assert _accelerator(spec) == ("nvidia.com/gpu", "1")
+    assert "NVIDIA_TESLA_T4" not in yaml.safe_dump(spec["deploymentSpec"])
+    assert executors["exec-train"]["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"
+    }
+    assert set(executors) == {"exec-train"}  # no other task is pinned to GPU nodes
+
+
+def test_kubeflow_gpu_follows_the_configured_resource_and_node_selector(tmp_path):
+    spec, executors = _kubeflow(
+        tmp_path,
+        "runtime.accelerator_type=NVIDIA_L4",
+        "runtime.accelerator_count=2",
+        "runtime.kubernetes_gpu_resource=nvidia.com/mig-1g.10gb",
+        'runtime.gpu_node_selector={"pool": "gpu"}',
+    )
+    assert _accelerator(spec) == ("nvidia.com/mig-1g.10gb", "2")
+    assert executors["exec-train"]["nodeSelector"]["labels"] == {"pool": "gpu"}
+
+
+def test_kubeflow_takes_a_kubernetes_resource_name_as_given(tmp_path):
+    spec, executors = _kubeflow(tmp_path, "runtime.accelerator_type=amd.com/gpu")
+    assert _accelerator(spec) == ("amd.com/gpu", "1")
+    assert executors == {}  # no node selector: the user's cluster decides
+
+
+def test_kubeflow_refuses_an_accelerator_it_cannot_request(tmp_path):
+    from pipelines.vertex import CloudInputError
+
+    with pytest.raises(CloudInputError, match=r"runtime.accelerator_type 'TPU_V3' cannot be"):
+        _kubeflow(tmp_path, "runtime.accelerator_type=TPU_V3")
+    assert not (tmp_path / "kf.yaml").exists()
+
+
+def test_vertex_keeps_the_vertex_accelerator_name(tmp_path):
+    _, spec = _compile(tmp_path)
+    assert _accelerator(spec) == ("NVIDIA_TESLA_T4", "1")

@@ -2,6 +2,8 @@
 
 Small sizes keep it to a few minutes on 2 cores; the assertions are on what
 each task wrote: records, weights, a model that predicts, metrics, the push.
+The first run gives epochs and the push destination only at run time, as a
+Vertex AI or Kubeflow run would.
 """
 
 from __future__ import annotations
@@ -42,12 +44,36 @@ def blessed_run(workspace):
         overrides=[
             *SMALL,
             f"data.data_dir={workspace / 'tfds'}",
-            f"push.destination={workspace / 'models'}",
+            "push.destination=",
             "evaluation.min_mean_iou=0.0",
             "evaluation.baseline=latest",
         ],
     )
-    return run_local(config, pipeline_root=workspace / "root-blessed")
+    return run_local(
+        config,
+        pipeline_root=workspace / "root-blessed",
+        parameters={"epochs": 1, "push_destination": str(workspace / "models")},
+    )
+
+
+def test_run_time_values_change_only_what_they_name(blessed_run):
+    resolved = blessed_run.task("resolve-config").parameters
+    training = json.loads(resolved["training_config"])
+    assert training["epochs"] == 1  # the run-time value
+    # Everything else keeps the compiled values: SMALL and the demo preset, not the defaults.
+    assert (training["batch_size"], training["learning_rate"]) == (8, 2e-3)
+    assert training["class_weighting"] == "median_frequency"
+    model = json.loads(resolved["model_config"])
+    assert (model["image_size"], model["encoder_weights"], model["freeze_encoder"]) == (
+        64,
+        "none",
+        False,
+    )
+    # ...and train really used them.
+    model_dir = Path(blessed_run.task("train").artifacts["model"]["uri"])
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    assert metadata["training"] == training
+    assert (metadata["image_size"], metadata["encoder_trainable"]) == (64, True)
 
 
 def test_ingest_wrote_sharded_records_and_facts(blessed_run):
@@ -105,6 +131,19 @@ def test_unmet_threshold_skips_push(workspace, blessed_run):
     versions_before = sorted((workspace / "models" / "versions").iterdir())
     summary = run_local(config, pipeline_root=workspace / "root-unblessed")
     assert summary.blessed is False
-    assert summary.task("push") is None
+    assert summary.pushed_uri is None
+    assert summary.push_skip_reason.startswith("the model is not blessed: ")
+    assert "mean IoU" in summary.push_skip_reason
     assert sorted((workspace / "models" / "versions").iterdir()) == versions_before
-    assert "not pushed" in format_summary(summary)
+    assert f"not pushed: {summary.push_skip_reason}" in format_summary(summary)
+
+
+def test_invalid_run_time_value_fails_first_naming_field_and_value(workspace, capfd):
+    config = load_config("demo", overrides=[*SMALL, f"data.data_dir={workspace / 'tfds'}"])
+    root = workspace / "root-invalid"
+    with pytest.raises(RuntimeError):
+        run_local(config, pipeline_root=root, parameters={"min_mean_iou": 1.5})
+    output = "".join(capfd.readouterr())
+    assert "evaluation.min_mean_iou" in output and "1.5" in output
+    assert "resolve-config" in output
+    assert not list(root.rglob("ingest"))  # nothing after the first task ran

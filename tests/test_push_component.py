@@ -35,13 +35,15 @@ def read_pushed(pushed: dsl.Input[Artifact]) -> str:
     return json.dumps({"uri": pushed.uri, "metadata": dict(pushed.metadata)})
 
 
-def push_pipeline_for(config: PushConfig, seed: int):
+def push_pipeline_for(config: PushConfig, seed: int, blessed: bool = True):
     @dsl.pipeline(name="push-test")
     def push_pipeline() -> str:
         trained = fake_trained_model(seed=seed)
         pushed = push(
             model=trained.outputs["model"],
             metrics=trained.outputs["metrics"],
+            blessed=blessed,
+            blessing_reason="mean IoU 0.41 < 0.5",
             push_config=config.model_dump_json(),
         )
         return read_pushed(pushed=pushed.outputs["pushed_model"]).output
@@ -59,6 +61,7 @@ def test_push_component_publishes_a_version_with_its_manifest(kfp_local, tmp_pat
 
     version_dir = destination / "versions" / "v000001"
     assert first["uri"] == str(version_dir)
+    assert (first["metadata"]["pushed"], first["metadata"]["skip_reason"]) == (True, "")
     assert first["metadata"]["version"] == "v000001"
     assert first["metadata"]["latest"] == "v000001"
     assert first["metadata"]["reused"] is False
@@ -95,3 +98,24 @@ def test_push_component_refuses_vertex_registration_for_a_local_destination(
     captured = capfd.readouterr()
     assert "push.register_vertex needs a gs:// destination" in captured.out + captured.err
     assert not Path(destination).exists()
+
+
+def test_push_component_pushes_nothing_for_an_unblessed_model_and_says_why(
+    kfp_local, tmp_path, capfd
+):
+    destination = tmp_path / "models"
+    config = PushConfig(destination=str(destination))
+
+    outcome = json.loads(push_pipeline_for(config, seed=1, blessed=False)().output)
+
+    assert outcome["metadata"]["pushed"] is False
+    assert outcome["metadata"]["skip_reason"] == "the model is not blessed: mean IoU 0.41 < 0.5"
+    assert not destination.exists()
+    assert "not pushed: the model is not blessed: mean IoU 0.41 < 0.5" in capfd.readouterr().out
+
+
+def test_push_component_without_a_destination_pushes_nothing_and_says_why(kfp_local, tmp_path):
+    outcome = json.loads(push_pipeline_for(PushConfig(destination=""), seed=1)().output)
+    assert outcome["metadata"]["pushed"] is False
+    assert outcome["metadata"]["skip_reason"].startswith("push.destination is empty")
+    assert not any(tmp_path.glob("**/LATEST"))

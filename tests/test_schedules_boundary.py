@@ -580,3 +580,69 @@ def test_cli_vertex_api_refusal_exits_one(vertex_schedules, capsys):
     assert status == 1
     assert "vertex API refused the request" in capsys.readouterr().err
     assert "pause" not in vertex_schedules.names()
+
+
+# --- run-time parameters of the real pipeline ------------------------------------------------
+
+
+def test_cli_vertex_schedule_create_boundary_sends_typed_run_time_values(vertex_schedules):
+    from pipelines.cli import main
+
+    status = main(
+        [
+            "schedule", "create", "--target", "vertex", "--preset", "demo", *CLOUD_READY,
+            "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI,
+            "--cron", "0 3 * * 1", "--param", "epochs=30", "--param", "min_mean_iou=0.6",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    ((_, request),) = vertex_schedules.calls
+    job = request["schedule"].create_pipeline_job_request.pipeline_job
+    assert dict(job.runtime_config.parameter_values) == {"epochs": 30, "min_mean_iou": 0.6}
+    # The scheduled variant: only a model better than production is blessed.
+    resolve = dict(job.pipeline_spec)["root"]["dag"]["tasks"]["resolve-config"]
+    compiled = resolve["inputs"]["parameters"]["compiled_config"]["runtimeValue"]["constant"]
+    assert '"require_improvement":true' in compiled
+
+
+def test_cli_kubeflow_schedule_create_boundary_sends_typed_run_time_values(kubeflow):
+    from pipelines.cli import main
+
+    status = main(
+        [
+            "schedule", "create", "--target", "kubeflow", "--preset", "demo", *CLOUD_READY,
+            "--host", kubeflow.host, "--cron", "0 3 * * 1",
+            "--param", "batch_size=32", "--param", "data_dir=gs://petseg-test-data/tfds",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    (create,) = kubeflow.sent("POST", "/recurringruns")
+    assert create["body"]["runtime_config"]["parameters"] == {
+        "batch_size": 32,
+        "data_dir": "gs://petseg-test-data/tfds",
+    }
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("max_regression=-0.1", "evaluation.max_regression"),
+        ("epoch=3", "unknown run-time parameter 'epoch'"),
+        ("data_dir=/tmp/tfds", "data.data_dir '/tmp/tfds' is inside the Vertex AI task"),
+    ],
+)
+def test_cli_vertex_schedule_create_refuses_bad_run_time_values(
+    vertex_schedules, capsys, param, message
+):
+    from pipelines.cli import main
+
+    status = main(
+        [
+            "schedule", "create", "--target", "vertex", "--preset", "demo", *CLOUD_READY,
+            "--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI,
+            "--cron", "0 3 * * 1", "--param", param,
+        ]
+    )  # fmt: skip
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert vertex_schedules.calls == []

@@ -7,7 +7,6 @@ machine. Bad input must fail before any request: the tests assert nothing was se
 
 # No `from __future__ import annotations`: KFP reads the stand-in component's real types.
 import argparse
-import json
 import socket
 from pathlib import Path
 
@@ -465,9 +464,12 @@ def test_cli_submit_boundary_with_the_real_pipeline(vertex, tmp_path):
     assert "train" in spec["root"]["dag"]["tasks"]
     demo = load_config("demo")
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    assert json.loads(parameters["training_config"]["defaultValue"]) == json.loads(
-        demo.training.model_dump_json()
-    )
+    assert parameters["epochs"] == {
+        "parameterType": "NUMBER_INTEGER",
+        "defaultValue": demo.training.epochs,
+        "isOptional": True,
+    }
+    assert parameters["batch_size"]["defaultValue"] == demo.training.batch_size
 
 
 def test_cli_submit_boundary_sends_a_given_template(vertex, tmp_path):
@@ -504,3 +506,77 @@ def test_submit_boundary_refuses_the_laptop_demo_before_sending(vertex, capsys):
     assert vertex.created == [] and compile_fn.calls == []
     err = capsys.readouterr().err
     assert "runtime.cpu_image" in err and "push.destination" in err
+
+
+# --- run-time parameters of the real pipeline ------------------------------------------------
+
+REAL_LOCATION = ("--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI)
+
+
+def test_cli_submit_boundary_sends_typed_run_time_values(vertex):
+    cli = pytest.importorskip("pipelines.cli")
+    status = cli.main(
+        [
+            "submit", "--target", "vertex", "--preset", "demo", *CLOUD_READY, *REAL_LOCATION,
+            "--param", "epochs=30", "--param", "learning_rate=0.01",
+            "--param", "push_destination=gs://petseg-test-models/runtime",
+            "--param", "data_version=",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    (request,) = vertex.created
+    sent = request["pipeline_job"]
+    assert dict(sent.runtime_config.parameter_values) == {
+        "epochs": 30,
+        "learning_rate": 0.01,
+        "push_destination": "gs://petseg-test-models/runtime",
+        "data_version": "",
+    }
+    # Numbers travel as numbers, not text the pipeline would have to parse.
+    values = type(sent.runtime_config).pb(sent.runtime_config).parameter_values
+    assert values["epochs"].WhichOneof("kind") == "number_value"
+    assert values["learning_rate"].number_value == 0.01
+    # The typed parameters the run fills in, with the compiled values as defaults.
+    parameters = dict(sent.pipeline_spec)["root"]["inputDefinitions"]["parameters"]
+    assert parameters["epochs"]["parameterType"] == "NUMBER_INTEGER"
+    assert parameters["batch_size"]["defaultValue"] == 16
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("epochs=0", "training.epochs: Input should be greater than or equal to 1 (got 0)"),
+        ("epochs=three", "epochs='three' (training.epochs) is not an int"),
+        ("min_mean_iou=1.5", "evaluation.min_mean_iou"),
+        ("image_size=64", "unknown run-time parameter 'image_size'"),
+        ("push_destination=models", "push.destination 'models' is a relative local path"),
+    ],
+)
+def test_cli_submit_boundary_refuses_bad_run_time_values_before_sending(
+    vertex, capsys, param, message
+):
+    cli = pytest.importorskip("pipelines.cli")
+    status = cli.main(
+        ["submit", "--target", "vertex", "--preset", "demo", *CLOUD_READY, *REAL_LOCATION,
+         "--param", param]
+    )  # fmt: skip
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert vertex.created == []
+
+
+def test_cli_submit_boundary_checks_run_time_values_against_a_given_template(
+    vertex, tmp_path, capsys
+):
+    cli = pytest.importorskip("pipelines.cli")
+    template = tmp_path / "petseg.yaml"
+    assert cli.main(["compile", "--preset", "demo", *CLOUD_READY, "-o", str(template)]) == 0
+    submit = ["submit", "--target", "vertex", *REAL_LOCATION, "--template", str(template)]
+
+    assert cli.main([*submit, "--param", "batch_size=-1"]) == 2
+    assert "training.batch_size" in capsys.readouterr().err
+    assert vertex.created == []
+
+    assert cli.main([*submit, "--param", "batch_size=8"]) == 0
+    (request,) = vertex.created
+    assert dict(request["pipeline_job"].runtime_config.parameter_values) == {"batch_size": 8}

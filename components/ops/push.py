@@ -1,4 +1,9 @@
-"""KFP wrapper of push: a blessed model → a new immutable version (+ optional Vertex registry)."""
+"""KFP wrapper of push: a blessed model → a new immutable version (+ optional Vertex registry).
+
+The task is always in the pipeline (TFX Pusher style) and decides itself whether to
+push, so a destination given only at run time pushes and every kfp.local runner
+behaves like Vertex AI and Kubeflow.
+"""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
@@ -10,18 +15,27 @@ from components.ops import DEFAULT_IMAGE
 def push(
     model: Input[Model],
     metrics: Input[Metrics],
+    blessed: bool,
     push_config: str,
     pushed_model: Output[Artifact],
+    blessing_reason: str = "",
     run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
 ):
-    """Publishes the model as a new version under push.destination and moves LATEST to it.
+    """Publishes a blessed model as a new version under push.destination; LATEST moves to it.
+
+    A model that is not blessed, or an empty destination, pushes nothing: the task
+    succeeds, prints why, and records it in ``pushed_model``'s metadata
+    (``pushed`` false, ``skip_reason``).
 
     Args:
-        model: the blessed Model artifact directory (train's output); on Vertex a /gcs/ path.
+        model: the candidate Model artifact directory (train's output); on Vertex a /gcs/ path.
         metrics: evaluate's Metrics; its metadata is recorded in the version's manifest.
+        blessed: evaluate's decision; only a blessed model is pushed.
         push_config: PushConfig JSON: destination, and the Vertex registry settings.
-        pushed_model: records the version: its uri is the version directory and its
-            metadata holds version, latest, digest, reused, manifest and any registry name.
+        pushed_model: records the outcome: when pushed, its uri is the version directory and
+            its metadata holds pushed, version, latest, digest, reused, manifest and any
+            registry name; otherwise pushed is false and skip_reason says why.
+        blessing_reason: evaluate's reason, repeated in the skip reason of an unblessed model.
         run_id: the pipeline job id recorded in the manifest; when the placeholder is not
             resolved (an ad-hoc run), a digest of the model's URI stands in.
     """
@@ -31,8 +45,19 @@ def push(
     from components.config import PushConfig, section_from_json
 
     settings = section_from_json(PushConfig, push_config)
-    if not settings.destination:
-        raise ValueError("push.destination is empty: there is nowhere to push the model")
+    skip_reason = ""
+    if not blessed:
+        skip_reason = "the model is not blessed"
+        if blessing_reason:
+            skip_reason += f": {blessing_reason}"
+    elif not settings.destination:
+        skip_reason = "push.destination is empty (set it, or --param push_destination=...)"
+    if skip_reason:
+        print(f"not pushed: {skip_reason}")
+        pushed_model.metadata.update(
+            {"pushed": False, "skip_reason": skip_reason, "destination": settings.destination}
+        )
+        return
     if settings.register_vertex:
         from components import registry
         from components.storage import GCS_FUSE_ROOT, GCS_SCHEME
@@ -84,6 +109,8 @@ def push(
     pushed_model.uri = result["uri"]
     pushed_model.metadata.update(
         {
+            "pushed": True,
+            "skip_reason": "",
             "version": result["version"],
             "latest": result["latest"],
             "digest": result["digest"],
