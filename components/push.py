@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from components import provenance
 from components.storage import LocalStore, Store, file_digests, open_store
 
 VERSIONS_DIR = "versions"
@@ -58,6 +59,7 @@ _MANIFEST_KEYS = (
     "files",
     "model_metadata",
     "dataset",
+    "pushed_by",
 )
 
 
@@ -196,6 +198,8 @@ def push_model(
             "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in files},
             "model_metadata": metadata,
             "dataset": metadata.get("dataset") if isinstance(metadata, dict) else None,
+            # The petseg that pushed; the one that trained is in model_metadata.
+            "pushed_by": provenance.provenance(),
             **extra_manifest,
         }
         manifest_bytes = _to_json_bytes(manifest)

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from components import data, dataset_info, devices, report, schema
+from components import data, dataset_info, devices, provenance, report, schema
 from components import model as model_lib
 
 logger = logging.getLogger(__name__)
@@ -442,6 +442,7 @@ def train_model(
             "validation_split": validation_split,
         },
     }
+    metadata.update(provenance.provenance())
     model_lib.save_model_dir(to_save, model_dir, metadata)
     logger.info("final metrics: %s", metrics)
     return metrics

@@ -7,6 +7,7 @@
 # --pin-base-digests resolves every base image tag (the Dockerfiles' *_IMAGE build arguments) to
 # its digest first, so the build is reproducible even if a tag is moved upstream. After a push
 # the script prints each image's digest reference: put that in runtime.cpu_image / gpu_image.
+# The commit also goes into the images as PETSEG_GIT_COMMIT, which trained models record.
 set -euo pipefail
 shopt -s inherit_errexit  # a failed docker pull inside $(...) stops the build
 
@@ -136,7 +137,7 @@ for kind in "${KINDS[@]}"; do
     mapfile -t build_args <<<"$pinned"
   fi
   run docker build --file "$dockerfile" --tag "${image}:${VERSION}" --tag "${image}:${GIT_SHA}" \
-    "${build_args[@]}" "$ROOT"
+    "--build-arg=PETSEG_GIT_COMMIT=${GIT_SHA}" "${build_args[@]}" "$ROOT"
   if [[ "$PUSH" == 1 ]]; then
     run docker push "${image}:${VERSION}"
     run docker push "${image}:${GIT_SHA}"

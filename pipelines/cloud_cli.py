@@ -205,10 +205,12 @@ def _template(
         if config is None:  # another pipeline: its own parameter names and types are checked
             return str(args.template), None, dict(parameters)
         _, values = _runtime_values(config, parameters)
+        _warn_on_image_tags(config)
         return str(args.template), config, values
     config = config_loader(args)
     effective, values = _runtime_values(config, parameters)
     _check_cloud_config(effective, args.target)
+    _warn_on_image_tags(config)
     if scheduled:
         _check_scheduled_config(effective)
     output = Path(workdir) / f"{config.name}.yaml"
@@ -256,6 +258,52 @@ def cloud_config_problems(config: Any, target: str) -> list[str]:
                 "it ends; use gs://bucket/prefix"
             )
     return found
+
+
+def _image_tag(image: str) -> str | None:
+    """The tag of an image reference; None for a digest reference or an untagged name."""
+    if "@" in image:
+        return None
+    name, _, tag = image.rpartition(":")
+    return tag if name and "/" not in tag else None
+
+
+def _same_commit(tag: str, commit: str) -> bool:
+    """Whether a tag names the commit (short or full hashes, at least 7 digits)."""
+    return min(len(tag), len(commit)) >= 7 and (tag.startswith(commit) or commit.startswith(tag))
+
+
+def image_tag_mismatch(config: Any) -> str:
+    """One line naming the task images whose tag is neither this petseg's version nor commit.
+
+    The components run the package installed in their image, not this checkout, so an
+    image of another version runs other code than the pipeline was compiled from. A
+    digest reference (``image@sha256:...``) is taken as deliberate and not compared.
+    """
+    from components import provenance
+
+    version = provenance.package_version()
+    commit = provenance.git_commit().removesuffix("-dirty")
+    differing = [
+        f"runtime.{field} tag {tag!r}"
+        for field in ("cpu_image", "gpu_image")
+        if (tag := _image_tag(getattr(config.runtime, field))) is not None
+        and tag != version
+        and not _same_commit(tag.removesuffix("-dirty"), commit)
+    ]
+    if not differing:
+        return ""
+    return (
+        f"{' and '.join(differing)} {'differs' if len(differing) == 1 else 'differ'} from "
+        f"petseg {version}; the tasks run the petseg "
+        f"in the images (build them with containers/build.sh)"
+    )
+
+
+def _warn_on_image_tags(config: Any) -> None:
+    mismatch = image_tag_mismatch(config)
+    if mismatch:
+        print(f"warning: {mismatch}", file=sys.stderr)
 
 
 def _check_cloud_config(config: Any, target: str) -> None:

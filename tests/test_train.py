@@ -15,7 +15,7 @@ import tensorflow as tf
 from kfp import dsl
 
 from components import class_weights as class_weights_lib
-from components import devices, schema, train
+from components import devices, provenance, schema, train
 from components import model as model_lib
 from components.config import ModelConfig, TrainingConfig
 
@@ -78,6 +78,8 @@ def test_model_dir_follows_the_contract_and_records_its_facts(trained, dataset_d
     assert metadata["dataset"]["validation_split"] == "test"
     assert metadata["dataset"]["uri"] == dataset_dir
     assert metadata["runtime"]["strategy"] == "default"  # no GPU here
+    assert metadata["petseg_version"] == provenance.package_version() != "unknown"
+    assert metadata["git_commit"] == provenance.git_commit()
     names = set(tf.io.gfile.listdir(trained["model_dir"]))
     assert {"model.keras", "metadata.json", "summary.txt"} <= names
     assert not any(name.startswith(train.BACKUP_DIR) for name in names), "checkpoints left over"

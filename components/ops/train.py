@@ -40,7 +40,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from components import schema
+    from components import provenance, schema
     from components.config import ModelConfig, TrainingConfig, section_from_json
     from components.train import train_model
 
@@ -78,4 +78,5 @@ def train(
             "val_mean_iou": final_metrics.get("val_mean_iou"),
         }
     )
+    model.metadata.update(provenance.provenance())  # the petseg that trained it
     tensorboard.metadata["log_dir"] = tensorboard.uri
