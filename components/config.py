@@ -358,6 +358,68 @@ class RuntimeConfig(_Section):
     )
 
 
+class NotifyConfig(_Section):
+    """Where the end-of-run report goes. The webhook URL holds a token: it is a secret.
+
+    The config never holds the URL, only where the notify task reads it at run time, so
+    it stays out of the compiled spec, the parameters, the artifacts and the logs.
+    """
+
+    webhook_url_env: str = Field(
+        default="",
+        description=(
+            "Environment variable holding the webhook URL in the notify task (local runs; "
+            "on Kubeflow the variable kubernetes_secret is mounted as)."
+        ),
+    )
+    webhook_url_secret: str = Field(
+        default="",
+        description="Secret Manager version holding the URL: projects/P/secrets/S/versions/V.",
+    )
+    kubernetes_secret: str = Field(
+        default="", description="Kubeflow: Kubernetes secret mounted as webhook_url_env."
+    )
+    kubernetes_secret_key: str = Field(default="url", description="The secret's key.")
+    report: Literal["always", "failure"] = Field(
+        default="always", description="Report every run's end, or only failed runs."
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                f"webhook_url_env must name an environment variable, not hold a URL "
+                f"({len(value)} characters given, not shown)"
+            )
+        return value
+
+    @field_validator("webhook_url_secret")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+", value):
+            raise ValueError(
+                "webhook_url_secret must be a Secret Manager version name "
+                "projects/<project>/secrets/<secret>/versions/<version|latest>, not the URL "
+                f"({len(value)} characters given, not shown)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _secret_mounted_somewhere(self) -> NotifyConfig:
+        if self.kubernetes_secret and not self.webhook_url_env:
+            raise ValueError(
+                "notify.kubernetes_secret needs notify.webhook_url_env: the variable the "
+                "secret is mounted as"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url_env or self.webhook_url_secret)
+
+
 class PipelineConfig(_Section):
     """The whole pipeline."""
 
@@ -369,6 +431,7 @@ class PipelineConfig(_Section):
     push: PushConfig = Field(default_factory=PushConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @field_validator("name")
     @classmethod
@@ -455,6 +518,10 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return path, value
 
 
+# Values set in this section are never repeated in messages (a mistyped secret URL).
+_UNECHOED_SECTION = "notify"
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for item in error.errors():
@@ -466,7 +533,9 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         # A whole section (a model validator's input) is too long to repeat; a small
         # mapping given where text or a list belongs is the value the user must see.
         too_long = isinstance(value, dict) and len(repr(value)) > 80
-        shown = "" if too_long else f" (got {value!r})"
+        # A value given for notify may be the webhook URL itself, which holds a token.
+        hidden = too_long or item["loc"][:1] == (_UNECHOED_SECTION,)
+        shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 
@@ -518,7 +587,8 @@ def load_config(
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             cursor = nxt
         cursor[path_parts[-1]] = value
-        sources.append(f"--set {item}")
+        shown = item if path_parts[0] != _UNECHOED_SECTION else f"{item.split('=', 1)[0]}=..."
+        sources.append(f"--set {shown}")
     return build_config(raw, source=", ".join(sources) or "defaults")
 
 

@@ -301,3 +301,18 @@ def apply_kubernetes_gpu_scheduling(task, runtime_config, node_selector=None):
     for arguments in tolerations:
         kubernetes.add_toleration(task, **arguments)
     return task
+
+
+def mount_notify_secret(task, settings) -> None:
+    """Mounts the Kubernetes secret holding the webhook URL as the notify task's env var.
+
+    Only the secret's name and key enter the compiled spec; the kubelet fills the
+    variable from the secret when the pod starts.
+    """
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=settings.kubernetes_secret,
+        secret_key_to_env={settings.kubernetes_secret_key: settings.webhook_url_env},
+    )

@@ -18,6 +18,7 @@ from kfp import compiler, dsl
 
 from components.config import (
     RUNTIME_PARAMETERS,
+    NotifyConfig,
     PipelineConfig,
     runtime_parameter_defaults,
     runtime_parameter_types,
@@ -34,7 +35,23 @@ DISPLAY_NAMES = {
     "train": "Train U-Net",
     "evaluate": "Evaluate and bless",
     "push": "Push blessed model",
+    "notify": "Report the run's end",
 }
+
+
+def check_notify_target(settings: NotifyConfig, target: str) -> None:
+    """Refuses, before compiling, a webhook URL source the target's notify task cannot read."""
+    if target == "vertex" and not settings.webhook_url_secret:
+        raise ValueError(
+            "notify: a Vertex AI task has no environment of yours to read "
+            f"{settings.webhook_url_env} from; set notify.webhook_url_secret (Secret Manager)"
+        )
+    if target == "kubeflow" and not (settings.kubernetes_secret or settings.webhook_url_secret):
+        raise ValueError(
+            "notify: a Kubeflow task cannot read the webhook URL from your environment; set "
+            "notify.kubernetes_secret (mounted as notify.webhook_url_env) or "
+            "notify.webhook_url_secret"
+        )
 
 
 def _resources(task: dsl.PipelineTask, cpu: str, memory: str) -> dsl.PipelineTask:
@@ -66,6 +83,7 @@ def create_pipeline(
     from components.ops.class_weights import compute_class_weights
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
+    from components.ops.notify import notify_run_end
     from components.ops.push import push
     from components.ops.resolve_config import resolve_config
     from components.ops.train import train
@@ -108,8 +126,7 @@ def create_pipeline(
             _resources(task, runtime.default_resources.cpu, runtime.default_resources.memory)
         return task
 
-    def segmentation_pipeline(*values):
-        parameters = dict(zip(RUNTIME_PARAMETERS, values, strict=True))
+    def run_tasks(parameters: dict):
         # No retry: a config that does not validate fails the same way every time.
         resolved = configure(
             resolve_config(compiled_config=compiled_config, **parameters),
@@ -178,6 +195,29 @@ def create_pipeline(
             "push",
             cache=False,
         )
+
+    notify_settings = config.notify
+    if notify_settings.enabled:
+        check_notify_target(notify_settings, target)
+
+    def segmentation_pipeline(*values):
+        parameters = dict(zip(RUNTIME_PARAMETERS, values, strict=True))
+        if not notify_settings.enabled:
+            run_tasks(parameters)
+            return
+        # The exit handler's task runs after the others whatever happened to them and
+        # reports the run's end. Its config says where to read the webhook URL, never the URL.
+        notify_task = notify_run_end(notify_config=notify_settings.model_dump_json())
+        notify_task.set_display_name(DISPLAY_NAMES["notify"])
+        notify_task.set_caching_options(False)
+        notify_task.set_container_image(runtime.cpu_image)
+        _resources(notify_task, runtime.default_resources.cpu, runtime.default_resources.memory)
+        if target == "kubeflow" and notify_settings.kubernetes_secret:
+            from pipelines.kubeflow import mount_notify_secret
+
+            mount_notify_secret(notify_task, notify_settings)
+        with dsl.ExitHandler(notify_task, name="petseg-run"):
+            run_tasks(parameters)
 
     # The parameters are typed from the config's fields and default to the compiled values.
     types = runtime_parameter_types()

@@ -1,0 +1,143 @@
+"""The end-of-run report: what happened to a run, sent to a webhook whose URL is a secret.
+
+The URL carries a token, so it is read only here, at run time, from where
+``NotifyConfig`` says (an environment variable, or a Secret Manager version), and
+never printed: errors name the source, the HTTP status or the network reason, not
+the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from components.config import NotifyConfig
+
+SECRET_MANAGER_API = "https://secretmanager.googleapis.com/v1"
+MAX_ERROR_CHARS = 500
+# A status message that lists the failed tasks ("... The failed tasks are: [train].").
+_FAILED_TASKS = re.compile(r"failed tasks are:\s*\[([^\]]*)\]", re.IGNORECASE)
+
+
+class NotifyError(RuntimeError):
+    """The report could not be sent; the message never contains the webhook URL."""
+
+
+def run_report(
+    *,
+    state: str,
+    pipeline_job: str,
+    task_name: str,
+    error_message: str,
+    run_name: str = "",
+) -> dict[str, Any]:
+    """What the webhook receives: the run, its final state, the failed tasks, the error line.
+
+    Args:
+        state: PipelineTaskFinalStatus.state (SUCCEEDED, FAILED, CANCELLED).
+        pipeline_job: The pipeline job's resource name.
+        task_name: The task (group) the status is about.
+        error_message: The status's error message ('' on success).
+        run_name: The run's display name, when known.
+    """
+    error_line = next((line.strip() for line in error_message.splitlines() if line.strip()), "")
+    failed_tasks: list[str] = []
+    if state != "SUCCEEDED":
+        listed = _FAILED_TASKS.search(error_message)
+        if listed:
+            failed_tasks = [t.strip(" '\"") for t in listed.group(1).split(",") if t.strip()]
+        elif task_name:
+            failed_tasks = [task_name]
+    return {
+        "run": run_name if run_name and not run_name.startswith("{{") else pipeline_job,
+        "pipeline_job": pipeline_job,
+        "state": state,
+        "succeeded": state == "SUCCEEDED",
+        "failed_tasks": failed_tasks,
+        "error": error_line[:MAX_ERROR_CHARS],
+        "text": summary_line(state, run_name or pipeline_job, failed_tasks, error_line),
+    }
+
+
+def summary_line(state: str, run: str, failed_tasks: list[str], error_line: str) -> str:
+    """One human line (chat webhooks such as Slack's show the ``text`` field)."""
+    if state == "SUCCEEDED":
+        return f"petseg run {run} succeeded"
+    where = f" in {', '.join(failed_tasks)}" if failed_tasks else ""
+    return f"petseg run {run} {state.lower()}{where}: {error_line[:MAX_ERROR_CHARS]}".rstrip(": ")
+
+
+def should_send(settings: NotifyConfig, report: Mapping[str, Any]) -> bool:
+    return settings.enabled and (settings.report == "always" or not report["succeeded"])
+
+
+def webhook_url(
+    settings: NotifyConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    session: Any = None,
+) -> str:
+    """Reads the webhook URL from its configured source, at call time."""
+    environ = os.environ if environ is None else environ
+    if settings.webhook_url_env:
+        url = environ.get(settings.webhook_url_env, "").strip()
+        if not url:
+            raise NotifyError(
+                f"environment variable {settings.webhook_url_env} holding the webhook URL is "
+                "unset or empty in the notify task"
+            )
+    elif settings.webhook_url_secret:
+        url = _access_secret(settings.webhook_url_secret, session=session).strip()
+    else:
+        raise NotifyError("no webhook configured (notify.webhook_url_env or webhook_url_secret)")
+    if not url.startswith(("https://", "http://")):
+        raise NotifyError("the webhook URL read from its secret is not an http(s) URL")
+    return url
+
+
+def _access_secret(name: str, *, session: Any = None) -> str:
+    """The secret version's payload, through Secret Manager's REST API with ADC."""
+    if session is None:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        session = AuthorizedSession(credentials)
+    response = session.get(f"{SECRET_MANAGER_API}/{name}:access", timeout=30)
+    if response.status_code != 200:
+        raise NotifyError(
+            f"Secret Manager refused {name} (HTTP {response.status_code}); the pipeline's "
+            "service account needs roles/secretmanager.secretAccessor on it"
+        )
+    return base64.b64decode(response.json()["payload"]["data"]).decode("utf-8")
+
+
+def post_report(url: str, report: Mapping[str, Any], *, timeout_s: float) -> int:
+    """POSTs the report as JSON; returns the HTTP status. Errors never show the URL."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(report).encode("utf-8"),
+        headers={"Content-Type": "application/json", "User-Agent": "petseg-notify"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        raise NotifyError(f"the webhook answered HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise NotifyError(f"the webhook could not be reached: {type(reason).__name__}") from None
+
+
+def send(settings: NotifyConfig, report: Mapping[str, Any], **kwargs: Any) -> int:
+    """Reads the URL and posts the report; returns the webhook's HTTP status."""
+    return post_report(webhook_url(settings, **kwargs), report, timeout_s=settings.timeout_s)

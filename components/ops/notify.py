@@ -1,0 +1,37 @@
+"""KFP wrapper of the end-of-run report: the exit handler's task, run after every other task."""
+
+from kfp import dsl
+
+from components.ops import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def notify_run_end(
+    status: dsl.PipelineTaskFinalStatus,
+    notify_config: str,
+    run_name: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+):
+    """Reports the run's final state, failed tasks and error line to the configured webhook.
+
+    Args:
+        status: the final status of the tasks the exit handler wraps (filled in by KFP).
+        notify_config: NotifyConfig JSON: where the task reads the webhook URL at run time
+            (an environment variable or a Secret Manager version), never the URL itself.
+        run_name: the run's name, for the report.
+    """
+    from components import notify
+    from components.config import NotifyConfig, section_from_json
+
+    settings = section_from_json(NotifyConfig, notify_config)
+    report = notify.run_report(
+        state=status.state,
+        pipeline_job=status.pipeline_job_resource_name,
+        task_name=status.pipeline_task_name,
+        error_message=status.error_message or "",
+        run_name=run_name,
+    )
+    if not notify.should_send(settings, report):
+        print(f"run {report['state'].lower()}; notify.report={settings.report}: not reported")
+        return
+    code = notify.send(settings, report)
+    print(f"reported run {report['state'].lower()} to the webhook (HTTP {code})")

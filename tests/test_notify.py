@@ -1,0 +1,202 @@
+"""The end-of-run report: exit handler wiring, the webhook over real HTTP, the secret kept out."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import threading
+
+import pytest
+import yaml
+
+from components import notify
+from components.config import ConfigError, NotifyConfig, load_config
+from pipelines.local import run_local
+from pipelines.segmentation import compile_pipeline
+
+# A URL with a token, as chat webhooks have; it must never show up in the spec or a log.
+TOKEN = "T0KEN-9f8e7d6c5b4a"
+ENV = "PETSEG_TEST_WEBHOOK_URL"
+SECRET = "projects/p/secrets/petseg-webhook/versions/latest"
+SMALL = [
+    "data.synthetic_train_size=24",
+    "data.synthetic_test_size=8",
+    "data.synthetic_image_size=64",
+    "model.image_size=64",
+    "training.epochs=1",
+    "training.batch_size=8",
+]
+
+
+class Webhook:
+    """A real HTTP server on loopback that records every JSON body posted to it."""
+
+    def __init__(self, status: int = 200):
+        self.received: list[dict] = []
+        self.paths: list[str] = []
+        webhook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                webhook.received.append(json.loads(body))
+                webhook.paths.append(self.path)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{TOKEN}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_report_names_the_failed_tasks_and_the_error_line():
+    message = (
+        "The DAG failed because some tasks failed. The failed tasks are: [train].\n"
+        "Job (project_id = p, job_id = 1) is failed due to the above error."
+    )
+    report = notify.run_report(
+        state="FAILED", pipeline_job="projects/p/locations/r/pipelineJobs/j",
+        task_name="exit-handler-1", error_message=message, run_name="weekly",
+    )  # fmt: skip
+    assert report["failed_tasks"] == ["train"]
+    assert report["error"] == message.splitlines()[0]
+    assert report["text"].startswith("petseg run weekly failed in train: The DAG failed")
+    ok = notify.run_report(state="SUCCEEDED", pipeline_job="j", task_name="t", error_message="")
+    assert (ok["succeeded"], ok["failed_tasks"], ok["text"]) == (True, [], "petseg run j succeeded")
+
+
+def test_webhook_receives_the_report_and_errors_never_show_the_url(monkeypatch):
+    settings = NotifyConfig(webhook_url_env=ENV)
+    report = notify.run_report(state="FAILED", pipeline_job="j", task_name="t", error_message="x")
+    with Webhook() as hook:
+        monkeypatch.setenv(ENV, hook.url)
+        assert notify.send(settings, report) == 200
+    assert hook.received == [report] and hook.paths == [f"/hooks/{TOKEN}"]
+
+    with Webhook(status=500) as failing:
+        monkeypatch.setenv(ENV, failing.url)
+        with pytest.raises(notify.NotifyError) as error:
+            notify.send(settings, report)
+    assert str(error.value) == "the webhook answered HTTP 500" and TOKEN not in str(error.value)
+    # The server is gone now: connection refused.
+    with pytest.raises(notify.NotifyError, match="could not be reached") as error:
+        notify.send(settings, report)
+    assert TOKEN not in str(error.value)
+    monkeypatch.delenv(ENV)
+    with pytest.raises(notify.NotifyError, match=f"{ENV} holding the webhook URL is unset"):
+        notify.send(settings, report)
+
+
+def test_url_from_secret_manager_request_boundary():
+    class Session:
+        def __init__(self, status):
+            self.status, self.urls = status, []
+
+        def get(self, url, timeout):
+            self.urls.append(url)
+            payload = {"payload": {"data": base64.b64encode(b"https://hooks/x\n").decode()}}
+            return type("Response", (), {"status_code": self.status, "json": lambda _: payload})()
+
+    session = Session(200)
+    settings = NotifyConfig(webhook_url_secret=SECRET)
+    assert notify.webhook_url(settings, session=session) == "https://hooks/x"
+    assert session.urls == [f"https://secretmanager.googleapis.com/v1/{SECRET}:access"]
+    with pytest.raises(notify.NotifyError, match=r"refused .* \(HTTP 403\).*secretAccessor"):
+        notify.webhook_url(settings, session=Session(403))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (f"notify.webhook_url_env=https://hooks/{TOKEN}", "name an environment variable"),
+        (f"notify.webhook_url_secret=https://hooks/{TOKEN}", "Secret Manager version name"),
+        ("notify.kubernetes_secret=webhook", "needs notify.webhook_url_env"),
+    ],
+)
+def test_a_url_in_the_config_is_refused_without_echoing_it(override, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(overrides=[override])
+    assert TOKEN not in str(error.value)
+
+
+def compiled(tmp_path, target: str, *overrides: str) -> tuple[str, dict]:
+    config = load_config("tutorial", overrides=list(overrides))
+    path = compile_pipeline(config, tmp_path / f"{target}.yaml", target=target)
+    with open(path) as handle:
+        text = handle.read()
+    return text, next(yaml.safe_load_all(text))
+
+
+def test_exit_handler_wraps_every_task_and_the_secret_stays_out_of_the_spec(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV, f"https://hooks.example/{TOKEN}")  # set while compiling
+    text, spec = compiled(tmp_path, "vertex", f"notify.webhook_url_secret={SECRET}")
+
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "notify-run-end"}
+    notify_task = root["notify-run-end"]
+    assert notify_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert notify_task["dependentTasks"] == ["exit-handler-1"]
+    assert notify_task["inputs"]["parameters"]["status"] == {
+        "taskFinalStatus": {"producerTask": "exit-handler-1"}
+    }
+    body = spec["components"][root["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"resolve-config", "ingest", "train", "evaluate", "push"} <= set(body)
+    sent = json.loads(
+        notify_task["inputs"]["parameters"]["notify_config"]["runtimeValue"]["constant"]
+    )
+    assert sent["webhook_url_secret"] == SECRET
+    assert TOKEN not in text and "hooks.example" not in text
+
+
+def test_kubeflow_mounts_the_kubernetes_secret_as_the_env_var(tmp_path):
+    text, _ = compiled(
+        tmp_path, "kubeflow",
+        "notify.kubernetes_secret=petseg-webhook", f"notify.webhook_url_env={ENV}",
+        "runtime.accelerator_type=nvidia.com/gpu",
+    )  # fmt: skip
+    [_, platform] = yaml.safe_load_all(text)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    [secret] = executors["exec-notify-run-end"]["secretAsEnv"]
+    assert secret["keyToEnv"] == [{"secretKey": "url", "envVar": ENV}]
+    assert "petseg-webhook" in json.dumps(secret)  # the secret's name, not its value
+
+
+def test_a_url_source_the_target_cannot_read_is_refused_before_compiling(tmp_path):
+    with pytest.raises(ValueError, match=r"set notify\.webhook_url_secret"):
+        compiled(tmp_path, "vertex", f"notify.webhook_url_env={ENV}")
+    with pytest.raises(ValueError, match=r"set notify\.kubernetes_secret"):
+        compiled(tmp_path, "kubeflow", f"notify.webhook_url_env={ENV}")
+
+
+def test_failed_local_run_reports_to_the_webhook_through_kfp_local(tmp_path, monkeypatch, capfd):
+    config = load_config(
+        "demo",
+        overrides=[*SMALL, f"data.data_dir={tmp_path / 'tfds'}", f"notify.webhook_url_env={ENV}"],
+    )
+    with Webhook() as hook:
+        monkeypatch.setenv(ENV, hook.url)
+        with pytest.raises(RuntimeError):
+            run_local(config, pipeline_root=tmp_path / "root", parameters={"epochs": 0})
+
+    [report] = hook.received
+    assert report["state"] == "FAILED" and report["succeeded"] is False
+    # kfp.local reports the exit handler's group as the failed task, with its own message;
+    # Vertex AI names the failed tasks in the message (see the parsing test above).
+    assert report["failed_tasks"] == ["exit-handler-1"]
+    assert report["error"] == "Task exit-handler-1 failed."
+    assert report["run"].startswith("petseg-demo")
+    output = "".join(capfd.readouterr())
+    assert "reported run failed to the webhook (HTTP 200)" in output
+    assert TOKEN not in output
