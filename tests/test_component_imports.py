@@ -45,7 +45,15 @@ def test_component_modules_import_only_kfp_at_module_level(path):
 
 def test_every_component_module_defines_a_component():
     names = {path.stem for path in OPS} - {"__init__"}
-    assert names == {"resolve_config", "ingest", "class_weights", "train", "evaluate", "push"}
+    assert names == {
+        "resolve_config",
+        "ingest",
+        "class_weights",
+        "train",
+        "evaluate",
+        "push",
+        "notify",
+    }
 
 
 def test_compiling_the_pipeline_imports_no_tensorflow():
