@@ -22,11 +22,16 @@ from components.config import NotifyConfig
 SECRET_MANAGER_API = "https://secretmanager.googleapis.com/v1"
 MAX_ERROR_CHARS = 500
 # A status message that lists the failed tasks ("... The failed tasks are: [train].").
+_VERTEX_JOB = re.compile(r"projects/[^/]+/locations/([a-z0-9-]+)/pipelineJobs/[^/]+")
 _FAILED_TASKS = re.compile(r"failed tasks are:\s*\[([^\]]*)\]", re.IGNORECASE)
 
 
 class NotifyError(RuntimeError):
     """The report could not be sent; the message never contains the webhook URL."""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def run_report(
@@ -36,6 +41,7 @@ def run_report(
     task_name: str,
     error_message: str,
     run_name: str = "",
+    task_errors: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """What the webhook receives: the run, its final state, the failed tasks, the error line.
 
@@ -45,12 +51,18 @@ def run_report(
         task_name: The task (group) the status is about.
         error_message: The status's error message ('' on success).
         run_name: The run's display name, when known.
+        task_errors: ``[{task, error}]`` of the failed tasks, when the platform's API told
+            (vertex_failed_tasks); they name the failed tasks and give the error line.
     """
-    error_line = next((line.strip() for line in error_message.splitlines() if line.strip()), "")
+    error_line = _first_line(error_message)
     failed_tasks: list[str] = []
+    task_errors = [dict(item) for item in task_errors or []]
     if state != "SUCCEEDED":
         listed = _FAILED_TASKS.search(error_message)
-        if listed:
+        if task_errors:
+            failed_tasks = [item["task"] for item in task_errors]
+            error_line = task_errors[0]["error"] or error_line
+        elif listed:
             failed_tasks = [t.strip(" '\"") for t in listed.group(1).split(",") if t.strip()]
         elif task_name:
             failed_tasks = [task_name]
@@ -61,8 +73,39 @@ def run_report(
         "succeeded": state == "SUCCEEDED",
         "failed_tasks": failed_tasks,
         "error": error_line[:MAX_ERROR_CHARS],
+        "task_errors": task_errors,
         "text": summary_line(state, run_name or pipeline_job, failed_tasks, error_line),
     }
+
+
+def vertex_failed_tasks(pipeline_job: str, *, client: Any = None) -> list[dict[str, str]]:
+    """``[{task, error}]`` of a Vertex AI pipeline job's failed tasks, from GetPipelineJob.
+
+    Only tasks that ran a container count (the DAG and exit-handler groups that failed
+    because of them have no executor); each error is the first line Vertex recorded.
+    Returns [] for a job that is not a Vertex AI resource name (a local run).
+    """
+    match = _VERTEX_JOB.fullmatch(pipeline_job)
+    if not match:
+        return []
+    from google.cloud import aiplatform_v1
+
+    if client is None:
+        client = aiplatform_v1.PipelineServiceClient(
+            client_options={"api_endpoint": f"{match.group(1)}-aiplatform.googleapis.com"}
+        )
+    job = client.get_pipeline_job(request=aiplatform_v1.GetPipelineJobRequest(name=pipeline_job))
+    failed = aiplatform_v1.PipelineTaskDetail.State.FAILED
+    return [
+        {"task": task.task_name, "error": _first_line(task.error.message)[:MAX_ERROR_CHARS]}
+        for task in job.job_detail.task_details
+        if task.state == failed and _ran_a_container(task)
+    ]
+
+
+def _ran_a_container(task: Any) -> bool:
+    detail = task.executor_detail
+    return "container_detail" in detail or "custom_job_detail" in detail
 
 
 def summary_line(state: str, run: str, failed_tasks: list[str], error_line: str) -> str:

@@ -200,3 +200,59 @@ def test_failed_local_run_reports_to_the_webhook_through_kfp_local(tmp_path, mon
     output = "".join(capfd.readouterr())
     assert "reported run failed to the webhook (HTTP 200)" in output
     assert TOKEN not in output
+
+
+def test_failed_tasks_and_their_error_lines_from_vertex_request_boundary(monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
+
+    job_name = "projects/p/locations/europe-west4/pipelineJobs/petseg-123"
+    task = aiplatform_v1.PipelineTaskDetail
+    executor = aiplatform_v1.PipelineTaskExecutorDetail
+    job = aiplatform_v1.PipelineJob(
+        name=job_name,
+        job_detail=aiplatform_v1.PipelineJobDetail(
+            task_details=[
+                task(task_name="petseg-demo", state=task.State.FAILED),  # the root DAG
+                task(task_name="exit-handler-1", state=task.State.FAILED),  # its group
+                task(
+                    task_name="ingest",
+                    state=task.State.SUCCEEDED,
+                    executor_detail=executor(container_detail=executor.ContainerDetail()),
+                ),
+                task(
+                    task_name="train",
+                    state=task.State.FAILED,
+                    executor_detail=executor(custom_job_detail=executor.CustomJobDetail()),
+                    error={"code": 9, "message": "ValueError: dataset has 3 classes\nTraceback"},
+                ),
+            ]
+        ),
+    )
+    calls = []
+
+    def get_pipeline_job(self, request=None, **kwargs):
+        calls.append((request, self.api_endpoint))
+        return job
+
+    monkeypatch.setattr(aiplatform_v1.PipelineServiceClient, "get_pipeline_job", get_pipeline_job)
+    monkeypatch.setattr("google.auth.default", lambda *a, **k: (AnonymousCredentials(), "p"))
+
+    task_errors = notify.vertex_failed_tasks(job_name)
+
+    assert calls == [
+        (
+            aiplatform_v1.GetPipelineJobRequest(name=job_name),
+            "europe-west4-aiplatform.googleapis.com",
+        )
+    ]
+    assert task_errors == [{"task": "train", "error": "ValueError: dataset has 3 classes"}]
+    report = notify.run_report(
+        state="FAILED", pipeline_job=job_name, task_name="exit-handler-1",
+        error_message="The DAG failed because some tasks failed.", task_errors=task_errors,
+    )  # fmt: skip
+    assert (report["failed_tasks"], report["error"]) == (
+        ["train"],
+        "ValueError: dataset has 3 classes",
+    )
+    assert notify.vertex_failed_tasks("local-pipeline-exit-handler-1") == []

@@ -23,12 +23,19 @@ def notify_run_end(
     from components.config import NotifyConfig, section_from_json
 
     settings = section_from_json(NotifyConfig, notify_config)
+    task_errors = []
+    if status.state != "SUCCEEDED":
+        try:  # on Vertex AI, which tasks failed and their error lines (else the status only)
+            task_errors = notify.vertex_failed_tasks(status.pipeline_job_resource_name)
+        except Exception as error:
+            print(f"could not read the failed tasks from the job: {type(error).__name__}")
     report = notify.run_report(
         state=status.state,
         pipeline_job=status.pipeline_job_resource_name,
         task_name=status.pipeline_task_name,
         error_message=status.error_message or "",
         run_name=run_name,
+        task_errors=task_errors,
     )
     if not notify.should_send(settings, report):
         print(f"run {report['state'].lower()}; notify.report={settings.report}: not reported")
