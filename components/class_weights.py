@@ -61,7 +61,7 @@ def count_mask_pixels(
     """
     if image_size < 1:
         raise ClassWeightsError(f"image_size must be positive, got {image_size}")
-    info = dataset_info.load_dataset_info(dataset_dir)
+    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
     paths = dataset_info.shard_paths(dataset_dir, split, info)
 
     def mask_counts(serialized: tf.Tensor) -> tf.Tensor:

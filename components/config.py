@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # The segmentation classes of the default dataset. Oxford-IIIT Pet trimaps store
 # 1 = pet, 2 = background, 3 = border; class ids are ``trimap - 1``.
@@ -27,9 +35,10 @@ NUM_CLASSES: int = len(CLASS_NAMES)
 # Raw trimap values in the source dataset, in class-id order.
 TRIMAP_VALUES: tuple[int, ...] = (1, 2, 3)
 TRIMAP_OFFSET: int = 1
+# Stored mask value of ignored pixels (Pascal VOC's void); class ids stay below it.
+# components.schema re-exports it; here so TF-free code (ingest workers) can use it.
+IGNORE_ID: int = 255
 
-# Datasets whose features match oxford_iiit_pet (image, segmentation_mask as trimap, ...).
-SUPPORTED_DATASETS: tuple[str, ...] = ("oxford_iiit_pet", "synthetic_pets")
 WeightingStrategy = Literal["none", "fixed", "inverse_frequency", "median_frequency"]
 # The tutorial's weights in class-id order (pet, background, border).
 TUTORIAL_CLASS_WEIGHTS: tuple[float, ...] = (2.0, 2.0, 1.0)
@@ -38,6 +47,13 @@ PositiveInt = Annotated[int, Field(ge=1)]
 # Vertex AI Model Registry names (its documented patterns).
 VERTEX_MODEL_RESOURCE = re.compile(r"projects/[^/]+/locations/[a-z0-9-]+/models/[^/@]+")
 VERTEX_ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]")
+
+# The offline demo dataset (a TFDS builder of this project, components/synthetic_pets.py).
+SYNTHETIC_DATASET = "synthetic_pets"
+DataSource = Literal["tfds", "folder", "manifest"]
+MaskFormat = Literal["auto", "values", "palette", "rgb"]
+# Class ids 0..254 fit a uint8 mask next to the ignore id.
+MAX_CLASSES = IGNORE_ID
 
 
 class ConfigError(ValueError):
@@ -52,12 +68,76 @@ class _Section(BaseModel):
     )
 
 
-class DataConfig(_Section):
-    """Where the data comes from and how ingest writes it."""
+def _parse_colour(value: Any) -> Any:
+    """'#rrggbb' or [r, g, b] → [r, g, b]; anything else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        text = value.strip().lstrip("#")
+        if not re.fullmatch(r"[0-9a-fA-F]{6}", text):
+            raise ValueError(f"colour {value!r} is not like '#ff8800' or [255, 136, 0]")
+        return [int(text[i : i + 2], 16) for i in (0, 2, 4)]
+    return value
 
-    dataset: str = "synthetic_pets"
+
+Colour = Annotated[
+    tuple[
+        Annotated[int, Field(ge=0, le=255)],
+        Annotated[int, Field(ge=0, le=255)],
+        Annotated[int, Field(ge=0, le=255)],
+    ],
+    BeforeValidator(_parse_colour),
+]
+MaskValue = Annotated[int, Field(ge=0, le=65535)]
+
+
+class ClassSpec(_Section):
+    """One class: its name, and the raw mask values and/or RGB colours that mean it."""
+
+    name: str
+    values: list[MaskValue] = Field(
+        default_factory=list, description="Mask values (single-channel or palette index)."
+    )
+    colors: list[Colour] = Field(
+        default_factory=list, description="RGB colours ('#rrggbb' or [r, g, b]) for RGB masks."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError(
+                f"class name {value!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                "(it names metrics)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_value(self) -> ClassSpec:
+        if not self.values and not self.colors:
+            raise ValueError(f"class {self.name!r} has neither values nor colors")
+        return self
+
+
+# Oxford-IIIT Pet trimaps: 1 pet, 2 background, 3 border ("not classified").
+DEFAULT_CLASSES: tuple[dict[str, Any], ...] = tuple(
+    {"name": name, "values": [value]}
+    for name, value in zip(CLASS_NAMES, TRIMAP_VALUES, strict=True)
+)
+
+
+class DataConfig(_Section):
+    """Where the data comes from, what its masks mean, how it is split and written."""
+
+    source: DataSource = Field(
+        default="tfds",
+        description="'tfds' (a TFDS dataset), 'folder' (images/ + masks/) or 'manifest'.",
+    )
+    dataset: str = Field(default=SYNTHETIC_DATASET, description="TFDS dataset name (tfds).")
     version: str | None = Field(
         default=None, description="TFDS version or pattern such as '4.*.*'; None = latest."
+    )
+    image_feature: str = Field(default="image", description="TFDS image feature (tfds).")
+    mask_feature: str = Field(
+        default="segmentation_mask", description="TFDS segmentation-mask feature (tfds)."
     )
     data_dir: str | None = Field(default=None, description="TFDS data_dir (local or gs://).")
     manual_dir: str | None = Field(
@@ -75,8 +155,49 @@ class DataConfig(_Section):
         default=False,
         description="Use TFDS's prepared GCS copy; off because it can be ArrayRecord.",
     )
+    path: str = Field(
+        default="",
+        description="Folder root (folder) or CSV/JSON Lines file (manifest), local or gs://.",
+    )
+    images_folder: str = Field(default="images", description="Image folder name (folder).")
+    masks_folder: str = Field(default="masks", description="Mask folder name (folder).")
+    image_extensions: list[str] = Field(
+        default_factory=lambda: ["jpg", "jpeg", "png"],
+        description="Image file extensions (folder), matched case-insensitively.",
+    )
+    mask_extensions: list[str] = Field(
+        default_factory=lambda: ["png"], description="Mask file extensions (folder)."
+    )
+    mask_format: MaskFormat = Field(
+        default="auto",
+        description=(
+            "'auto' reads palette PNGs by index, single-channel masks by value and RGB masks "
+            "by colour; 'values', 'palette' or 'rgb' insist on one kind."
+        ),
+    )
+    classes: list[ClassSpec] = Field(
+        default_factory=lambda: [ClassSpec(**spec) for spec in DEFAULT_CLASSES],
+        description="Class table in class-id order: name, mask values and/or RGB colours.",
+    )
+    ignore_values: list[MaskValue] = Field(
+        default_factory=list,
+        description="Mask values left out of the loss and every metric (e.g. VOC's 255).",
+    )
+    ignore_colors: list[Colour] = Field(
+        default_factory=list, description="RGB colours left out of the loss and every metric."
+    )
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.1,
+        description="Share of train carved into validation when the source has no validation.",
+    )
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.1, description="Share of train carved into test when the source has no test."
+    )
     records_per_shard: PositiveInt = 1024
     bad_record_policy: Literal["error", "skip"] = "error"
+    ingest_workers: Annotated[int, Field(ge=0, le=256)] = Field(
+        default=0, description="Processes decoding and checking records; 0 = every core."
+    )
     # Size of the generated offline dataset (synthetic_pets only).
     synthetic_train_size: PositiveInt = 96
     synthetic_test_size: PositiveInt = 32
@@ -85,10 +206,11 @@ class DataConfig(_Section):
 
     @field_validator("dataset")
     @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        if value not in SUPPORTED_DATASETS:
+    def _dataset_name(cls, value: str) -> str:
+        # A TFDS name, optionally with its builder config ('name/config').
+        if not re.fullmatch(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.+-]+)?", value):
             raise ValueError(
-                f"unknown dataset {value!r}; supported: {', '.join(SUPPORTED_DATASETS)}"
+                f"dataset {value!r} is not a TFDS dataset name such as 'oxford_iiit_pet'"
             )
         return value
 
@@ -98,6 +220,77 @@ class DataConfig(_Section):
         if value is not None and not re.fullmatch(r"\d+\.(\d+|\*)\.(\d+|\*)", value):
             raise ValueError(f"version {value!r} is not like '4.0.0' or '4.*.*'")
         return value
+
+    @field_validator("image_extensions", "mask_extensions")
+    @classmethod
+    def _extensions(cls, value: list[str]) -> list[str]:
+        cleaned = [item.strip().lstrip(".").lower() for item in value]
+        if not cleaned or not all(re.fullmatch(r"[a-z0-9]+", item) for item in cleaned):
+            raise ValueError(f"extensions {value!r} must be a non-empty list like ['jpg', 'png']")
+        return cleaned
+
+    @field_validator("images_folder", "masks_folder")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[^/\\]+", value) or value in (".", ".."):
+            raise ValueError(f"folder name {value!r} must be one path component")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.source != "tfds" and not self.path.strip():
+            raise ValueError(f"data.path is required for source {self.source!r}")
+        if not 2 <= len(self.classes) <= MAX_CLASSES:
+            raise ValueError(
+                f"classes: {len(self.classes)} given; between 2 and {MAX_CLASSES} are needed"
+            )
+        names = [spec.name for spec in self.classes]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"classes: names {duplicates} appear more than once")
+        _check_unique(
+            "value",
+            [(spec.name, value) for spec in self.classes for value in spec.values]
+            + [("ignore_values", value) for value in self.ignore_values],
+        )
+        _check_unique(
+            "colour",
+            [(spec.name, colour) for spec in self.classes for colour in spec.colors]
+            + [("ignore_colors", colour) for colour in self.ignore_colors],
+        )
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"validation_fraction {self.validation_fraction} + test_fraction "
+                f"{self.test_fraction} must leave some of train for training (sum < 1)"
+            )
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return [spec.name for spec in self.classes]
+
+    def class_table(self) -> dict[str, Any]:
+        """The class table as dataset.json records it (class id = list index)."""
+        return {
+            "classes": [
+                {"name": s.name, "values": list(s.values), "colors": [list(c) for c in s.colors]}
+                for s in self.classes
+            ],
+            "ignore_values": list(self.ignore_values),
+            "ignore_colors": [list(colour) for colour in self.ignore_colors],
+        }
+
+
+def _check_unique(kind: str, owners: list[tuple[str, Any]]) -> None:
+    """A mask value or colour may mean one class (or ignore) only."""
+    seen: dict[Any, str] = {}
+    for owner, item in owners:
+        key = tuple(item) if isinstance(item, list | tuple) else item
+        if key in seen and seen[key] != owner:
+            raise ValueError(f"{kind} {item!r} is claimed by both {seen[key]!r} and {owner!r}")
+        if key in seen:
+            raise ValueError(f"{kind} {item!r} is listed twice for {owner!r}")
+        seen[key] = owner
 
 
 class ModelConfig(_Section):
@@ -443,10 +636,11 @@ class PipelineConfig(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
         weights = self.training.fixed_class_weights
-        if weights is not None and len(weights) != NUM_CLASSES:
+        names = self.data.class_names
+        if weights is not None and len(weights) != len(names):
             raise ValueError(
                 f"training.fixed_class_weights {weights} has {len(weights)} values; "
-                f"one per class ({', '.join(CLASS_NAMES)}) is needed"
+                f"one per class ({', '.join(names)}) is needed"
             )
         return self
 

@@ -121,7 +121,7 @@ def make_dataset(
         if any(weight < 0 for weight in class_weights):
             raise ValueError(f"class_weights must not be negative, got {class_weights}")
 
-    info = dataset_info.load_dataset_info(dataset_dir)
+    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
     paths = dataset_info.shard_paths(dataset_dir, split, info)
     num_records = dataset_info.split_size(dataset_dir, split, info)
 

@@ -7,6 +7,8 @@ Layout of a Dataset artifact directory written by ingest::
 
 Every consumer checks these facts (schema version, classes) before reading
 records, so a mismatch fails with a clear error instead of wrong numbers.
+The class list is the dataset's own (``class_names``, ``num_classes``);
+``schema.CLASS_NAMES`` is only Oxford's default.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from components import schema
 
 DATASET_INFO_FILE = "dataset.json"
 TRAIN_SPLIT = "train"
+VALIDATION_SPLIT = "validation"
+TEST_SPLIT = "test"
 
 
 class DatasetMismatchError(ValueError):
@@ -55,8 +59,15 @@ def write_dataset_info(dataset_dir: str, info: dict[str, Any]) -> None:
         raise
 
 
-def load_dataset_info(dataset_dir: str) -> dict[str, Any]:
-    """Loads and checks dataset.json: schema version and class list must match ours."""
+def load_dataset_info(
+    dataset_dir: str, expected_classes: list[str] | tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """Loads and checks dataset.json: schema version, a well-formed class list, ignore id.
+
+    Args:
+        dataset_dir: the Dataset directory.
+        expected_classes: when given (a model's classes), the dataset's must equal them.
+    """
     path = info_path(dataset_dir)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
@@ -76,11 +87,67 @@ def load_dataset_info(dataset_dir: str) -> dict[str, Any]:
             f"{path}: schema_version {info.get('schema_version')!r}, "
             f"this code reads {schema.SCHEMA_VERSION}; re-run ingest"
         )
-    if list(info.get("classes", [])) != list(schema.CLASS_NAMES):
+    classes = info.get("classes")
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or not all(isinstance(name, str) and name for name in classes)
+        or len(set(classes)) != len(classes)
+    ):
         raise DatasetMismatchError(
-            f"{path}: classes {info.get('classes')} differ from {list(schema.CLASS_NAMES)}"
+            f"{path}: classes {classes!r} is not a list of at least 2 distinct names"
         )
+    if info.get("ignore_id", schema.IGNORE_ID) != schema.IGNORE_ID:
+        raise DatasetMismatchError(
+            f"{path}: ignore_id {info.get('ignore_id')!r}, this code reads {schema.IGNORE_ID}"
+        )
+    if expected_classes is not None:
+        check_classes(info, expected_classes, path)
     return info
+
+
+def check_classes(
+    info: dict[str, Any], expected: list[str] | tuple[str, ...], where: str = DATASET_INFO_FILE
+) -> None:
+    """Refuses a dataset whose class list differs from ``expected`` (e.g. a model's)."""
+    if list(info.get("classes", [])) != list(expected):
+        raise DatasetMismatchError(
+            f"{where}: classes {info.get('classes')} differ from {list(expected)}"
+        )
+
+
+def class_names(info: dict[str, Any]) -> list[str]:
+    """The dataset's classes in class-id order."""
+    return list(info["classes"])
+
+
+def num_classes(info: dict[str, Any]) -> int:
+    return len(info["classes"])
+
+
+def ignore_id(info: dict[str, Any]) -> int:
+    """The stored mask value of ignored pixels (255)."""
+    return int(info.get("ignore_id", schema.IGNORE_ID))
+
+
+def class_table(info: dict[str, Any]) -> dict[str, Any]:
+    """Names with their source mask values/colours, and the ignore values/colours."""
+    return info.get("class_table") or {
+        "classes": [{"name": name, "values": [], "colors": []} for name in info["classes"]],
+        "ignore_values": [],
+        "ignore_colors": [],
+    }
+
+
+def fingerprint(info: dict[str, Any]) -> dict[str, Any]:
+    """{"dataset": hex, "splits": {split: hex}}; empty strings for a dataset without one."""
+    found = info.get("fingerprint") or {}
+    return {"dataset": found.get("dataset", ""), "splits": dict(found.get("splits", {}))}
+
+
+def dataset_fingerprint(info: dict[str, Any]) -> str:
+    """The whole dataset's content fingerprint (hex), '' when the dataset has none."""
+    return fingerprint(info)["dataset"]
 
 
 def shard_paths(dataset_dir: str, split: str, info: dict[str, Any] | None = None) -> list[str]:

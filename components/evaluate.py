@@ -214,7 +214,7 @@ def evaluate_model(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    info = dataset_info.load_dataset_info(dataset_dir)
+    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
     classes = list(info["classes"])
     # Metadata first: a mismatched model is refused before its weights are loaded.
     metadata = load_metadata(model_dir)

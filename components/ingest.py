@@ -1,27 +1,36 @@
-"""Ingest: a TFDS segmentation dataset → sharded TFRecords in the project's one schema.
+"""Ingest: a TFDS dataset, a folder or a manifest → sharded TFRecords in one schema.
 
 The output directory becomes a Dataset artifact (see components.dataset_info)::
 
     <output_dir>/dataset.json
     <output_dir>/train/train-00000-of-00004.tfrecord ...
-    <output_dir>/test/test-00000-of-00004.tfrecord ...
+    <output_dir>/validation/...   <output_dir>/test/...
 
-Records stream from TFDS with image and mask decoding skipped, are checked
-one at a time (the image decodes, the mask holds only trimap values, both have
-the same size) and are written with the source's image bytes unchanged and
-the mask as PNG class ids (trimap - 1). Memory does not grow with the dataset.
+Examples stream from the source (components.sources) in a stable order. Each
+is checked (the image decodes, every mask value or colour is in the class
+table, image and mask have the same size) and its mask mapped to class ids in
+worker processes on every core, a bounded window at a time, so output order
+is deterministic and memory does not grow with the dataset. Images are
+written with the source's bytes unchanged, masks as PNG class ids (255 =
+ignore). A source without a validation (or test) split has one carved from
+train by a hash of each example's key (components.splits).
 
 A bad record stops ingest with an error naming it, unless the bad-record
 policy is ``skip``; then each skipped file and its reason go into dataset.json,
 so nothing disappears silently. Shards are written under a temporary name and
-renamed only when the whole split is written, so a crash never leaves a shard
-that looks complete.
+renamed only when every split is written, so a crash never leaves a shard
+that looks complete. dataset.json also records the class table, pixel counts
+and the content fingerprint of each split and of the whole dataset.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import logging
+import multiprocessing
+import os
 import posixpath
 import time
 import typing
@@ -32,8 +41,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from components import dataset_info, schema, sources
-from components.config import DataConfig
+from components import dataset_info, masks, schema, sources, splits
+from components.config import IGNORE_ID, DataConfig
+from components.sources import EmptySplitError, SourceExample
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +51,16 @@ BAD_RECORD_POLICIES: tuple[str, ...] = typing.get_args(
     DataConfig.model_fields["bad_record_policy"].annotation
 )
 IMAGE_ENCODING_NOTE = (
-    "image: the source's encoded bytes, unchanged (JPEG, a few PNG); decode with 3 channels "
-    "(schema.decode_image). mask: PNG of class ids (source trimap - 1) at the image's size."
+    "image: the source's encoded bytes, unchanged (JPEG or PNG); decode with 3 channels "
+    "(schema.decode_image). mask: PNG of class ids (the class table's order; 255 = ignore) "
+    "at the image's size."
 )
 _INCOMPLETE_SUFFIX = ".incomplete"
+# Records checked in this process before worker processes start: a small dataset never
+# pays for starting them.
+_INLINE_RECORDS = 48
+_CHUNK_RECORDS = 8
+_READ_THREADS = 8
 
 
 class BadRecordError(ValueError):
@@ -56,70 +72,160 @@ class BadRecordError(ValueError):
         self.reason = reason
 
 
-class EmptySplitError(ValueError):
-    """A split has no usable records."""
-
-
 @dataclasses.dataclass(frozen=True)
 class SourceRecord:
-    """One example as the source stores it, still encoded."""
+    """One example with its bytes in hand (the unit tests' and write_split's input)."""
 
     image: bytes
-    mask: bytes  # Encoded PNG trimap (1 pet, 2 background, 3 border).
+    mask: bytes  # Encoded PNG of raw mask values (Oxford trimap by default).
     file_name: str
     label: int = -1
     species: int = -1
 
+    def as_example(self, split: str | None = None) -> SourceExample:
+        return SourceExample(
+            key=self.file_name,
+            file_name=self.file_name,
+            split=split,
+            mask_name=f"of {self.file_name}",
+            image=self.image,
+            mask=self.mask,
+            label=self.label,
+            species=self.species,
+        )
 
-def validate_record(record: SourceRecord) -> np.ndarray:
+
+def default_table() -> masks.ClassTable:
+    """The Oxford default class table (trimap 1 pet, 2 background, 3 border)."""
+    return masks.ClassTable.from_config(DataConfig())
+
+
+def validate_record(record: SourceRecord, table: masks.ClassTable | None = None) -> np.ndarray:
     """Checks one record and returns its [H, W] uint8 class-id mask.
 
     Raises:
         BadRecordError: the image or mask does not decode, their sizes differ,
-            or the mask has a value outside the trimap set.
+            or the mask has a value outside the class table.
     """
+    table = table or default_table()
     try:
-        image_shape = schema.decode_image(tf.constant(record.image)).shape
-    except (tf.errors.InvalidArgumentError, ValueError) as error:
-        raise BadRecordError(
-            record.file_name, f"image does not decode ({dataset_info.reader_message(error)})"
-        ) from None
-    try:
-        trimap = tf.io.decode_png(tf.constant(record.mask), channels=1).numpy()[..., 0]
-    except (tf.errors.InvalidArgumentError, ValueError) as error:
-        raise BadRecordError(
-            record.file_name, f"mask does not decode ({dataset_info.reader_message(error)})"
-        ) from None
-    if tuple(image_shape[:2]) != trimap.shape:
-        raise BadRecordError(
-            record.file_name,
-            f"image is {image_shape[0]}x{image_shape[1]} but its mask is "
-            f"{trimap.shape[0]}x{trimap.shape[1]} (height x width)",
-        )
-    try:
-        return schema.trimap_to_class_ids(trimap)
-    except ValueError as error:
-        raise BadRecordError(record.file_name, str(error)) from None
+        checked = masks.check_record(table, record.file_name, record.image, record.mask, "")
+    except masks.RecordError as error:
+        raise BadRecordError(record.file_name, _short(error.reason)) from None
+    return schema.decode_mask(tf.constant(checked.mask_png)).numpy()[..., 0]
 
 
-def tfds_records(builder: tfds.core.DatasetBuilder, split: str) -> Iterator[SourceRecord]:
-    """Streams a prepared split in file order, images and masks left encoded."""
-    dataset = builder.as_dataset(
-        split=split,
-        shuffle_files=False,
-        decoders={
-            "image": tfds.decode.SkipDecoding(),
-            "segmentation_mask": tfds.decode.SkipDecoding(),
-        },
-    )
-    for example in dataset.as_numpy_iterator():
-        yield SourceRecord(
-            image=example["image"],
-            mask=example["segmentation_mask"],
-            file_name=example["file_name"].decode("utf-8"),
-            label=int(example.get("label", -1)),
-            species=int(example.get("species", -1)),
-        )
+def _short(reason: str) -> str:
+    # Records without their own mask file are named once, not twice ("mask  has...").
+    return reason.replace("mask  ", "mask ")
+
+
+# --- checking records in parallel, in order, in bounded memory -----------------------------
+
+_WORKER_TABLE: masks.ClassTable | None = None
+
+
+def _init_worker(table: masks.ClassTable) -> None:
+    global _WORKER_TABLE
+    _WORKER_TABLE = table
+
+
+def _check_chunk(
+    items: list[tuple[str, bytes, bytes, str]], table: masks.ClassTable | None = None
+) -> list[masks.CheckedRecord | str]:
+    """Checks a chunk of (key, image, mask, mask name); a bad record gives its reason."""
+    table = table or _WORKER_TABLE
+    results: list[masks.CheckedRecord | str] = []
+    for key, image, mask, mask_name in items:
+        try:
+            results.append(masks.check_record(table, key, image, mask, mask_name))
+        except masks.RecordError as error:
+            results.append(_short(error.reason))
+    return results
+
+
+def worker_count(data_config: DataConfig) -> int:
+    """Processes to check records with: the setting, or every core this process may use."""
+    if data_config.ingest_workers:
+        return data_config.ingest_workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # Not on Linux.
+        return max(1, os.cpu_count() or 1)
+
+
+def _load(example: SourceExample) -> None:
+    """Reads an example's files (a missing one makes it a bad record, not a crash)."""
+    if example.problem:
+        return
+    try:
+        if example.image is None:
+            example.image = sources.read_bytes(example.image_uri)
+        if example.mask is None:
+            example.mask = sources.read_bytes(example.mask_uri)
+    except FileNotFoundError as error:
+        example.problem = f"file cannot be read ({error})"
+    except IsADirectoryError as error:
+        example.problem = f"file cannot be read ({error})"
+
+
+def _chunks(stream: Iterable[SourceExample], size: int) -> Iterator[list[SourceExample]]:
+    chunk: list[SourceExample] = []
+    for example in stream:
+        chunk.append(example)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def checked_examples(
+    stream: Iterable[SourceExample], table: masks.ClassTable, workers: int
+) -> Iterator[tuple[SourceExample, masks.CheckedRecord | str]]:
+    """(example, checked record or bad-record reason) for every example, in source order.
+
+    Files are read by a few threads and records checked by ``workers`` processes
+    (spawned, so TensorFlow's threads are never forked). At most 2 x workers
+    chunks are in flight, so memory stays flat however large the source is.
+    """
+    reader = concurrent.futures.ThreadPoolExecutor(_READ_THREADS)
+    pool: concurrent.futures.ProcessPoolExecutor | None = None
+    pending: collections.deque = collections.deque()
+    seen = 0
+    try:
+        for chunk in _chunks(stream, _CHUNK_RECORDS):
+            list(reader.map(_load, chunk))
+            good = [example for example in chunk if not example.problem]
+            items = [(e.key, e.image, e.mask, e.mask_name) for e in good]
+            seen += len(chunk)
+            if workers > 1 and pool is None and seen > _INLINE_RECORDS:
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(table,),
+                )
+            if pool is None:
+                future: concurrent.futures.Future = concurrent.futures.Future()
+                future.set_result(_check_chunk(items, table))
+            else:
+                future = pool.submit(_check_chunk, items)
+            pending.append((chunk, future))
+            while pending and (len(pending) > 2 * workers or pending[0][1].done()):
+                yield from _results(*pending.popleft())
+        while pending:
+            yield from _results(*pending.popleft())
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _results(chunk: list[SourceExample], future: concurrent.futures.Future):
+    results = iter(future.result())
+    for example in chunk:
+        yield example, (example.problem if example.problem else next(results))
 
 
 class _ShardWriter:
@@ -191,6 +297,110 @@ def _remove_quietly(path: str) -> None:
         logger.warning("Could not remove %s after a failed ingest: %s", path, error)
 
 
+class _SplitOutput:
+    """One output split: its shard writer, counts, skips, pixel counts and fingerprint."""
+
+    def __init__(self, output_dir: str, split: str, records_per_shard: int, num_classes: int):
+        self.split = split
+        self.split_dir = posixpath.join(output_dir, split)
+        if tf.io.gfile.exists(self.split_dir):
+            tf.io.gfile.rmtree(self.split_dir)
+        tf.io.gfile.makedirs(self.split_dir)
+        self.writer = _ShardWriter(self.split_dir, split, records_per_shard)
+        self.num_classes = num_classes
+        self.num_records = 0
+        self.num_bytes = 0
+        self.seen = 0
+        self.skipped: list[dict[str, str]] = []
+        self.pixel_counts = np.zeros(256, np.int64)
+        self.fingerprint = splits.Fingerprint()
+        self.final_paths: list[str] = []
+
+    def write(self, example: SourceExample, checked: masks.CheckedRecord) -> None:
+        serialized = schema.encode_example(
+            image_bytes=example.image,
+            class_ids=np.zeros((checked.height, checked.width), np.uint8),
+            file_name=example.file_name,
+            label=example.label,
+            species=example.species,
+            num_classes=self.num_classes,
+            mask_png=checked.mask_png,
+        )
+        self.writer.write(serialized)
+        self.num_records += 1
+        self.num_bytes += len(serialized)
+        self.pixel_counts += checked.pixel_counts
+        self.fingerprint.add(checked.digest)
+
+    def entry(self, output_dir: str, class_names: list[str]) -> dict[str, Any]:
+        counts = self.pixel_counts
+        return {
+            "num_records": self.num_records,
+            "shards": [posixpath.relpath(path, output_dir) for path in self.final_paths],
+            # Readers compare these with the files (dataset_info.shard_paths): a truncated
+            # shard is refused by name instead of failing mid-read without one.
+            "shard_sizes": [tf.io.gfile.stat(path).length for path in self.final_paths],
+            "num_skipped": len(self.skipped),
+            "skipped": self.skipped,
+            "num_bytes": self.num_bytes,
+            "pixel_counts": {name: int(counts[index]) for index, name in enumerate(class_names)},
+            "ignored_pixels": int(counts[IGNORE_ID]),
+            "fingerprint": self.fingerprint.hexdigest(self.split),
+        }
+
+
+def _write_examples(
+    checked: Iterable[tuple[SourceExample, masks.CheckedRecord | str]],
+    outputs: dict[str, _SplitOutput],
+    place,
+    *,
+    bad_record_policy: str,
+    expected_records: int | None,
+    progress_every: int,
+) -> int:
+    """Routes each checked example to its split's writer; returns how many were read."""
+    seen = 0
+    started = time.monotonic()
+    total = f"/{expected_records}" if expected_records else ""
+    for example, result in checked:
+        seen += 1
+        output = outputs[place(example)]
+        output.seen += 1
+        if isinstance(result, str):
+            if bad_record_policy == "error":
+                raise BadRecordError(
+                    example.file_name,
+                    f"{result} (split {output.split!r}; set data.bad_record_policy=skip "
+                    "to skip and list such records instead)",
+                )
+            logger.warning("Skipping %s: %s", example.file_name, result)
+            output.skipped.append({"file_name": example.file_name, "reason": result})
+        else:
+            output.write(example, result)
+        if seen % progress_every == 0:
+            elapsed = max(time.monotonic() - started, 1e-9)
+            logger.info(
+                "%d%s records read, %s, %.1f records/s",
+                seen,
+                total,
+                ", ".join(
+                    f"{name}: {out.num_records} written, {len(out.skipped)} skipped"
+                    for name, out in outputs.items()
+                ),
+                seen / elapsed,
+            )
+    return seen
+
+
+def _check_policy(bad_record_policy: str, records_per_shard: int) -> None:
+    if bad_record_policy not in BAD_RECORD_POLICIES:
+        raise ValueError(
+            f"bad_record_policy {bad_record_policy!r} is not one of {list(BAD_RECORD_POLICIES)}"
+        )
+    if records_per_shard < 1:
+        raise ValueError(f"records_per_shard must be at least 1, got {records_per_shard}")
+
+
 def write_split(
     records: Iterable[SourceRecord],
     output_dir: str,
@@ -198,163 +408,167 @@ def write_split(
     *,
     records_per_shard: int,
     bad_record_policy: str = "error",
+    table: masks.ClassTable | None = None,
     expected_records: int | None = None,
     progress_every: int = 1000,
 ) -> dict[str, Any]:
-    """Validates and writes one split's records as shards under ``<output_dir>/<split>/``.
+    """Validates and writes records, in this process, as one split under ``<output_dir>/<split>/``.
 
     Anything already in that split folder is removed first, so a retried run
     cannot mix old and new shards.
 
-    Args:
-        records: the split's records, streamed (never held in memory together).
-        output_dir: the dataset directory.
-        split: split name; also the folder and shard file prefix.
-        records_per_shard: records per TFRecord file (the last may hold fewer).
-        bad_record_policy: 'error' raises on the first bad record; 'skip' drops it
-            and lists it in the returned ``skipped``.
-        expected_records: the source's count, used only in progress logs.
-        progress_every: log progress after this many records.
-
     Returns:
         The split's entry for dataset.json: num_records, shards (relative to
-        output_dir), shard_sizes (bytes per shard), num_skipped, skipped
-        ([{file_name, reason}]), num_bytes.
+        output_dir), shard_sizes, num_skipped, skipped ([{file_name, reason}]),
+        num_bytes, pixel_counts, ignored_pixels, fingerprint.
 
     Raises:
         BadRecordError: a bad record under the 'error' policy.
         EmptySplitError: no record was written.
     """
-    if bad_record_policy not in BAD_RECORD_POLICIES:
-        raise ValueError(
-            f"bad_record_policy {bad_record_policy!r} is not one of {list(BAD_RECORD_POLICIES)}"
-        )
-    if records_per_shard < 1:
-        raise ValueError(f"records_per_shard must be at least 1, got {records_per_shard}")
-    split_dir = posixpath.join(output_dir, split)
-    if tf.io.gfile.exists(split_dir):
-        tf.io.gfile.rmtree(split_dir)
-    tf.io.gfile.makedirs(split_dir)
-
-    writer = _ShardWriter(split_dir, split, records_per_shard)
-    skipped: list[dict[str, str]] = []
-    num_records = 0
-    num_bytes = 0
-    seen = 0
-    started = time.monotonic()
-    total = f"/{expected_records}" if expected_records else ""
+    _check_policy(bad_record_policy, records_per_shard)
+    table = table or default_table()
+    output = _SplitOutput(output_dir, split, records_per_shard, table.num_classes)
     try:
-        for record in records:
-            seen += 1
-            try:
-                class_ids = validate_record(record)
-            except BadRecordError as error:
-                if bad_record_policy == "error":
-                    raise BadRecordError(
-                        error.file_name,
-                        f"{error.reason} (split {split!r}; set data.bad_record_policy=skip "
-                        "to skip and list such records instead)",
-                    ) from None
-                logger.warning("Skipping %s", error)
-                skipped.append({"file_name": error.file_name, "reason": error.reason})
-                continue
-            serialized = schema.encode_example(
-                image_bytes=record.image,
-                class_ids=class_ids,
-                file_name=record.file_name,
-                label=record.label,
-                species=record.species,
-            )
-            writer.write(serialized)
-            num_records += 1
-            num_bytes += len(serialized)
-            if seen % progress_every == 0:
-                elapsed = max(time.monotonic() - started, 1e-9)
-                logger.info(
-                    "%s: %d%s records read, %d written, %d skipped, %.1f records/s",
-                    split,
-                    seen,
-                    total,
-                    num_records,
-                    len(skipped),
-                    seen / elapsed,
-                )
-        if num_records == 0:
-            detail = f"all {seen} records were skipped" if seen else "the source split is empty"
-            raise EmptySplitError(f"split {split!r} has no usable records: {detail}")
-        final_paths = writer.finish()
+        examples = (record.as_example(split) for record in records)
+        _write_examples(
+            checked_examples(examples, table, workers=1),
+            {split: output},
+            lambda example: split,
+            bad_record_policy=bad_record_policy,
+            expected_records=expected_records,
+            progress_every=progress_every,
+        )
+        _raise_if_empty(output, None)
+        output.final_paths = output.writer.finish()
     except BaseException:
-        writer.abort()
+        output.writer.abort()
         raise
-    logger.info(
-        "%s: wrote %d records in %d shards (%d skipped) in %.1f s",
-        split,
-        num_records,
-        len(final_paths),
-        len(skipped),
-        time.monotonic() - started,
-    )
-    return {
-        "num_records": num_records,
-        "shards": [posixpath.relpath(path, output_dir) for path in final_paths],
-        # Readers compare these with the files (dataset_info.shard_paths): a truncated
-        # shard is refused by name instead of failing mid-read without one.
-        "shard_sizes": [tf.io.gfile.stat(path).length for path in final_paths],
-        "num_skipped": len(skipped),
-        "skipped": skipped,
-        "num_bytes": num_bytes,
-    }
+    return output.entry(output_dir, list(table.names))
+
+
+def _raise_if_empty(output: _SplitOutput, carved: str | None) -> None:
+    if output.num_records:
+        return
+    if output.seen:
+        detail = f"all {output.seen} records were skipped"
+    elif carved:
+        detail = carved
+    else:
+        detail = "the source split is empty"
+    raise EmptySplitError(f"split {output.split!r} has no usable records: {detail}")
 
 
 def ingest_dataset(
-    data_config: DataConfig, output_dir: str, *, progress_every: int = 1000
+    data_config: DataConfig,
+    output_dir: str,
+    *,
+    progress_every: int = 1000,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """Prepares the configured TFDS dataset and writes every split as a Dataset directory.
+    """Reads the configured source and writes train, validation and test as a Dataset directory.
 
     Args:
-        data_config: which dataset and how to get it, shard size, bad-record policy.
+        data_config: the source, class table, split rule, shard size, bad-record policy.
         output_dir: the Dataset artifact directory (local or gs://).
-        progress_every: log progress after this many records of a split.
+        progress_every: log progress after this many records.
+        workers: processes checking records; default ``data.ingest_workers`` (0 = every core).
 
     Returns:
         The dataset.json content it wrote.
+
+    Raises:
+        sources.SourceError: the source cannot be read as configured (named).
+        BadRecordError: a bad record under the 'error' policy (named).
+        EmptySplitError: a split would have no records.
     """
-    builder = sources.prepare(data_config)
-    for split in sorted(builder.info.splits):
-        # Checked before anything is written; TFDS itself refuses to read an empty split
-        # with a message that names neither split nor dataset.
-        if builder.info.splits[split].num_examples == 0:
-            raise EmptySplitError(
-                f"split {split!r} has no usable records: the source {builder.name} "
-                f"{builder.version} ({builder.data_dir}) holds none"
-            )
-    splits: dict[str, Any] = {}
+    _check_policy(data_config.bad_record_policy, data_config.records_per_shard)
+    table = masks.ClassTable.from_config(data_config)
+    class_table = data_config.class_table()
+    class_names = data_config.class_names
+    description, stream = sources.examples(data_config)
+    source_splits = set(description["splits"])
+    carved = {
+        split: splits.TRAIN
+        for split in (splits.VALIDATION, splits.TEST)
+        if split not in source_splits
+    }
+    fractions = {
+        splits.VALIDATION: data_config.validation_fraction,
+        splits.TEST: data_config.test_fraction,
+    }
+
+    def place(example: SourceExample) -> str:
+        split = example.split or splits.TRAIN
+        if split != splits.TRAIN or not carved:
+            return split
+        return splits.carve(
+            example.key,
+            validation_fraction=fractions[splits.VALIDATION] if splits.VALIDATION in carved else 0,
+            test_fraction=data_config.test_fraction,
+            carve_test=splits.TEST in carved,
+        )
+
+    outputs: dict[str, _SplitOutput] = {}
+    workers = workers or worker_count(data_config)
+    started = time.monotonic()
     try:
-        for split in sorted(builder.info.splits):
-            expected = builder.info.splits[split].num_examples
-            logger.info("Ingesting %s split %r (%d records)", builder.name, split, expected)
-            splits[split] = None  # Its folder may hold shards from here on.
-            splits[split] = write_split(
-                tfds_records(builder, split),
-                output_dir,
-                split,
-                records_per_shard=data_config.records_per_shard,
-                bad_record_policy=data_config.bad_record_policy,
-                expected_records=expected,
-                progress_every=progress_every,
+        for split in splits.SPLITS:
+            outputs[split] = None  # Its folder may hold shards from here on.
+            outputs[split] = _SplitOutput(
+                output_dir, split, data_config.records_per_shard, len(class_names)
             )
+        expected = sum(description.get("num_examples", {}).values()) or None
+        logger.info(
+            "Ingesting %s with %d worker(s); carving %s from train",
+            sources.describe(data_config),
+            workers,
+            sorted(carved) or "nothing",
+        )
+        seen = _write_examples(
+            checked_examples(stream, table, workers),
+            outputs,
+            place,
+            bad_record_policy=data_config.bad_record_policy,
+            expected_records=expected,
+            progress_every=progress_every,
+        )
+        for split, output in outputs.items():
+            _raise_if_empty(
+                output,
+                f"carved from train at {split}_fraction {fractions[split]} ({seen} records "
+                f"read); raise data.{split}_fraction or add examples"
+                if split in carved
+                else None,
+            )
+        for output in outputs.values():
+            output.final_paths = output.writer.finish()
+        split_entries = {
+            split: output.entry(output_dir, class_names) for split, output in outputs.items()
+        }
+        for split in carved:
+            split_entries[split]["carved_from"] = splits.TRAIN
+        split_fingerprints = {split: entry["fingerprint"] for split, entry in split_entries.items()}
         info = {
             "schema_version": schema.SCHEMA_VERSION,
-            "classes": list(schema.CLASS_NAMES),
-            "source": {
-                "name": builder.name,
-                "version": str(builder.version),
-                "config": builder.builder_config.name if builder.builder_config else None,
-                "data_dir": str(builder.data_dir_root),
-                "manual_dir": data_config.manual_dir,
-                "trimap_values": list(schema.TRIMAP_VALUES),
+            "classes": class_names,
+            "class_table": class_table,
+            "ignore_id": IGNORE_ID,
+            "mask_format": data_config.mask_format,
+            "source": description,
+            "split_rule": {
+                "key": "hash of each example's key (file path without extension)",
+                "validation_fraction": data_config.validation_fraction,
+                "test_fraction": data_config.test_fraction,
+                "carved": carved,
             },
-            "splits": splits,
+            "splits": split_entries,
+            "fingerprint": {
+                "dataset": splits.dataset_fingerprint(
+                    split_fingerprints, class_table, data_config.mask_format
+                ),
+                "splits": split_fingerprints,
+            },
             "bad_record_policy": data_config.bad_record_policy,
             "records_per_shard": data_config.records_per_shard,
             "image_encoding": IMAGE_ENCODING_NOTE,
@@ -364,7 +578,16 @@ def ingest_dataset(
     except BaseException:
         # A failed ingest (a bad record, a full disk) leaves no complete-looking shard of
         # any split behind, not only of the split that failed, and no dataset.json.
-        for split in splits:
+        for output in outputs.values():
+            if output is not None:
+                output.writer.abort()
+        for split in outputs:
             _remove_quietly(posixpath.join(output_dir, split))
         raise
+    logger.info(
+        "Wrote %s in %.1f s (fingerprint %s)",
+        ", ".join(f"{split} {entry['num_records']}" for split, entry in split_entries.items()),
+        time.monotonic() - started,
+        info["fingerprint"]["dataset"][:12],
+    )
     return info

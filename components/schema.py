@@ -4,10 +4,13 @@ Every step that writes or reads records (ingest, class weights, the tf.data
 input, evaluation) goes through this module, so the on-disk format and the
 class list cannot drift apart between steps.
 
-Oxford-IIIT Pet trimaps store 1 = pet, 2 = background, 3 = border ("not
-classified"), per the dataset's own README. Records store the class id,
-``trimap - 1``: 0 pet, 1 background, 2 border. (The TensorFlow tutorial's
-text swaps background and border; it is wrong.)
+Records store class ids 0..C-1 (the dataset's class table, in dataset.json)
+and ``IGNORE_ID`` (255) for pixels left out of the loss and every metric.
+The Oxford default: trimaps store 1 = pet, 2 = background, 3 = border ("not
+classified"), per the dataset's own README, so records hold 0 pet,
+1 background, 2 border. (The TensorFlow tutorial's text swaps background and
+border; it is wrong.) ``CLASS_NAMES`` is only that default: readers take the
+class list from dataset.json (components.dataset_info).
 """
 
 from __future__ import annotations
@@ -16,15 +19,22 @@ import numpy as np
 import tensorflow as tf
 
 # Re-exported: readers of records take the class list from here.
-from components.config import CLASS_NAMES, NUM_CLASSES, TRIMAP_OFFSET, TRIMAP_VALUES  # noqa: F401
+from components.config import (  # noqa: F401
+    CLASS_NAMES,
+    IGNORE_ID,
+    NUM_CLASSES,
+    TRIMAP_OFFSET,
+    TRIMAP_VALUES,
+)
 
-SCHEMA_VERSION: int = 1
+# 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
+SCHEMA_VERSION: int = 2
 RECORD_FILE_PATTERN = "{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 # The feature spec is the schema: parse_example reads exactly what encode_example writes.
 FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
     "image": tf.io.FixedLenFeature([], tf.string),  # encoded JPEG/PNG as in the source
-    "mask": tf.io.FixedLenFeature([], tf.string),  # PNG, uint8 class ids 0..NUM_CLASSES-1
+    "mask": tf.io.FixedLenFeature([], tf.string),  # PNG, uint8 class ids 0..C-1 or IGNORE_ID
     "height": tf.io.FixedLenFeature([], tf.int64),
     "width": tf.io.FixedLenFeature([], tf.int64),
     "file_name": tf.io.FixedLenFeature([], tf.string),
@@ -71,24 +81,33 @@ def encode_example(
     file_name: str,
     label: int = -1,
     species: int = -1,
+    num_classes: int = NUM_CLASSES,
+    mask_png: bytes | None = None,
 ) -> bytes:
     """Serialises one record.
 
     Args:
         image_bytes: the encoded image as the source holds it (JPEG or PNG).
-        class_ids: [H, W] or [H, W, 1] mask of class ids in 0..NUM_CLASSES-1,
-            the same height and width as the image.
+        class_ids: [H, W] or [H, W, 1] mask of class ids in 0..num_classes-1 or
+            IGNORE_ID, the same height and width as the image.
         file_name: the source file name, so errors and reports can name the record.
         label: breed id, -1 if unknown.
         species: 0 cat, 1 dog, -1 if unknown.
+        num_classes: how many classes the dataset has.
+        mask_png: ``class_ids`` already PNG-encoded (ingest's workers do it), so it
+            is not encoded twice.
     """
     class_ids = np.asarray(class_ids)
-    if class_ids.max(initial=0) >= NUM_CLASSES:
-        raise ValueError(f"{file_name}: class id {int(class_ids.max())} >= {NUM_CLASSES}")
+    invalid = class_ids[(class_ids >= num_classes) & (class_ids != IGNORE_ID)]
+    if invalid.size:
+        raise ValueError(
+            f"{file_name}: class id {int(invalid.max())} is neither below {num_classes} "
+            f"nor the ignore id {IGNORE_ID}"
+        )
     height, width = class_ids.shape[:2]
     features = {
         "image": _bytes(image_bytes),
-        "mask": _bytes(encode_png_mask(class_ids)),
+        "mask": _bytes(mask_png if mask_png is not None else encode_png_mask(class_ids)),
         "height": _int(height),
         "width": _int(width),
         "file_name": _bytes(file_name.encode("utf-8")),
@@ -114,7 +133,7 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
 
 
 def decode_mask(mask_bytes: tf.Tensor) -> tf.Tensor:
-    """Decodes to [H, W, 1] uint8 class ids."""
+    """Decodes to [H, W, 1] uint8 class ids (IGNORE_ID for ignored pixels)."""
     mask = tf.io.decode_png(mask_bytes, channels=1)
     mask.set_shape([None, None, 1])
     return mask

@@ -1,29 +1,411 @@
-"""Turning a DataConfig into a prepared TFDS builder, offline unless asked otherwise.
+"""Where ingest's examples come from: a TFDS dataset, a folder, or a manifest.
 
-Two kinds of source share one path: ``oxford_iiit_pet`` (downloaded, or built
-from the official archives in ``manual_dir``, or already prepared in
-``data_dir``) and the project's own ``synthetic_pets`` (generated locally).
-TFDS's GCS shortcuts stay off unless ``try_gcs`` is set, because its prepared
-GCS copy can be ArrayRecord, which ``as_dataset`` cannot read.
+Every source yields ``SourceExample`` s (key, file name, the split the source
+gives it if any, image and mask bytes or where to read them) in a stable
+order, so ingest treats them alike and nothing after ingest knows the source.
+
+- ``tfds``: any TFDS dataset with the configured image and mask features
+  (``oxford_iiit_pet`` downloaded, built from the official archives in
+  ``manual_dir`` or already prepared in ``data_dir``; the project's own
+  ``synthetic_pets`` generated locally). TFDS's GCS shortcuts stay off unless
+  ``try_gcs`` is set: its prepared GCS copy can be ArrayRecord, which
+  ``as_dataset`` cannot read.
+- ``folder``: ``images/<stem>.<ext>`` paired with ``masks/<stem>.png`` under a
+  local folder or a gs:// prefix, optionally inside ``train/``,
+  ``validation/``, ``test/`` sub-folders. Read afresh on every run: there is no
+  prepared copy that could go stale.
+- ``manifest``: a CSV or JSON Lines file with ``image``, ``mask`` and an
+  optional ``split`` per row; paths are local, gs://, or relative to the file.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import json
 import logging
+import os
 import posixpath
+from collections.abc import Iterator
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from components.config import DataConfig
+from components import splits, storage
+from components.config import SYNTHETIC_DATASET, DataConfig
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_DATASET = "synthetic_pets"
+MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask")
 
 
 class DatasetNotPreparedError(RuntimeError):
     """The dataset is not in data_dir and the config does not allow preparing it."""
+
+
+class SourceError(ValueError):
+    """The source as a whole cannot be read (missing features, folder or columns)."""
+
+
+class EmptySplitError(SourceError):
+    """A split has no usable records."""
+
+
+@dataclasses.dataclass
+class SourceExample:
+    """One example as the source holds it; bytes are read lazily for files.
+
+    ``key`` places it in a split when the source gives none and is part of its
+    fingerprint: a folder's path relative to the images folder without its
+    extension, a manifest's image entry, or TFDS's ``file_name``.
+    ``problem`` marks an example that is bad before reading (an image without a
+    mask); ingest treats it as a bad record.
+    """
+
+    key: str
+    file_name: str
+    split: str | None
+    mask_name: str
+    image: bytes | None = None
+    mask: bytes | None = None
+    image_uri: str | None = None
+    mask_uri: str | None = None
+    label: int = -1
+    species: int = -1
+    problem: str | None = None
+
+
+def describe(data_config: DataConfig) -> str:
+    """The source in a few words, for messages."""
+    if data_config.source == "tfds":
+        return f"TFDS {data_config.dataset}"
+    return f"{data_config.source} {data_config.path}"
+
+
+def examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExample]]:
+    """The source's description for dataset.json and a stream of its examples.
+
+    The description has ``type``, ``splits`` (the split names the source itself
+    has; others are carved) and what identifies the source.
+    """
+    if data_config.source == "tfds":
+        return _tfds_examples(data_config)
+    if data_config.source == "folder":
+        return _folder_examples(data_config)
+    return _manifest_examples(data_config)
+
+
+# --- files: local paths and gs:// ---------------------------------------------------------
+
+
+def _is_gcs(uri: str) -> bool:
+    return uri.startswith(storage.GCS_SCHEME)
+
+
+_GCS_CLIENT = None
+
+
+def _gcs_client():
+    global _GCS_CLIENT
+    if _GCS_CLIENT is None:
+        _GCS_CLIENT = storage.make_gcs_client()
+    return _GCS_CLIENT
+
+
+def read_bytes(uri: str) -> bytes:
+    """The bytes of a local file or gs:// object; FileNotFoundError names it when absent."""
+    if _is_gcs(uri):
+        from google.api_core import exceptions
+
+        bucket, name = storage.parse_gcs_uri(uri)
+        try:
+            return _gcs_client().bucket(bucket).blob(name).download_as_bytes()
+        except exceptions.NotFound:
+            raise FileNotFoundError(f"{uri} does not exist") from None
+    with open(uri, "rb") as handle:
+        return handle.read()
+
+
+def list_files(root: str) -> list[str]:
+    """Every file under root (recursively), as sorted POSIX paths relative to root."""
+    if _is_gcs(root):
+        bucket, prefix = storage.parse_gcs_uri(root)
+        prefix = f"{prefix}/" if prefix else ""
+        names = [
+            blob.name[len(prefix) :]
+            for blob in _gcs_client().list_blobs(bucket, prefix=prefix)
+            if not blob.name.endswith("/")
+        ]
+        return sorted(names)
+    if not os.path.isdir(root):
+        raise SourceError(f"data.path {root!r} is not a folder")
+    found = []
+    for directory, folders, files in os.walk(root):
+        folders.sort()
+        relative = os.path.relpath(directory, root)
+        for name in files:
+            path = name if relative == "." else os.path.join(relative, name)
+            found.append(path.replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _join(root: str, relative: str) -> str:
+    return f"{root.rstrip('/')}/{relative}" if _is_gcs(root) else os.path.join(root, relative)
+
+
+# --- folder ---------------------------------------------------------------------------------
+
+
+def _split_extension(path: str) -> tuple[str, str]:
+    stem, dot, extension = path.rpartition(".")
+    if not dot or "/" in extension:
+        return path, ""
+    return stem, extension.lower()
+
+
+def _folder_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExample]]:
+    root = data_config.path.rstrip("/") if _is_gcs(data_config.path) else data_config.path
+    files = list_files(root)
+    images, masks = data_config.images_folder, data_config.masks_folder
+    layouts = {
+        split: f"{split}/"
+        for split in splits.SPLITS
+        if any(path.startswith(f"{split}/{images}/") for path in files)
+    }
+    flat = any(path.startswith(f"{images}/") for path in files)
+    if flat and layouts:
+        raise SourceError(
+            f"{root}: has both {images}/ and split folders {sorted(layouts)}; use one layout"
+        )
+    if not flat and not layouts:
+        raise SourceError(
+            f"{root}: no {images}/ folder (nor train/{images}/, validation/{images}/, "
+            f"test/{images}/); found {len(files)} files. Set data.images_folder if it is "
+            "named otherwise"
+        )
+    groups = layouts if layouts else {None: ""}
+    pairs: list[tuple[str | None, str, dict, dict]] = []
+    ignored = 0
+    for split, prefix in groups.items():
+        image_files: dict[str, list[str]] = {}
+        mask_files: dict[str, list[str]] = {}
+        for path in files:
+            for folder, extensions, found in (
+                (images, data_config.image_extensions, image_files),
+                (masks, data_config.mask_extensions, mask_files),
+            ):
+                head = f"{prefix}{folder}/"
+                if path.startswith(head):
+                    stem, extension = _split_extension(path[len(head) :])
+                    if extension in extensions:
+                        found.setdefault(stem, []).append(path)
+                    else:
+                        ignored += 1
+        pairs.append((split, prefix, image_files, mask_files))
+    description = {
+        "type": "folder",
+        "path": data_config.path,
+        "layout": "split folders" if layouts else "flat",
+        "splits": sorted(split for split in groups if split is not None),
+        "images_folder": images,
+        "masks_folder": masks,
+        "ignored_files": ignored,
+    }
+
+    def generate() -> Iterator[SourceExample]:
+        for split, prefix, image_files, mask_files in pairs:
+            for stem in sorted(set(image_files) | set(mask_files)):
+                image_paths = image_files.get(stem, [])
+                mask_paths = mask_files.get(stem, [])
+                file_name = image_paths[0] if image_paths else mask_paths[0]
+                problem = None
+                if len(image_paths) > 1:
+                    problem = f"several images share the stem {stem!r}: {image_paths}"
+                elif len(mask_paths) > 1:
+                    problem = f"several masks share the stem {stem!r}: {mask_paths}"
+                elif not mask_paths:
+                    problem = (
+                        f"image has no mask (looked for {prefix}{masks}/{stem}."
+                        f"{'|'.join(data_config.mask_extensions)})"
+                    )
+                elif not image_paths:
+                    problem = (
+                        f"mask has no image (looked for {prefix}{images}/{stem}."
+                        f"{'|'.join(data_config.image_extensions)})"
+                    )
+                yield SourceExample(
+                    key=stem,
+                    file_name=file_name,
+                    split=split,
+                    mask_name=mask_paths[0] if mask_paths else "",
+                    image_uri=_join(root, image_paths[0]) if image_paths else None,
+                    mask_uri=_join(root, mask_paths[0]) if mask_paths else None,
+                    problem=problem,
+                )
+
+    return description, generate()
+
+
+# --- manifest -------------------------------------------------------------------------------
+
+
+def _manifest_rows(path: str, text: str) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a CSV or JSON Lines manifest."""
+    if path.lower().endswith((".jsonl", ".ndjson", ".json")):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SourceError(f"{path}: line {number} is not JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise SourceError(f"{path}: line {number} is not a JSON object")
+            yield number, row
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or [])]
+    if missing:
+        raise SourceError(
+            f"{path}: no column {missing}; it has {reader.fieldnames}. A manifest is a CSV "
+            "(or JSON Lines) with columns image, mask and optionally split"
+        )
+    for row in reader:
+        yield reader.line_num, row
+
+
+def _resolve(base: str, entry: str) -> str:
+    if _is_gcs(entry) or os.path.isabs(entry):
+        return entry
+    return _join(base, entry)
+
+
+def _manifest_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExample]]:
+    path = data_config.path
+    try:
+        text = read_bytes(path).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise SourceError(f"manifest {path} does not exist") from None
+    base = path.rsplit("/", 1)[0] if _is_gcs(path) else os.path.dirname(os.path.abspath(path))
+    rows = []
+    for number, row in _manifest_rows(path, text):
+        image, mask = (str(row.get(column) or "").strip() for column in MANIFEST_COLUMNS)
+        if not image or not mask:
+            raise SourceError(f"{path}: line {number} lacks an image or a mask entry: {row}")
+        split = str(row.get("split") or "").strip() or None
+        if split is not None and split not in splits.SPLITS:
+            raise SourceError(
+                f"{path}: line {number} has split {split!r}; use one of "
+                f"{list(splits.SPLITS)} or leave it empty"
+            )
+        rows.append((image, mask, split))
+    if not rows:
+        raise SourceError(f"manifest {path} lists no examples")
+    description = {
+        "type": "manifest",
+        "path": path,
+        "splits": sorted({split for _, _, split in rows if split is not None}),
+        "num_rows": len(rows),
+    }
+
+    def generate() -> Iterator[SourceExample]:
+        for image, mask, split in rows:
+            yield SourceExample(
+                key=_split_extension(image)[0],
+                file_name=image,
+                split=split,
+                mask_name=mask,
+                image_uri=_resolve(base, image),
+                mask_uri=_resolve(base, mask),
+            )
+
+    return description, generate()
+
+
+# --- TFDS -----------------------------------------------------------------------------------
+
+
+def _int_feature(example: dict, name: str) -> int:
+    value = example.get(name, -1)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _tfds_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExample]]:
+    builder = prepare(data_config)
+    features = builder.info.features
+    wanted = {"data.image_feature": data_config.image_feature}
+    wanted["data.mask_feature"] = data_config.mask_feature
+    missing = {field: name for field, name in wanted.items() if name not in features}
+    if missing:
+        raise SourceError(
+            f"TFDS {builder.name} {builder.version} has no feature "
+            + ", ".join(f"{name!r} ({field})" for field, name in missing.items())
+            + f"; its features are {sorted(features.keys())}"
+        )
+    for field, name in wanted.items():
+        if not isinstance(features[name], tfds.features.Image):
+            raise SourceError(
+                f"TFDS {builder.name}: feature {name!r} ({field}) is a "
+                f"{type(features[name]).__name__}, not an image"
+            )
+    for split in sorted(builder.info.splits):
+        # Checked before anything is written; TFDS itself refuses to read an empty split
+        # with a message that names neither split nor dataset.
+        if split in splits.SPLITS and builder.info.splits[split].num_examples == 0:
+            raise EmptySplitError(
+                f"split {split!r} has no usable records: the source {builder.name} "
+                f"{builder.version} ({builder.data_dir}) holds none"
+            )
+    if splits.TRAIN not in builder.info.splits:
+        raise SourceError(
+            f"TFDS {builder.name} has no 'train' split; it has {sorted(builder.info.splits)}"
+        )
+    source_splits = [split for split in splits.SPLITS if split in builder.info.splits]
+    description = {
+        "type": "tfds",
+        "name": builder.name,
+        "version": str(builder.version),
+        "config": builder.builder_config.name if builder.builder_config else None,
+        "data_dir": str(builder.data_dir_root),
+        "manual_dir": data_config.manual_dir,
+        "image_feature": data_config.image_feature,
+        "mask_feature": data_config.mask_feature,
+        "splits": source_splits,
+        "ignored_splits": sorted(set(builder.info.splits) - set(source_splits)),
+        "num_examples": {split: builder.info.splits[split].num_examples for split in source_splits},
+    }
+    has_file_name = "file_name" in features
+
+    def generate() -> Iterator[SourceExample]:
+        for split in source_splits:
+            dataset = builder.as_dataset(
+                split=split,
+                shuffle_files=False,
+                decoders={
+                    data_config.image_feature: tfds.decode.SkipDecoding(),
+                    data_config.mask_feature: tfds.decode.SkipDecoding(),
+                },
+                read_config=tfds.ReadConfig(add_tfds_id=not has_file_name),
+            )
+            for example in dataset.as_numpy_iterator():
+                key_bytes = example["file_name"] if has_file_name else example["tfds_id"]
+                key = key_bytes.decode("utf-8")
+                yield SourceExample(
+                    key=key,
+                    file_name=key,
+                    split=split,
+                    mask_name=f"{data_config.mask_feature} of {key}",
+                    image=example[data_config.image_feature],
+                    mask=example[data_config.mask_feature],
+                    label=_int_feature(example, "label"),
+                    species=_int_feature(example, "species"),
+                )
+
+    return description, generate()
 
 
 def get_builder(data_config: DataConfig) -> tfds.core.DatasetBuilder:

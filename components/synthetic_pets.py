@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import os
 import re
 from typing import ClassVar
 
@@ -450,3 +452,189 @@ def _draw_fur(rng, xx, yy, label, distance, head):
         ) < (0.13 * head_radius) ** 2
         fur[eye] = (20.0, 20.0, 20.0)
     return fur
+
+
+# --- a folder dataset (images/ + masks/) with any number of classes ------------------------
+
+MASK_FORMATS: tuple[str, ...] = ("values", "palette", "rgb")
+# Pascal VOC's colour of the void index 255, used for ignored pixels in colour masks.
+VOID_COLOUR: tuple[int, int, int] = (224, 224, 192)
+IGNORE_VALUE = 255
+
+
+def voc_colour(index: int) -> tuple[int, int, int]:
+    """Pascal VOC's colour map: index 0 black, then well-separated colours."""
+    red = green = blue = 0
+    for shift in range(7, -1, -1):
+        red |= ((index >> 0) & 1) << shift
+        green |= ((index >> 1) & 1) << shift
+        blue |= ((index >> 2) & 1) << shift
+        index >>= 3
+    return red, green, blue
+
+
+def folder_class_names(num_classes: int, ignore_border: bool = False) -> list[str]:
+    """Classes of a generated folder dataset: background, border (unless ignored), pets.
+
+    Pets are one class, cat/dog (two), or breed groups (label modulo the count).
+    With two classes and no ignore, the border band belongs to the pet.
+    """
+    if not 2 <= num_classes <= 64:
+        raise ValueError(f"num_classes {num_classes} must be between 2 and 64")
+    with_border = not ignore_border and num_classes >= 3
+    pet_groups = num_classes - 1 - with_border
+    if pet_groups == 1:
+        pets = ["pet"]
+    elif pet_groups == 2:
+        pets = ["cat", "dog"]
+    else:
+        pets = [f"pet_group_{group}" for group in range(pet_groups)]
+    return ["background"] + (["border"] if with_border else []) + pets
+
+
+@dataclasses.dataclass
+class FolderDataset:
+    """What write_folder_dataset wrote: where, its class table, and the stems per split."""
+
+    root: str
+    class_names: list[str]
+    mask_format: str
+    data_config: dict  # DataConfig fields reading this folder (source, path, classes, ...)
+    stems: dict[str | None, list[str]]
+
+
+def _class_ids(example: dict, names: list[str], ignore_border: bool) -> np.ndarray:
+    trimap = example["segmentation_mask"][..., 0]
+    pet_groups = [name for name in names if name not in ("background", "border")]
+    if len(pet_groups) == 1:
+        group = 0
+    elif len(pet_groups) == 2:
+        group = example["species"]
+    else:
+        group = example["label"] % len(pet_groups)
+    ids = np.full(trimap.shape, names.index("background"), np.uint8)
+    ids[trimap == TRIMAP_PET] = names.index(pet_groups[group])
+    if ignore_border:
+        ids[trimap == TRIMAP_BORDER] = IGNORE_VALUE
+    elif "border" in names:
+        ids[trimap == TRIMAP_BORDER] = names.index("border")
+    else:
+        ids[trimap == TRIMAP_BORDER] = names.index(pet_groups[group])
+    return ids
+
+
+def _encode_mask(class_ids: np.ndarray, mask_format: str, num_classes: int) -> bytes:
+    from PIL import Image
+
+    if mask_format == "values":  # Raw value = class id + 1 (0 unused, as in Oxford).
+        values = np.where(class_ids == IGNORE_VALUE, IGNORE_VALUE, class_ids + 1).astype(np.uint8)
+        image = Image.fromarray(values)
+    elif mask_format == "palette":  # Index = class id, 255 = void (Pascal VOC).
+        image = Image.fromarray(class_ids)  # putpalette makes it mode P
+        palette = [0] * 768
+        for index in [*range(num_classes), IGNORE_VALUE]:
+            colour = VOID_COLOUR if index == IGNORE_VALUE else voc_colour(index)
+            palette[3 * index : 3 * index + 3] = colour
+        image.putpalette(palette)
+    else:  # RGB colour mask, as labelling tools export.
+        lut = np.zeros((256, 3), np.uint8)
+        lut[:num_classes] = [voc_colour(index) for index in range(num_classes)]
+        lut[IGNORE_VALUE] = VOID_COLOUR
+        image = Image.fromarray(lut[class_ids])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def folder_class_table(
+    num_classes: int, mask_format: str, ignore_border: bool = False
+) -> dict[str, list]:
+    """The DataConfig ``classes`` / ``ignore_*`` fields that read a generated folder."""
+    names = folder_class_names(num_classes, ignore_border)
+    if mask_format == "values":
+        classes = [{"name": name, "values": [index + 1]} for index, name in enumerate(names)]
+    elif mask_format == "palette":
+        classes = [{"name": name, "values": [index]} for index, name in enumerate(names)]
+    else:
+        classes = [
+            {"name": name, "colors": [list(voc_colour(index))]} for index, name in enumerate(names)
+        ]
+    table: dict[str, list] = {"classes": classes}
+    if ignore_border and mask_format == "rgb":
+        table["ignore_colors"] = [list(VOID_COLOUR)]
+    elif ignore_border:
+        table["ignore_values"] = [IGNORE_VALUE]
+    return table
+
+
+def write_folder_dataset(
+    root: str,
+    count: int | dict[str, int],
+    *,
+    num_classes: int = 3,
+    mask_format: str = "values",
+    ignore_border: bool = False,
+    image_size: int = 64,
+    seed: int = 0,
+    start: int = 0,
+) -> FolderDataset:
+    """Writes drawn pets as a folder dataset that ``data.source=folder`` reads.
+
+    Layout: ``<root>/images/pet_NNNNN.jpg`` and ``<root>/masks/pet_NNNNN.png``,
+    or, when ``count`` is a mapping of split → count, the same inside
+    ``<root>/<split>/``. Example ``i`` is a pure function of (seed, i), and stems
+    are numbered from ``start``, so a second call with a larger ``start`` adds
+    new examples next to the old ones (a growing dataset).
+
+    Args:
+        root: the dataset folder (created; local path).
+        count: images to write, or images per split folder.
+        num_classes: 2 or more (see folder_class_names).
+        mask_format: 'values' (single-channel, value = class id + 1, 255 = ignore),
+            'palette' (indexed PNG, index = class id, 255 = void) or 'rgb'
+            (VOC colours, void colour for ignored pixels).
+        ignore_border: write the pet outline band as ignored pixels.
+        image_size: long side of the images.
+        seed: drawing seed.
+        start: the first example's number.
+
+    Returns:
+        The written dataset, including ``data_config``: the DataConfig fields to read it.
+    """
+    from PIL import Image
+
+    if mask_format not in MASK_FORMATS:
+        raise ValueError(f"mask_format {mask_format!r} is not one of {list(MASK_FORMATS)}")
+    names = folder_class_names(num_classes, ignore_border)
+    groups = count if isinstance(count, dict) else {None: count}
+    stems: dict[str | None, list[str]] = {}
+    index = start
+    for split, split_count in groups.items():
+        base = os.path.join(root, split) if split else root
+        os.makedirs(os.path.join(base, "images"), exist_ok=True)
+        os.makedirs(os.path.join(base, "masks"), exist_ok=True)
+        stems[split] = []
+        for _ in range(split_count):
+            example = generate_example(seed, "train", index, image_size)
+            stem = f"pet_{index:05d}"
+            Image.fromarray(example["image"]).save(
+                os.path.join(base, "images", f"{stem}.jpg"), format="JPEG", quality=90
+            )
+            mask = _encode_mask(_class_ids(example, names, ignore_border), mask_format, len(names))
+            with open(os.path.join(base, "masks", f"{stem}.png"), "wb") as handle:
+                handle.write(mask)
+            stems[split].append(stem)
+            index += 1
+    data_config = {
+        "source": "folder",
+        "path": root,
+        "mask_format": mask_format,
+        **folder_class_table(num_classes, mask_format, ignore_border),
+    }
+    return FolderDataset(
+        root=root,
+        class_names=names,
+        mask_format=mask_format,
+        data_config=data_config,
+        stems=stems,
+    )

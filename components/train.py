@@ -24,8 +24,9 @@ from components import model as model_lib
 
 logger = logging.getLogger(__name__)
 
-# The tutorial validates on the test split; a dataset with a validation split uses that.
-VALIDATION_SPLITS: tuple[str, ...] = ("validation", "test")
+# Training curves use validation only; test is kept for evaluate and the blessing (the
+# tutorial validated on test, which then no longer measures unseen data).
+VALIDATION_SPLIT = dataset_info.VALIDATION_SPLIT
 BACKUP_DIR = "_training_backup"
 SAMPLES_DIR = "samples"
 # Colours of pet, background, border in the TensorBoard sample masks: the HTML report's, so
@@ -184,12 +185,11 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
 def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
     splits = info.get("splits", {})
-    for split in VALIDATION_SPLITS:
-        if split in splits and int(splits[split].get("num_records", 0)) > 0:
-            return split
+    if int(splits.get(VALIDATION_SPLIT, {}).get("num_records", 0)) > 0:
+        return VALIDATION_SPLIT
     raise dataset_info.DatasetMismatchError(
-        f"{dataset_info.info_path(dataset_dir)}: no non-empty validation split; "
-        f"tried {list(VALIDATION_SPLITS)}, it has {sorted(splits)}"
+        f"{dataset_info.info_path(dataset_dir)}: no non-empty {VALIDATION_SPLIT!r} split "
+        f"(it has {sorted(splits)}); re-run ingest, which carves one from train"
     )
 
 
@@ -312,7 +312,7 @@ def train_model(
     Returns:
         Final metrics: loss, accuracy, mean_iou and their val_ counterparts.
     """
-    info = dataset_info.load_dataset_info(dataset_dir)
+    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
     validation_split = _validation_split(info, dataset_dir)
     num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT, info)
     if num_train < 1:

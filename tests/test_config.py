@@ -41,7 +41,11 @@ def test_overrides_parse_types_and_nest():
     [
         ("model.image_size=100", "model.image_size"),
         ("training.batch_size=0", "training.batch_size"),
-        ("data.dataset=cifar10", "data.dataset"),
+        ("data.dataset=Not a dataset", "data.dataset"),
+        ("data.source=bucket", "data.source"),
+        ("data.validation_fraction=0", "data.validation_fraction"),
+        ("data.classes=[{name: pet}]", "data.classes.0"),
+        ("data.mask_format=jpeg", "data.mask_format"),
         ("training.fixed_class_weights=[-1, 1, 1]", "training.fixed_class_weights.0"),
         ("training.fixed_class_weights=[1, 1]", "fixed_class_weights"),
         ("training.learning_rate=0", "training.learning_rate"),
@@ -87,3 +91,77 @@ def test_sections_round_trip_through_json_parameters():
     assert data == cfg.data
     with pytest.raises(ConfigError, match="records_per_shard"):
         section_from_json(DataConfig, '{"records_per_shard": 0}')
+
+
+def test_default_class_table_is_oxfords_trimap():
+    data = load_config("tutorial").data
+    assert data.source == "tfds"
+    assert (data.image_feature, data.mask_feature) == ("image", "segmentation_mask")
+    assert data.class_table() == {
+        "classes": [
+            {"name": "pet", "values": [1], "colors": []},
+            {"name": "background", "values": [2], "colors": []},
+            {"name": "border", "values": [3], "colors": []},
+        ],
+        "ignore_values": [],
+        "ignore_colors": [],
+    }
+
+
+def test_class_table_takes_hex_or_triplet_colours_and_the_border_can_be_ignored():
+    data = load_config(
+        None,
+        None,
+        [
+            "data.classes=[{name: pet, values: [1], colors: ['#FF8800']}, "
+            "{name: background, values: [2], colors: [[0, 0, 0]]}]",
+            "data.ignore_values=[3]",
+            "data.ignore_colors=['#e0e0c0']",
+        ],
+    ).data
+    assert data.class_names == ["pet", "background"]
+    assert data.class_table()["classes"][0]["colors"] == [[255, 136, 0]]
+    assert data.class_table()["ignore_colors"] == [[224, 224, 192]]
+    assert data.ignore_values == [3]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.source=folder"], "data.path is required for source 'folder'"),
+        (["data.classes=[{name: a, values: [1]}, {name: b, values: [1]}]"], "value 1 is claimed"),
+        (
+            ["data.ignore_values=[2]"],
+            r"value 2 is claimed by both 'background' and 'ignore_values'",
+        ),
+        (["data.classes=[{name: a, values: [1]}, {name: a, values: [2]}]"], r"names \['a'\]"),
+        (["data.classes=[{name: a, values: [1]}]"], "between 2 and 255"),
+        (["data.classes=[{name: a, colors: ['#12345']}, {name: b, values: [1]}]"], "'#12345'"),
+        (["data.validation_fraction=0.6", "data.test_fraction=0.5"], "sum < 1"),
+        (["data.training_size=3"], "data.training_size: unknown key"),
+    ],
+)
+def test_bad_class_tables_and_sources_are_refused_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, None, overrides)
+
+
+def test_fixed_class_weights_follow_the_class_table():
+    config = load_config(
+        None,
+        None,
+        [
+            "data.classes=[{name: a, values: [0]}, {name: b, values: [1]}]",
+            "training.fixed_class_weights=[1, 2]",
+        ],
+    )
+    assert config.training.fixed_class_weights == [1, 2]
+    with pytest.raises(ConfigError, match=r"one per class \(a, b\)"):
+        load_config(
+            None,
+            None,
+            [
+                "data.classes=[{name: a, values: [0]}, {name: b, values: [1]}]",
+                "training.fixed_class_weights=[1, 2, 3]",
+            ],
+        )

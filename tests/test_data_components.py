@@ -60,7 +60,10 @@ def test_ingest_then_class_weights(kfp_local, data_config):
     dataset = run.outputs["dataset"]
 
     info = dataset_info.load_dataset_info(dataset.path)
-    assert info["splits"]["train"]["num_records"] == 12
+    num_train = info["splits"]["train"]["num_records"]
+    num_validation = info["splits"]["validation"]["num_records"]
+    # Validation is carved from synthetic_pets' train split; test stays as it is.
+    assert num_train + num_validation == 12 and num_train > 8 and num_validation > 0
     assert info["splits"]["test"]["num_records"] == 6
     assert info["splits"]["train"]["shards"] == [
         "train/train-00000-of-00002.tfrecord",
@@ -72,14 +75,18 @@ def test_ingest_then_class_weights(kfp_local, data_config):
     assert set(np.unique(mask)) <= {0, 1, 2}
 
     metadata = dataset.metadata
+    assert metadata["source_type"] == "tfds"
     assert metadata["source_name"] == "synthetic_pets"
     assert metadata["source_version"] == "1.0.0"
     assert metadata["source_config"] == "train12-test6-size64-seed0"
     assert metadata["classes"] == ["pet", "background", "border"]
     assert metadata["schema_version"] == schema.SCHEMA_VERSION
-    assert metadata["num_records"] == {"train": 12, "test": 6}
-    assert metadata["num_skipped"] == {"train": 0, "test": 0}
-    assert metadata["num_train_records"] == 12
+    assert metadata["ignore_id"] == 255
+    assert metadata["fingerprint"] == info["fingerprint"]["dataset"]
+    assert metadata["split_fingerprints"] == info["fingerprint"]["splits"]
+    assert metadata["num_records"] == {"train": num_train, "validation": num_validation, "test": 6}
+    assert metadata["num_skipped"] == {"train": 0, "validation": 0, "test": 0}
+    assert metadata["num_train_records"] == num_train
     assert metadata["shards"]["test"] == ["test/test-00000-of-00001.tfrecord"]
 
     artifact = run.outputs["class_weights"]
@@ -87,8 +94,8 @@ def test_ingest_then_class_weights(kfp_local, data_config):
         result = json.load(handle)
     assert result["strategy"] == "median_frequency"
     assert result["image_size"] == IMAGE_SIZE
-    assert result["num_images"] == 12
-    assert sum(result["pixel_counts"]) == 12 * IMAGE_SIZE * IMAGE_SIZE
+    assert result["num_images"] == num_train
+    assert sum(result["pixel_counts"]) == num_train * IMAGE_SIZE * IMAGE_SIZE
     assert result["pixel_counts"] == count_mask_pixels(dataset.path, IMAGE_SIZE)["pixel_counts"]
     frequencies = np.array(result["pixel_counts"]) / sum(result["pixel_counts"])
     expected = np.median(frequencies) / frequencies
@@ -99,7 +106,7 @@ def test_ingest_then_class_weights(kfp_local, data_config):
     assert artifact.metadata["strategy"] == "median_frequency"
 
     metrics = run.outputs["metrics"].metadata
-    assert metrics["num_images"] == 12
+    assert metrics["num_images"] == num_train
     for index, name in enumerate(schema.CLASS_NAMES):
         assert metrics[f"pixels_{name}"] == result["pixel_counts"][index]
         assert metrics[f"frequency_{name}"] == pytest.approx(result["frequencies"][index])
@@ -116,11 +123,12 @@ def test_class_weights_component_uses_fixed_weights(kfp_local, data_config):
     assert load_class_weights(run.outputs["class_weights"].path) == [1.0, 0.5, 3.0]
     metrics = run.outputs["metrics"].metadata
     assert metrics["weight_border"] == 3.0
-    assert sum(metrics[f"pixels_{name}"] for name in schema.CLASS_NAMES) == 12 * 32 * 32
+    num_train = dataset_info.split_size(run.outputs["dataset"].path, "train")
+    assert sum(metrics[f"pixels_{name}"] for name in schema.CLASS_NAMES) == num_train * 32 * 32
 
 
 def test_ingest_component_fails_on_invalid_config(kfp_local, capfd):
     with pytest.raises(RuntimeError, match="ingest"):
-        ingest(data_config=json.dumps({"dataset": "mnist"}))
+        ingest(data_config=json.dumps({"source": "folder"}))
     captured = capfd.readouterr()
-    assert "unknown dataset 'mnist'" in captured.out + captured.err
+    assert "data.path is required for source 'folder'" in captured.out + captured.err

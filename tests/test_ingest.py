@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from components import dataset_info, schema, sources
+from components import dataset_info, schema, sources, splits
 from components.config import DataConfig
 from components.ingest import (
     BadRecordError,
@@ -62,6 +62,7 @@ def synthetic_config(tmp_path_factory):
         synthetic_test_size=6,
         synthetic_image_size=64,
         records_per_shard=5,
+        validation_fraction=0.25,
     )
 
 
@@ -71,20 +72,46 @@ def ingested(synthetic_config, tmp_path_factory):
     return output_dir, ingest_dataset(synthetic_config, output_dir, progress_every=4)
 
 
-def test_dataset_json_describes_what_was_written(ingested):
+def _expected_split(name: str, config: DataConfig) -> str:
+    return splits.carve(
+        name,
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        carve_test=False,
+    )
+
+
+def test_dataset_json_describes_what_was_written(ingested, synthetic_config):
     output_dir, info = ingested
     assert dataset_info.load_dataset_info(output_dir) == json.loads(json.dumps(info))
     assert info["schema_version"] == schema.SCHEMA_VERSION
     assert info["classes"] == ["pet", "background", "border"]
+    assert info["class_table"] == synthetic_config.class_table()
+    assert info["ignore_id"] == schema.IGNORE_ID == 255
+    assert info["source"]["type"] == "tfds"
     assert info["source"]["name"] == "synthetic_pets"
     assert info["source"]["version"] == "1.0.0"
     assert info["source"]["config"] == "train12-test6-size64-seed0"
+    assert info["split_rule"]["carved"] == {"validation": "train"}
     assert info["bad_record_policy"] == "error"
     assert "PNG" in info["image_encoding"]
-    train, test = info["splits"]["train"], info["splits"]["test"]
-    assert (train["num_records"], test["num_records"]) == (12, 6)
+    assert sorted(info["splits"]) == ["test", "train", "validation"]
+    train, validation, test = (info["splits"][s] for s in ("train", "validation", "test"))
+    # Validation is carved from train by the hash of each file name; test stays test.
+    builder = sources.get_builder(synthetic_config)
+    names = [
+        example["file_name"].decode()
+        for example in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False))
+    ]
+    expected_validation = [n for n in names if _expected_split(n, synthetic_config) != "train"]
+    assert 0 < len(expected_validation) < 12
+    assert validation["num_records"] == len(expected_validation)
+    assert validation["carved_from"] == "train"
+    assert train["num_records"] == 12 - len(expected_validation)
+    assert test["num_records"] == 6 and "carved_from" not in test
     assert (train["num_skipped"], train["skipped"]) == (0, [])
-    assert train["shards"] == [f"train/train-0000{i}-of-00003.tfrecord" for i in range(3)]
+    count = -(-train["num_records"] // 5)
+    assert train["shards"] == [f"train/train-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
     assert test["shards"] == [
         "test/test-00000-of-00002.tfrecord",
         "test/test-00001-of-00002.tfrecord",
@@ -92,11 +119,21 @@ def test_dataset_json_describes_what_was_written(ingested):
     assert train["num_bytes"] > 0
     listed = sorted(tf.io.gfile.listdir(f"{output_dir}/train"))
     assert listed == [path.split("/")[1] for path in train["shards"]]  # no leftover temp files
-    counts = [
-        sum(1 for _ in tf.data.TFRecordDataset(path))
-        for path in dataset_info.shard_paths(output_dir, "train")
-    ]
-    assert counts == [5, 5, 2]
+    stored = {
+        split: sorted(r["file_name"].decode() for r in _read_split(output_dir, split))
+        for split in ("train", "validation")
+    }
+    assert stored["validation"] == sorted(expected_validation)
+    assert sorted(stored["train"] + stored["validation"]) == sorted(names)
+    # Pixel counts per class add up to every pixel of the split.
+    pixels = sum(int(r["mask"].size) for r in _read_split(output_dir, "test"))
+    assert sum(test["pixel_counts"].values()) == pixels and test["ignored_pixels"] == 0
+    assert set(test["pixel_counts"]) == {"pet", "background", "border"}
+    fingerprint = dataset_info.fingerprint(info)
+    assert set(fingerprint["splits"]) == {"train", "validation", "test"}
+    assert all(len(value) == 64 for value in fingerprint["splits"].values())
+    assert dataset_info.dataset_fingerprint(info) == fingerprint["dataset"]
+    assert len(fingerprint["dataset"]) == 64
 
 
 def test_records_keep_source_bytes_and_shift_the_masks(ingested, synthetic_config):
@@ -110,9 +147,11 @@ def test_records_keep_source_bytes_and_shift_the_masks(ingested, synthetic_confi
         builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
     )
     source_bytes = {example["file_name"].decode(): example["image"] for example in raw}
-    records = _read_split(output_dir, "train")
+    records = _read_split(output_dir, "train") + _read_split(output_dir, "validation")
     assert sorted(record["file_name"].decode() for record in records) == sorted(source)
-    paths = dataset_info.shard_paths(output_dir, "train")
+    paths = dataset_info.shard_paths(output_dir, "train") + dataset_info.shard_paths(
+        output_dir, "validation"
+    )
     stored_bytes = {
         schema.parse_example(s)["file_name"].numpy().decode(): schema.parse_example(s)[
             "image"
@@ -133,8 +172,29 @@ def test_progress_is_logged(synthetic_config, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="components.ingest"):
         ingest_dataset(synthetic_config, str(tmp_path / "out"), progress_every=4)
     progress = [r.getMessage() for r in caplog.records if "records read" in r.getMessage()]
-    assert "train: 4/12 records read, 4 written, 0 skipped" in progress[-3]
-    assert any(message.startswith("train: 12/12") for message in progress)
+    assert [message.split(" ")[0] for message in progress] == ["4/18", "8/18", "12/18", "16/18"]
+    assert "train: " in progress[0] and "validation: " in progress[0]
+
+
+def test_ignored_value_becomes_the_ignore_id_and_is_counted(synthetic_config, tmp_path):
+    config = synthetic_config.model_copy(
+        update={
+            "classes": synthetic_config.classes[:2],
+            "ignore_values": [3],
+        }
+    )
+    info = ingest_dataset(config, str(tmp_path / "out"))
+    assert info["classes"] == ["pet", "background"]
+    assert info["class_table"]["ignore_values"] == [3]
+    test = info["splits"]["test"]
+    masks = [r["mask"] for r in _read_split(str(tmp_path / "out"), "test")]
+    values = np.concatenate([m.ravel() for m in masks])
+    assert set(np.unique(values)) == {0, 1, 255}
+    assert test["ignored_pixels"] == int((values == 255).sum()) > 0
+    assert test["pixel_counts"] == {
+        "pet": int((values == 0).sum()),
+        "background": int((values == 1).sum()),
+    }
 
 
 def test_not_prepared_with_download_off_names_the_dataset(tmp_path):
@@ -147,7 +207,7 @@ def test_not_prepared_with_download_off_names_the_dataset(tmp_path):
 def test_prepared_data_is_reused_with_download_off(synthetic_config, tmp_path):
     config = synthetic_config.model_copy(update={"download": False})
     info = ingest_dataset(config, str(tmp_path / "out"))
-    assert info["splits"]["train"]["num_records"] == 12
+    assert sum(info["splits"][s]["num_records"] for s in ("train", "validation")) == 12
 
 
 def test_valid_record_gives_class_ids():
@@ -212,7 +272,7 @@ def test_skip_policy_lists_every_skipped_record(tmp_path):
         "junk_4.jpg",
         "mismatch_5.jpg",
     ]
-    assert "outside the trimap set" in entry["skipped"][0]["reason"]
+    assert "not in the class table" in entry["skipped"][0]["reason"]
     assert "does not decode" in entry["skipped"][1]["reason"]
     assert "6x5" in entry["skipped"][2]["reason"]
     assert entry["shards"] == [

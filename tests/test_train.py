@@ -34,7 +34,9 @@ def _training(**overrides):
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("train_data") / "dataset")
-    recordsets.write_recordset(directory, {"train": 16, "test": 8}, height=40, width=40)
+    recordsets.write_recordset(
+        directory, {"train": 16, "validation": 8, "test": 8}, height=40, width=40
+    )
     return directory
 
 
@@ -75,7 +77,7 @@ def test_model_dir_follows_the_contract_and_records_its_facts(trained, dataset_d
     assert metadata["batchnorm_momentum"] == train.FROM_SCRATCH_BATCHNORM_MOMENTUM
     assert metadata["normalization"] == "mobilenet" and metadata["image_size"] == SIZE
     assert metadata["dataset"]["num_train_records"] == 16
-    assert metadata["dataset"]["validation_split"] == "test"
+    assert metadata["dataset"]["validation_split"] == "validation"
     assert metadata["dataset"]["uri"] == dataset_dir
     assert metadata["runtime"]["strategy"] == "default"  # no GPU here
     assert metadata["petseg_version"] == provenance.package_version() != "unknown"

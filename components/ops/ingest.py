@@ -1,4 +1,4 @@
-"""The ingest component: a TFDS dataset → the project's sharded TFRecords (a Dataset)."""
+"""The ingest component: a TFDS dataset, folder or manifest → sharded TFRecords (a Dataset)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
@@ -8,14 +8,14 @@ from components.ops import DEFAULT_IMAGE
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def ingest(data_config: str, dataset: Output[Dataset]):
-    """Prepares the configured TFDS dataset and writes every split as TFRecord shards.
+    """Reads the configured source and writes train, validation and test as TFRecord shards.
 
     Args:
-        data_config: DataConfig as JSON (dataset, version, data_dir, manual_dir,
-            download, try_gcs, records_per_shard, bad_record_policy, synthetic_*).
+        data_config: DataConfig as JSON (source, dataset or path, class table, ignore
+            values, split fractions, records_per_shard, bad_record_policy, ...).
         dataset: output directory: ``dataset.json`` plus ``<split>/`` shards. Its
-            metadata repeats the facts later steps check: source name and
-            version, classes, schema version, per-split counts, skips and shards.
+            metadata repeats the facts later steps check: source, classes, ignore id,
+            schema version, content fingerprint, per-split counts, skips and shards.
     """
     import logging
 
@@ -31,11 +31,15 @@ def ingest(data_config: str, dataset: Output[Dataset]):
     splits = info["splits"]
     dataset.metadata.update(
         {
-            "source_name": info["source"]["name"],
-            "source_version": info["source"]["version"],
-            "source_config": info["source"]["config"] or "",
+            "source_type": info["source"]["type"],
+            "source_name": info["source"].get("name") or info["source"].get("path", ""),
+            "source_version": info["source"].get("version", ""),
+            "source_config": info["source"].get("config") or "",
             "schema_version": info["schema_version"],
             "classes": info["classes"],
+            "ignore_id": info["ignore_id"],
+            "fingerprint": info["fingerprint"]["dataset"],
+            "split_fingerprints": info["fingerprint"]["splits"],
             "bad_record_policy": info["bad_record_policy"],
             "splits": sorted(splits),
             "num_records": {split: entry["num_records"] for split, entry in splits.items()},

@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import class_weights, dataset_info, evaluate, schema
+from components import class_weights, dataset_info, evaluate, schema, splits
 from components.ingest import BadRecordError, EmptySplitError, ingest_dataset
 
 pytestmark = [
@@ -74,11 +74,11 @@ BAD_RECORDS = {
     "not an image (HTML page)": (_html_page, "image does not decode"),
     "mask value 4 (out of range)": (
         _mask_value(4),
-        r"mask has values \[4\] outside the trimap set",
+        r"mask .* has values \[4\] not in the class table",
     ),
     "mask value 0 (out of range)": (
         _mask_value(0),
-        r"mask has values \[0\] outside the trimap set",
+        r"mask .* has values \[0\] not in the class table",
     ),
     "image/mask size mismatch": (_mask_cropped, r"image is \d+x\d+ but its mask is \d+x\d+"),
 }
@@ -108,7 +108,8 @@ def test_bad_record_stops_ingest_with_an_error_naming_it(kind, source, tmp_path,
     assert message.startswith(f"{victim}: ")
     assert failure.value.file_name == victim
     assert failure.match(reason)
-    assert "split 'train'" in message and "bad_record_policy=skip" in message
+    split = splits.carve(victim, validation_fraction=0.4, test_fraction=0.1, carve_test=False)
+    assert f"split '{split}'" in message and "bad_record_policy=skip" in message
     assert not (output / "dataset.json").exists()
     # The test split was complete before train failed; it is removed too.
     assert _shard_files(output) == []
@@ -153,27 +154,45 @@ def test_skip_policy_records_every_skipped_file_and_drops_nothing_silently(
 
     skipped = {
         entry["file_name"]: (split, entry["reason"])
-        for split in ("train", "test")
+        for split in ("train", "validation", "test")
         for entry in info["splits"][split]["skipped"]
     }
     fault.saw(f"skipped: {sorted(skipped)}")
     assert set(skipped) == set(planted)
+
+    def split_of(name, source_split):
+        # Validation is carved from train by the hash of the file name.
+        if source_split == "test":
+            return "test"
+        return splits.carve(
+            name,
+            validation_fraction=config.validation_fraction,
+            test_fraction=config.test_fraction,
+            carve_test=False,
+        )
+
     for name, (split, kind, reason) in planted.items():
-        assert skipped[name][0] == split, kind
+        assert skipped[name][0] == split_of(name, split), kind
         assert re.search(reason, skipped[name][1]), (kind, skipped[name][1])
-    counts = {split: len(names) for split, names in (("train", train_names), ("test", test_names))}
-    for split in ("train", "test"):
+    sources = {"train": train_names, "test": test_names}
+    expected = {
+        split: [
+            n for source, names in sources.items() for n in names if split_of(n, source) == split
+        ]
+        for split in ("train", "validation", "test")
+    }
+    for split, names in expected.items():
         entry = info["splits"][split]
-        assert entry["num_records"] + entry["num_skipped"] == counts[split]
+        assert entry["num_records"] + entry["num_skipped"] == len(names)
         stored = [
             schema.parse_example(record)["file_name"].numpy().decode()
             for record in tf.data.TFRecordDataset(
                 dataset_info.shard_paths(artifact.path, split, info)
             )
         ]
-        source_names = train_names if split == "train" else test_names
-        assert sorted(stored) == sorted(n for n in source_names if n not in planted)
-    assert artifact.metadata["num_skipped"] == {"train": 3, "test": 2}
+        assert sorted(stored) == sorted(n for n in names if n not in planted)
+    assert sum(artifact.metadata["num_skipped"].values()) == 5
+    assert artifact.metadata["num_skipped"]["test"] == 2
     assert info["bad_record_policy"] == "skip"
 
 
@@ -200,10 +219,13 @@ def test_grayscale_rgba_and_cmyk_images_are_kept_as_rgb(source, tmp_path, fault)
 
     info = ingest_dataset(source, str(output))
 
-    assert info["splits"]["train"]["num_skipped"] == 0
-    assert info["splits"]["train"]["num_records"] == len(names)
+    kept = info["splits"]["train"]["num_records"] + info["splits"]["validation"]["num_records"]
+    assert info["splits"]["train"]["num_skipped"] + info["splits"]["validation"]["num_skipped"] == 0
+    assert kept == len(names)
     decoded = {}
-    for record in tf.data.TFRecordDataset(dataset_info.shard_paths(str(output), "train")):
+    paths = dataset_info.shard_paths(str(output), "train")
+    paths += dataset_info.shard_paths(str(output), "validation")
+    for record in tf.data.TFRecordDataset(paths):
         example = schema.decode_example(record)
         decoded[example["file_name"].numpy().decode()] = example["image"].numpy()
     gray, rgba, cmyk = decoded[names[0]], decoded[names[1]], decoded[names[2]]
@@ -216,7 +238,7 @@ def test_grayscale_rgba_and_cmyk_images_are_kept_as_rgb(source, tmp_path, fault)
     expected_cmyk = np.asarray(originals["CMYK"].convert("RGB")).astype(int)
     assert np.abs(cmyk.astype(int) - expected_cmyk).mean() < 8
     weights = class_weights.compute_class_weights(str(output), 32, "inverse_frequency")
-    assert weights["num_images"] == len(names)
+    assert weights["num_images"] == info["splits"]["train"]["num_records"]
     fault.saw(
         f"kept {len(names)}/{len(names)} train records; shapes {gray.shape}, {rgba.shape}, "
         f"{cmyk.shape}; class weights counted {weights['num_images']} images"
