@@ -577,6 +577,20 @@ class NotifyConfig(_Section):
         default="always", description="Report every run's end, or only failed runs."
     )
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    emails: list[str] = Field(
+        default_factory=list,
+        description="Vertex AI only: Vertex's run-end notification email to these (at most 3).",
+    )
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        if len(value) > 3:
+            raise ValueError(f"emails lists {len(value)} addresses; Vertex AI sends to at most 3")
+        for address in value:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+                raise ValueError(f"emails: {address!r} is not an email address")
+        return value
 
     @field_validator("webhook_url_env")
     @classmethod
@@ -610,6 +624,7 @@ class NotifyConfig(_Section):
 
     @property
     def enabled(self) -> bool:
+        """Whether a webhook is configured (the emails are Vertex's own exit task)."""
         return bool(self.webhook_url_env or self.webhook_url_secret)
 
 

@@ -36,11 +36,24 @@ DISPLAY_NAMES = {
     "evaluate": "Evaluate and bless",
     "push": "Push blessed model",
     "notify": "Report the run's end",
+    "email": "Email the run's end",
 }
 
 
 def check_notify_target(settings: NotifyConfig, target: str) -> None:
     """Refuses, before compiling, a webhook URL source the target's notify task cannot read."""
+    if settings.emails and target != "vertex":
+        raise ValueError(
+            f"notify.emails is Vertex AI's notification email; the {target} target cannot "
+            "send it (use the webhook, or --set notify.emails=[])"
+        )
+    if settings.emails and settings.enabled:
+        raise ValueError(
+            "notify: a pipeline has one exit handler (KFP does not nest them), so it runs "
+            "either Vertex AI's email (notify.emails) or the webhook; set one of them"
+        )
+    if not settings.enabled:
+        return
     if target == "vertex" and not settings.webhook_url_secret:
         raise ValueError(
             "notify: a Vertex AI task has no environment of yours to read "
@@ -197,11 +210,22 @@ def create_pipeline(
         )
 
     notify_settings = config.notify
-    if notify_settings.enabled:
+    if notify_settings.enabled or notify_settings.emails:
         check_notify_target(notify_settings, target)
 
     def segmentation_pipeline(*values):
         parameters = dict(zip(RUNTIME_PARAMETERS, values, strict=True))
+        if notify_settings.emails:
+            # Vertex AI's own run-end email is the exit handler's task.
+            from google_cloud_pipeline_components.v1.vertex_notification_email import (
+                VertexNotificationEmailOp,
+            )
+
+            email_task = VertexNotificationEmailOp(recipients=list(notify_settings.emails))
+            email_task.set_display_name(DISPLAY_NAMES["email"])
+            with dsl.ExitHandler(email_task, name="petseg-run"):
+                run_tasks(parameters)
+            return
         if not notify_settings.enabled:
             run_tasks(parameters)
             return

@@ -256,3 +256,28 @@ def test_failed_tasks_and_their_error_lines_from_vertex_request_boundary(monkeyp
         "ValueError: dataset has 3 classes",
     )
     assert notify.vertex_failed_tasks("local-pipeline-exit-handler-1") == []
+
+
+def test_vertex_notification_email_is_the_exit_handler_task_when_configured(tmp_path):
+    _, spec = compiled(tmp_path, "vertex", "notify.emails=[ops@example.com]")
+
+    root = spec["root"]["dag"]["tasks"]
+    [email] = [name for name in root if name.startswith("vertex-pipelines-notification-email")]
+    assert set(root) == {"exit-handler-1", email}
+    assert root[email]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    status = root[email]["inputs"]["parameters"]["pipeline_task_final_status"]
+    assert status == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
+    recipients = root[email]["inputs"]["parameters"]["recipients"]["runtimeValue"]["constant"]
+    assert recipients == ["ops@example.com"]
+    body = spec["components"][root["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"resolve-config", "train", "push"} <= set(body)
+
+    with pytest.raises(ValueError, match=r"notify\.emails is Vertex AI's notification email"):
+        compiled(tmp_path, "kubeflow", "notify.emails=[ops@example.com]")
+    with pytest.raises(ValueError, match=r"either Vertex AI's email .* or the webhook"):
+        compiled(
+            tmp_path, "vertex", "notify.emails=[ops@example.com]",
+            f"notify.webhook_url_secret={SECRET}",
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="'not-an-address' is not an email address"):
+        load_config(overrides=["notify.emails=[not-an-address]"])
