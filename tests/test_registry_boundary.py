@@ -316,3 +316,59 @@ def test_project_and_location_come_from_arguments_or_the_vertex_job(monkeypatch)
 def test_registry_settings_are_checked_in_the_config(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(overrides=[override])
+
+
+@pytest.fixture
+def gcs_destination(tmp_path, monkeypatch):
+    from gcs_emulator import running_emulator
+
+    with running_emulator(tmp_path / "gcs") as server:
+        server.client().create_bucket("petseg-models")
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.endpoint)
+        yield "gs://petseg-models/petseg"
+
+
+def test_push_component_versions_one_registry_model_and_moves_the_alias_request_boundary(
+    vertex_calls, gcs_destination, tmp_path
+):
+    from kfp import dsl
+    from test_push_gcs import make_model_dir
+
+    from components.ops.push import push
+
+    settings = PushConfig(
+        destination=gcs_destination,
+        register_vertex=True,
+        vertex_project="P",
+        vertex_location="europe-west4",
+    )
+
+    def run_push(model_dir) -> dict:
+        metrics = dsl.Metrics(uri=str(tmp_path / "metrics"), metadata={"mean_iou": 0.7})
+        pushed = dsl.Artifact(uri=str(tmp_path / "pushed"))
+        push.python_func(
+            model=dsl.Model(uri=str(model_dir)),
+            metrics=metrics,
+            blessed=True,
+            push_config=settings.model_dump_json(),
+            pushed_model=pushed,
+            run_id="run",
+        )
+        return dict(pushed.metadata)
+
+    first_model = make_model_dir(tmp_path / "a", seed=1)
+    first = run_push(first_model)
+    second = run_push(make_model_dir(tmp_path / "b", seed=2))
+    again = run_push(first_model)  # a retried push of the older model
+
+    uploads = [request for request, _ in vertex_calls.of("upload_model")]
+    assert [u.parent_model for u in uploads] == ["", MODEL]  # created once, then versioned
+    assert uploads[1].model.artifact_uri == f"{gcs_destination}/versions/v000002/saved_model"
+    assert (first["vertex_model_version"], second["vertex_model_version"]) == (
+        f"{MODEL}@1",
+        f"{MODEL}@2",
+    )
+    assert (again["version"], again["vertex_model_version"]) == ("v000001", f"{MODEL}@1")
+    # The alias is where LATEST is (v000002), not on the version pushed last.
+    assert again["vertex_alias_version"] == f"{MODEL}@2"
+    assert vertex_calls.aliases(MODEL) == {"1": [], "2": ["production"]}
