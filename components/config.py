@@ -541,7 +541,14 @@ class RuntimeConfig(_Section):
     train_resources: ResourcesConfig = Field(
         default_factory=lambda: ResourcesConfig(cpu="8", memory="32G")
     )
-    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=2,
+        description=(
+            "Times the orchestrator starts the train task again after its pod was lost "
+            "(preemption, eviction); it resumes from its checkpoint. Other tasks retry only "
+            "transient errors, in their process; a deterministic failure is never repeated."
+        ),
+    )
     enable_caching: bool = Field(
         default=True, description="Let KFP reuse ingest/class-weights/train results."
     )

@@ -124,13 +124,12 @@ def create_pipeline(
         *,
         cache: bool,
         gpu: bool = False,
-        retries: int | None = None,
+        retries: int = 0,
     ):
         task.set_display_name(DISPLAY_NAMES[key])
         task.set_caching_options(cache)
-        retries = runtime.retries if retries is None else retries
         if retries:
-            task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
+            task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
         if gpu:
             task.set_container_image(runtime.gpu_image)
             _resources(task, runtime.train_resources.cpu, runtime.train_resources.memory)
@@ -140,12 +139,13 @@ def create_pipeline(
         return task
 
     def run_tasks(parameters: dict):
-        # No retry: a config that does not validate fails the same way every time.
+        # No task-level retries but train's: the other tasks retry transient errors
+        # (network, GCS 429/5xx) in their process, and a deterministic failure (an invalid
+        # config, a bad record, a mismatch) would only fail again (components/retry.py).
         resolved = configure(
             resolve_config(compiled_config=compiled_config, **parameters),
             "resolve-config",
             cache=runtime.enable_caching,
-            retries=0,
         ).outputs
 
         ingest_task = configure(
@@ -172,6 +172,9 @@ def create_pipeline(
             "train",
             cache=cache_training,
             gpu=True,
+            # A preempted or evicted pod is started again and resumes from its checkpoint;
+            # the retried attempt re-raises a recorded deterministic failure at once.
+            retries=runtime.retries,
         )
         if has_accelerator and target == "kubeflow":
             # Kubernetes wants a resource name (nvidia.com/gpu) and a node selector.

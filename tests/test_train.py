@@ -351,3 +351,35 @@ def test_training_runs_under_mirrored_strategy_on_two_replicas(dataset_dir, tmp_
     assert result.returncode == 0, result.stderr[-4000:]
     assert "REPLICAS 2 VAL_MEAN_IOU" in result.stdout
     assert Path(tmp_path, "model", "saved_model", "saved_model.pb").is_file()
+
+
+def test_train_component_records_a_deterministic_failure_for_its_retry(
+    kfp_local, dataset_dir, tmp_path, capfd
+):
+    """Train is the one task the orchestrator retries; a mismatch must not be retried."""
+    from components.ops.train import train as train_component
+    from components.retry import FAILURE_RECORD
+
+    weights_path = str(tmp_path / "class_weights.json")
+    record = class_weights_lib.compute_class_weights(dataset_dir, SIZE, "inverse_frequency")
+    class_weights_lib.write_class_weights(record, weights_path)
+
+    @dsl.pipeline(name="train-mismatch")
+    def train_pipeline():
+        dataset = dsl.importer(artifact_uri=dataset_dir, artifact_class=dsl.Dataset)
+        weights = dsl.importer(artifact_uri=weights_path, artifact_class=dsl.Artifact)
+        train_component(
+            dataset=dataset.output,
+            class_weights=weights.output,
+            model_config=MODEL_CONFIG.model_dump_json(),
+            training_config=_training(class_weighting="fixed").model_dump_json(),
+        )
+
+    with pytest.raises(RuntimeError):
+        train_pipeline()
+    assert "strategy 'inverse_frequency'" in "".join(capfd.readouterr())
+    (failure,) = kfp_local.rglob(FAILURE_RECORD)
+    assert failure.parent.name == "model"
+    recorded = json.loads(failure.read_text())
+    assert recorded["type"] == "ClassWeightsMismatchError"
+    assert "strategy 'inverse_frequency'" in recorded["message"]

@@ -30,17 +30,21 @@ def compute_class_weights(
     from components.class_weights import compute_class_weights as compute
     from components.class_weights import write_class_weights
     from components.config import ModelConfig, TrainingConfig, section_from_json
+    from components.retry import retry_transient
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     model = section_from_json(ModelConfig, model_config)
     training = section_from_json(TrainingConfig, training_config)
-    result = compute(
-        dataset.path,
-        image_size=model.image_size,
-        strategy=training.class_weighting,
-        fixed_weights=training.fixed_class_weights,
+    result = retry_transient(
+        lambda: compute(
+            dataset.path,
+            image_size=model.image_size,
+            strategy=training.class_weighting,
+            fixed_weights=training.fixed_class_weights,
+        ),
+        what="class weights",
     )
     write_class_weights(result, class_weights.path)
 

@@ -46,23 +46,30 @@ def evaluate(
 
     from components import evaluate as core
     from components.config import EvaluationConfig, ModelConfig, PushConfig, section_from_json
+    from components.retry import retry_transient
 
     model_settings = section_from_json(ModelConfig, model_config)
     evaluation_settings = section_from_json(EvaluationConfig, evaluation_config)
     push_settings = section_from_json(PushConfig, push_config)
 
     with tempfile.TemporaryDirectory() as cache_dir:
-        baseline_dir, baseline_note = core.resolve_baseline(
-            evaluation_settings.baseline, push_settings.destination, cache_dir
+        baseline_dir, baseline_note = retry_transient(
+            lambda: core.resolve_baseline(
+                evaluation_settings.baseline, push_settings.destination, cache_dir
+            ),
+            what="evaluate: reading the baseline model",
         )
-        outcome = core.run_evaluation(
-            model.path,
-            dataset.path,
-            model_settings,
-            evaluation_settings,
-            baseline_dir,
-            report.path,
-            baseline_note=baseline_note,
+        outcome = retry_transient(
+            lambda: core.run_evaluation(
+                model.path,
+                dataset.path,
+                model_settings,
+                evaluation_settings,
+                baseline_dir,
+                report.path,
+                baseline_note=baseline_note,
+            ),
+            what="evaluate",
         )
 
     for name, value in core.scalar_metrics(outcome).items():

@@ -21,12 +21,14 @@ def ingest(data_config: str, dataset: Output[Dataset]):
 
     from components.config import DataConfig, section_from_json
     from components.ingest import ingest_dataset
+    from components.retry import retry_transient
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = section_from_json(DataConfig, data_config)
-    info = ingest_dataset(config, dataset.path)
+    # Shards are written under temporary names, so a repeat after a dropped download is safe.
+    info = retry_transient(lambda: ingest_dataset(config, dataset.path), what="ingest")
 
     splits = info["splits"]
     dataset.metadata.update(

@@ -43,6 +43,7 @@ def push(
 
     from components import push as core
     from components.config import PushConfig, section_from_json
+    from components.retry import retry_transient
 
     settings = section_from_json(PushConfig, push_config)
     skip_reason = ""
@@ -73,17 +74,21 @@ def push(
     if not run_id or run_id.startswith("{{"):
         run_id = "model-" + hashlib.sha256(model.uri.encode("utf-8")).hexdigest()[:16]
 
-    result = core.push_model(
-        model.path,
-        settings.destination,
-        run_id=run_id,
-        extra_manifest={
-            "source_model_uri": model.uri,
-            "source_model_artifact_metadata": dict(model.metadata),
-            "metrics": dict(metrics.metadata),
-            "source_metrics_uri": metrics.uri,
-            "push_config": settings.model_dump(),
-        },
+    # A repeated push resumes or reuses its version, so a dropped connection is retried here.
+    result = retry_transient(
+        lambda: core.push_model(
+            model.path,
+            settings.destination,
+            run_id=run_id,
+            extra_manifest={
+                "source_model_uri": model.uri,
+                "source_model_artifact_metadata": dict(model.metadata),
+                "metrics": dict(metrics.metadata),
+                "source_metrics_uri": metrics.uri,
+                "push_config": settings.model_dump(),
+            },
+        ),
+        what="push",
     )
     print(
         f"pushed {result['version']} to {result['uri']} "
@@ -92,12 +97,16 @@ def push(
 
     registered: dict = {}
     if settings.register_vertex:
-        registered = registry.register_pushed_model(
-            settings,
-            project=project,
-            location=location,
-            pushed=result,
-            latest_digest=lambda: core.latest_model_digest(settings.destination),
+        # Registration is idempotent per model digest.
+        registered = retry_transient(
+            lambda: registry.register_pushed_model(
+                settings,
+                project=project,
+                location=location,
+                pushed=result,
+                latest_digest=lambda: core.latest_model_digest(settings.destination),
+            ),
+            what="push: Vertex AI Model Registry",
         )
         print(
             f"Vertex AI model version: {registered['version']} "

@@ -42,6 +42,7 @@ def train(
 
     from components import provenance, schema
     from components.config import ModelConfig, TrainingConfig, section_from_json
+    from components.retry import run_or_replay_failure
     from components.train import train_model
 
     logging.basicConfig(
@@ -52,14 +53,20 @@ def train(
     os.makedirs(model.path, exist_ok=True)
     os.makedirs(tensorboard.path, exist_ok=True)
 
-    final_metrics = train_model(
-        dataset_dir=dataset.path,
-        model_dir=model.path,
-        tensorboard_dir=tensorboard.path,
-        model_config=model_settings,
-        training_config=training_settings,
-        class_weights_path=class_weights.path if class_weights is not None else None,
-        dataset_uri=dataset.uri,
+    # The orchestrator retries this task (a preempted pod resumes from its checkpoint); an
+    # error that would only happen again is recorded in the model directory and not repeated.
+    final_metrics = run_or_replay_failure(
+        lambda: train_model(
+            dataset_dir=dataset.path,
+            model_dir=model.path,
+            tensorboard_dir=tensorboard.path,
+            model_config=model_settings,
+            training_config=training_settings,
+            class_weights_path=class_weights.path if class_weights is not None else None,
+            dataset_uri=dataset.uri,
+        ),
+        model.path,
+        what="train",
     )
     for name, value in sorted(final_metrics.items()):
         metrics.log_metric(name, round(float(value), 6))
