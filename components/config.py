@@ -706,6 +706,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "training": {"epochs": 20, "batch_size": 64, "learning_rate": 1e-3},
         "evaluation": {"min_mean_iou": 0.5},
     },
+    # The cloud preset: the tutorial's data, resolution and schedule, with the input scaling
+    # MobileNetV2 was trained with ([-1, 1]) and its frozen ImageNet encoder.
+    "production": {
+        "name": "petseg",
+        "data": {"dataset": "oxford_iiit_pet", "version": "4.*.*"},
+        "model": {
+            "image_size": 128,
+            "encoder_weights": "imagenet",
+            "freeze_encoder": True,
+            "normalization": "mobilenet",
+        },
+        "training": {"epochs": 20, "batch_size": 64, "learning_rate": 1e-3},
+        "evaluation": {"min_mean_iou": 0.5, "baseline": "latest"},
+    },
 }
 
 

@@ -20,7 +20,23 @@ def test_presets_validate_and_differ_where_documented():
     assert (tutorial.model.image_size, tutorial.training.batch_size) == (128, 64)
     assert tutorial.training.epochs == 20
     assert not tutorial.model.encoder_trainable
-    assert set(PRESETS) == {"demo", "tutorial"}
+    assert set(PRESETS) == {"demo", "tutorial", "production"}
+
+
+def test_tutorial_preset_is_the_notebooks_and_production_differs_only_in_scaling():
+    tutorial, production = load_config("tutorial"), load_config("production")
+    # The notebook: Oxford 4.x at 128 px, batch 64, 20 epochs, frozen ImageNet, [0, 1] inputs.
+    assert tutorial.model.normalization == "tutorial"
+    assert (tutorial.model.encoder_weights, tutorial.model.freeze_encoder) == ("imagenet", True)
+    assert tutorial.training.learning_rate == 1e-3
+    assert tutorial.training.class_weighting == "none"
+    # Production: the [-1, 1] scaling MobileNetV2's ImageNet weights expect, same encoder.
+    assert production.model.normalization == "mobilenet"
+    assert not production.model.encoder_trainable
+    assert production.model.encoder_weights == "imagenet"
+    assert (production.data.dataset, production.data.version) == ("oxford_iiit_pet", "4.*.*")
+    assert (production.model.image_size, production.training.batch_size) == (128, 64)
+    assert production.name == "petseg"
 
 
 def test_default_freeze_follows_pretrained_weights():

@@ -217,3 +217,22 @@ def test_real_builder_ingests_offline_with_skips_recorded(offline, manual_dir, d
         "beagle_3.jpg": "test",
         "Bengal_4.jpg": "test",
     }
+
+
+def test_a_prepared_data_dir_is_reused_by_later_runs_without_downloading(
+    offline, manual_dir, data_dir, tmp_path
+):
+    """Oxford is prepared once into data_dir; a later (scheduled) run only reads it."""
+    ingest_dataset(_config(manual_dir, data_dir, bad_record_policy="skip"), str(tmp_path / "a"))
+    # The cloud config of a later run: no archives, download allowed; any download would
+    # fail the `offline` fixture, so this passes only by reading the prepared copy.
+    later = DataConfig(
+        dataset="oxford_iiit_pet",
+        version="4.*.*",
+        data_dir=data_dir,
+        download=True,
+        bad_record_policy="skip",
+        records_per_shard=2,
+    )
+    info = ingest_dataset(later, str(tmp_path / "b"))
+    assert (info["splits"]["train"]["num_records"], info["splits"]["test"]["num_records"]) == (3, 2)
