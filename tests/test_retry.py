@@ -2,7 +2,6 @@
 
 import errno
 import json
-import socket
 
 import pytest
 from google.api_core import exceptions as api_exceptions
@@ -26,7 +25,7 @@ TRANSIENT = [
     ConnectionResetError("connection reset by peer"),
     ConnectionRefusedError("refused"),
     TimeoutError("read timed out"),
-    socket.timeout("timed out"),
+    ConnectionAbortedError("software caused connection abort"),
     OSError(errno.EIO, "Input/output error"),  # gcsfuse's failed read
     OSError(errno.ETIMEDOUT, "Connection timed out"),
     api_exceptions.ServiceUnavailable("503 backend error"),
