@@ -243,6 +243,7 @@ def cloud_config_problems(config: Any, target: str) -> list[str]:
         "push.destination": config.push.destination,
         "data.data_dir": config.data.data_dir,
         "data.manual_dir": config.data.manual_dir,
+        "data.path": config.data.path,
     }
     for field, path in paths.items():
         if not path or path.startswith("gs://"):

@@ -80,6 +80,7 @@ def localize_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
     config.push.destination = absolute(config.push.destination) or ""
     config.data.data_dir = absolute(config.data.data_dir)
     config.data.manual_dir = absolute(config.data.manual_dir)
+    config.data.path = absolute(config.data.path) or ""
     baseline = config.evaluation.baseline
     if baseline not in ("latest", "none"):
         config.evaluation.baseline = absolute(baseline) or baseline
@@ -89,7 +90,7 @@ def localize_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
 def localize_parameters(parameters: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Makes the relative local paths among run-time parameter values absolute."""
     localized = dict(parameters)
-    for name in ("data_dir", "push_destination"):
+    for name in ("data_dir", "data_path", "push_destination"):
         path = localized.get(name)
         if isinstance(path, str) and path and "://" not in path and not os.path.isabs(path):
             localized[name] = str((base_dir / path).resolve())

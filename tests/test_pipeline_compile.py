@@ -103,6 +103,7 @@ def test_parameters_are_typed_scalars_defaulting_to_the_compiled_values(tmp_path
         "max_regression": ("NUMBER_DOUBLE", 0.0),
         "data_dir": ("STRING", "gs://bucket/tfds"),
         "data_version": ("STRING", "4.*.*"),
+        "data_path": ("STRING", ""),
         "push_destination": ("STRING", "gs://bucket/models"),
     }
     # Everything else is compiled into the first task, which gets every parameter.

@@ -70,6 +70,12 @@ def test_empty_text_unsets_an_optional_field_and_text_sets_it():
     assert resolved.data.version == "4.0.0"
 
 
+def test_a_folder_source_location_given_at_run_time():
+    compiled = load_config("demo", overrides=["data.source=folder", "data.path=/data/pets"])
+    resolved = apply_runtime_parameters(compiled, {"data_path": "gs://bucket/pets-2026-12"})
+    assert (resolved.data.source, resolved.data.path) == ("folder", "gs://bucket/pets-2026-12")
+
+
 def test_push_destination_given_at_run_time():
     resolved = apply_runtime_parameters(
         load_config("demo", overrides=["push.destination="]),

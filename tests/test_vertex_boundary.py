@@ -550,6 +550,7 @@ def test_cli_submit_boundary_sends_typed_run_time_values(vertex):
         ("min_mean_iou=1.5", "evaluation.min_mean_iou"),
         ("image_size=64", "unknown run-time parameter 'image_size'"),
         ("push_destination=models", "push.destination 'models' is a relative local path"),
+        ("data_path=pets", "data.path 'pets' is a relative local path"),
     ],
 )
 def test_cli_submit_boundary_refuses_bad_run_time_values_before_sending(

@@ -21,6 +21,7 @@ def resolve_config(
     max_regression: float,
     data_dir: str,
     data_version: str,
+    data_path: str,
     push_destination: str,
 ) -> NamedTuple(
     "ResolvedConfig",
@@ -47,6 +48,7 @@ def resolve_config(
         max_regression: evaluation.max_regression.
         data_dir: data.data_dir ('' = TFDS's default folder).
         data_version: data.version ('' = the latest version).
+        data_path: data.path, the folder or manifest of the 'folder'/'manifest' sources.
         push_destination: push.destination ('' = no push).
 
     Returns:
