@@ -31,7 +31,7 @@ CONTAINERS = ROOT / "containers"
 PROJECT_PACKAGES = ("components", "pipelines")
 # Which components each image runs (components/ops/<name>.py).
 IMAGE_COMPONENTS = {
-    "Dockerfile.cpu": ("ingest", "class_weights", "evaluate", "push"),
+    "Dockerfile.cpu": ("resolve_config", "ingest", "class_weights", "evaluate", "push"),
     "Dockerfile.gpu": ("train",),
 }
 
