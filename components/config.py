@@ -457,6 +457,22 @@ class PushConfig(_Section):
         return value
 
 
+class PredictConfig(_Section):
+    """Batch prediction after push: the pushed model over a folder of images."""
+
+    input: str = Field(
+        default="",
+        description=(
+            "Images the pushed model segments after each push: a folder, glob or gs:// "
+            "prefix; '' = no predict step in the pipeline."
+        ),
+    )
+    batch_size: PositiveInt = 16
+    alpha: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5, description="Overlay colour weight."
+    )
+
+
 Severity = Literal["error", "warn", "off"]
 
 
@@ -645,6 +661,7 @@ class PipelineConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     push: PushConfig = Field(default_factory=PushConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 

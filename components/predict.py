@@ -500,3 +500,51 @@ def _write_one(
         },
         "mean_confidence": round(float(outputs["mean_confidence"][index]), 6),
     }
+
+
+def predict_pushed_model(
+    pushed: dict[str, Any],
+    model_uri: str,
+    inputs: str,
+    output_dir: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict[str, Any]:
+    """The pipeline's predict step: the model push just published, over the configured input.
+
+    Args:
+        pushed: push's outcome (its ``pushed_model`` metadata: ``pushed``, ``skip_reason``,
+            ``version``).
+        model_uri: the pushed version's directory (push's ``pushed_model`` URI).
+        inputs: PredictConfig.input (a folder, glob or gs:// prefix).
+        output_dir: the step's artifact directory for masks/, overlays/ and the JSON Lines.
+        batch_size: images per call of the model.
+        alpha: the overlay's colour weight.
+
+    Returns:
+        The artifact's metadata: predicted, unreadable, model, version, input, classes and
+        skip_reason ('' when it ran; why not, when nothing was pushed).
+
+    Raises:
+        PredictError: the input or the pushed model cannot be used.
+    """
+    if not pushed.get("pushed"):
+        why = pushed.get("skip_reason") or "push recorded no reason"
+        return {
+            "predicted": 0,
+            "unreadable": 0,
+            "input": inputs,
+            "skip_reason": f"nothing was pushed ({why}), so there is no model to predict with",
+        }
+    summary = predict(model_uri, inputs, output_dir, batch_size=batch_size, alpha=alpha)
+    return {
+        "predicted": summary.predicted,
+        "unreadable": len(summary.failed),
+        "unreadable_files": [failure["file"] for failure in summary.failed[:20]],
+        "input": inputs,
+        "model": model_uri,
+        "version": pushed.get("version", ""),
+        "classes": summary.classes,
+        "skip_reason": "",
+    }

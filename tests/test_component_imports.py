@@ -53,6 +53,7 @@ def test_every_component_module_defines_a_component():
         "evaluate",
         "push",
         "notify",
+        "predict",
     }
 
 

@@ -273,3 +273,35 @@ def test_gcs_model_input_and_output_on_the_emulator(emulator, model_dir, photos,
     )
     assert again.predicted == 1
     assert _read_png(tmp_path / "local" / "masks" / "wide.png").shape == (37, 53)
+
+
+def test_pipeline_step_core_says_why_when_nothing_was_pushed(tmp_path):
+    outcome = predict_lib.predict_pushed_model(
+        {"pushed": False, "skip_reason": "the model is not blessed: mean IoU 0.1 < 0.5"},
+        str(tmp_path / "unused"),
+        str(tmp_path / "photos"),
+        str(tmp_path / "out"),
+    )
+    assert outcome["predicted"] == 0
+    assert outcome["skip_reason"] == (
+        "nothing was pushed (the model is not blessed: mean IoU 0.1 < 0.5), "
+        "so there is no model to predict with"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_pipeline_step_core_predicts_with_the_pushed_version(model_dir, photos, tmp_path):
+    folder, _ = photos
+    destination = tmp_path / "models"
+    pushed = push.push_model(model_dir, str(destination), run_id="run-1")
+    outcome = predict_lib.predict_pushed_model(
+        {"pushed": True, "version": pushed["version"]},
+        pushed["uri"],
+        str(folder),
+        str(tmp_path / "out"),
+    )
+    assert outcome["predicted"] == 3 and outcome["unreadable"] == 1
+    assert outcome["unreadable_files"] == [str(folder / "broken.jpg")]
+    assert outcome["version"] == pushed["version"] and outcome["skip_reason"] == ""
+    assert outcome["classes"] == ["pet", "background", "border"]
+    assert len(_jsonl(tmp_path / "out" / "predictions.jsonl")) == 3
