@@ -78,6 +78,7 @@ def localize_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
         return str((base_dir / path).resolve())
 
     config.push.destination = absolute(config.push.destination) or ""
+    config.predict.input = absolute(config.predict.input) or ""
     config.data.data_dir = absolute(config.data.data_dir)
     config.data.manual_dir = absolute(config.data.manual_dir)
     config.data.path = absolute(config.data.path) or ""
@@ -114,7 +115,15 @@ def _read_task(task_dir: Path) -> TaskResult:
     return result
 
 
-PIPELINE_ORDER = ("resolve-config", "ingest", "compute-class-weights", "train", "evaluate", "push")
+PIPELINE_ORDER = (
+    "resolve-config",
+    "ingest",
+    "compute-class-weights",
+    "train",
+    "evaluate",
+    "push",
+    "predict",
+)
 
 
 def _pipeline_position(task_name: str) -> int:
@@ -223,4 +232,15 @@ def format_summary(summary: LocalRunSummary) -> str:
         lines.append(f"pushed model: {summary.pushed_uri}")
     else:
         lines.append(f"not pushed: {summary.push_skip_reason}")
+    predict = summary.task("predict")
+    if predict is not None:
+        outcome = predict.artifacts.get("predictions", {})
+        metadata = outcome.get("metadata", {})
+        if metadata.get("skip_reason"):
+            lines.append(f"no predictions: {metadata['skip_reason']}")
+        else:
+            lines.append(
+                f"predictions: {outcome.get('uri')} ({metadata.get('predicted')} images, "
+                f"{metadata.get('unreadable')} unreadable)"
+            )
     return "\n".join(lines)

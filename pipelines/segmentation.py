@@ -37,6 +37,7 @@ DISPLAY_NAMES = {
     "push": "Push blessed model",
     "notify": "Report the run's end",
     "email": "Email the run's end",
+    "predict": "Predict with the pushed model",
 }
 
 
@@ -97,6 +98,7 @@ def create_pipeline(
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.notify import notify_run_end
+    from components.ops.predict import predict
     from components.ops.push import push
     from components.ops.resolve_config import resolve_config
     from components.ops.train import train
@@ -199,7 +201,7 @@ def create_pipeline(
         )
 
         # Always present; it pushes only a blessed model to a non-empty destination.
-        configure(
+        push_task = configure(
             push(
                 model=train_task.outputs["model"],
                 metrics=evaluate_task.outputs["metrics"],
@@ -211,6 +213,18 @@ def create_pipeline(
             "push",
             cache=False,
         )
+
+        # Only when an input is configured; it predicts nothing (and says why) without a push.
+        # Never cached: the input folder's images and the pushed version change between runs.
+        if config.predict.input:
+            configure(
+                predict(
+                    pushed_model=push_task.outputs["pushed_model"],
+                    predict_config=config.predict.model_dump_json(),
+                ),
+                "predict",
+                cache=False,
+            )
 
     notify_settings = config.notify
     if notify_settings.enabled or notify_settings.emails:

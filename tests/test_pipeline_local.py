@@ -38,7 +38,21 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def blessed_run(workspace):
+def photos(workspace):
+    """Images for the predict step: two non-square ones and one that is not an image."""
+    from PIL import Image
+
+    folder = workspace / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save(folder / "wide.png")
+    Image.fromarray(rng.integers(0, 256, (90, 30, 3), dtype=np.uint8)).save(folder / "tall.jpg")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blessed_run(workspace, photos):
     config = load_config(
         "demo",
         overrides=[
@@ -47,6 +61,7 @@ def blessed_run(workspace):
             "push.destination=",
             "evaluation.min_mean_iou=0.0",
             "evaluation.baseline=latest",
+            f"predict.input={photos}",
         ],
     )
     return run_local(
@@ -118,7 +133,26 @@ def test_evaluation_metrics_and_push_when_blessed(blessed_run):
     assert "blessed: True" in report and str(pushed) in report
 
 
-def test_unmet_threshold_skips_push(workspace, blessed_run):
+def test_predict_step_segments_the_input_with_the_pushed_model(blessed_run, photos):
+    from PIL import Image
+
+    predictions = blessed_run.task("predict").artifacts["predictions"]
+    metadata = predictions["metadata"]
+    assert metadata["predicted"] == 2 and metadata["unreadable"] == 1
+    assert metadata["unreadable_files"] == [str(photos / "broken.png")]
+    assert metadata["model"] == blessed_run.pushed_uri and metadata["skip_reason"] == ""
+    folder = Path(predictions["uri"])
+    rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert [(Path(row["file"]).name, row["height"], row["width"]) for row in rows] == [
+        ("tall.jpg", 90, 30),
+        ("wide.png", 40, 70),
+    ]
+    assert np.asarray(Image.open(folder / "masks" / "tall.png")).shape == (90, 30)
+    assert np.asarray(Image.open(folder / "overlays" / "wide.png")).shape == (40, 70, 3)
+    assert f"predictions: {folder} (2 images, 1 unreadable)" in format_summary(blessed_run)
+
+
+def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
     config = load_config(
         "demo",
         overrides=[
@@ -126,6 +160,7 @@ def test_unmet_threshold_skips_push(workspace, blessed_run):
             f"data.data_dir={workspace / 'tfds'}",
             f"push.destination={workspace / 'models'}",
             "evaluation.min_mean_iou=1.0",
+            f"predict.input={photos}",
         ],
     )
     versions_before = sorted((workspace / "models" / "versions").iterdir())
@@ -136,6 +171,13 @@ def test_unmet_threshold_skips_push(workspace, blessed_run):
     assert "mean IoU" in summary.push_skip_reason
     assert sorted((workspace / "models" / "versions").iterdir()) == versions_before
     assert f"not pushed: {summary.push_skip_reason}" in format_summary(summary)
+    # The predict step runs, predicts nothing and says why.
+    predictions = summary.task("predict").artifacts["predictions"]
+    assert predictions["metadata"]["predicted"] == 0
+    assert predictions["metadata"]["skip_reason"].startswith(
+        "nothing was pushed (the model is not blessed: "
+    )
+    assert "no predictions: nothing was pushed" in format_summary(summary)
 
 
 def test_invalid_run_time_value_fails_first_naming_field_and_value(workspace, capfd):

@@ -71,3 +71,22 @@ def test_predict_component_says_why_when_nothing_was_pushed(kfp_local, tmp_path,
         "nothing was pushed (the model is not blessed), so there is no model to predict with"
     )
     assert not any(Path(artifact.path).rglob("*.png"))
+
+
+def test_predict_step_is_compiled_in_only_when_an_input_is_configured(tmp_path):
+    import yaml
+
+    from components.config import load_config
+    from pipelines.segmentation import compile_pipeline
+
+    def tasks(overrides):
+        path = compile_pipeline(load_config("tutorial", overrides=overrides), tmp_path / "p.yaml")
+        return yaml.safe_load(Path(path).read_text())["root"]["dag"]["tasks"]
+
+    assert "predict" not in tasks([])
+    step = tasks(["predict.input=gs://bucket/photos", "predict.batch_size=4"])["predict"]
+    assert step["dependentTasks"] == ["push"]
+    pushed = step["inputs"]["artifacts"]["pushed_model"]["taskOutputArtifact"]
+    assert pushed == {"outputArtifactKey": "pushed_model", "producerTask": "push"}
+    config = json.loads(step["inputs"]["parameters"]["predict_config"]["runtimeValue"]["constant"])
+    assert config == {"input": "gs://bucket/photos", "batch_size": 4, "alpha": 0.5}
