@@ -51,8 +51,8 @@ def run_report(
         task_name: The task (group) the status is about.
         error_message: The status's error message ('' on success).
         run_name: The run's display name, when known.
-        task_errors: ``[{task, error}]`` of the failed tasks, when the platform's API told
-            (vertex_failed_tasks); they name the failed tasks and give the error line.
+        task_errors: ``[{task, error}]`` of the failed tasks, when known
+            (failed_task_errors); they name the failed tasks and give the error line.
     """
     error_line = _first_line(error_message)
     failed_tasks: list[str] = []
@@ -101,6 +101,32 @@ def vertex_failed_tasks(pipeline_job: str, *, client: Any = None) -> list[dict[s
         for task in job.job_detail.task_details
         if task.state == failed and _ran_a_container(task)
     ]
+
+
+def failed_task_errors(pipeline_job: str, *, task_folder: Any = None) -> list[dict[str, str]]:
+    """``[{task, error}]`` of a failed run: from the Vertex AI job, else the tasks' records.
+
+    Vertex AI's job names every failed task (``vertex_failed_tasks``). Elsewhere
+    (kfp.local) the status names only the exit handler's group, so the failed tasks'
+    own ``failure.json`` records next to the notify task's folder say it
+    (``components.failures``). A lookup that fails is printed by its type only and
+    leaves the report to the status.
+
+    Args:
+        pipeline_job: the status's pipeline job resource name.
+        task_folder: the notify task's own folder (default: from its executor input).
+    """
+    from components import failures
+
+    try:
+        task_errors = vertex_failed_tasks(pipeline_job)
+    except Exception as error:
+        print(f"could not read the failed tasks from the job: {type(error).__name__}")
+        task_errors = []
+    if task_errors:
+        return task_errors
+    folder = failures.task_folder() if task_folder is None else task_folder
+    return failures.run_failures(folder)
 
 
 def _ran_a_container(task: Any) -> bool:

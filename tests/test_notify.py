@@ -180,23 +180,51 @@ def test_a_url_source_the_target_cannot_read_is_refused_before_compiling(tmp_pat
         compiled(tmp_path, "kubeflow", f"notify.webhook_url_env={ENV}")
 
 
-def test_failed_local_run_reports_to_the_webhook_through_kfp_local(tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize(
+    ("overrides", "parameters", "task", "error"),
+    [
+        # An invalid run-time value fails the first task.
+        (
+            [],
+            {"epochs": 0},
+            "resolve-config",
+            "ConfigError: invalid configuration (run-time parameters epochs=0): "
+            "training.epochs: Input should be greater than or equal to 1 (got 0)",
+        ),
+        # A data folder that does not exist fails ingest, after resolve-config succeeded.
+        (["data.source=folder", "data.path=/nonexistent/pets"], {}, "ingest", "/nonexistent/pets"),
+    ],
+    ids=["resolve-config", "ingest"],
+)
+def test_failed_local_run_reports_the_failed_task_and_its_error_line_through_kfp_local(
+    tmp_path, monkeypatch, capfd, overrides, parameters, task, error
+):
     config = load_config(
         "demo",
-        overrides=[*SMALL, f"data.data_dir={tmp_path / 'tfds'}", f"notify.webhook_url_env={ENV}"],
+        overrides=[
+            *SMALL,
+            *overrides,
+            f"data.data_dir={tmp_path / 'tfds'}",
+            f"notify.webhook_url_env={ENV}",
+        ],
     )
     with Webhook() as hook:
         monkeypatch.setenv(ENV, hook.url)
         with pytest.raises(RuntimeError):
-            run_local(config, pipeline_root=tmp_path / "root", parameters={"epochs": 0})
+            run_local(config, pipeline_root=tmp_path / "root", parameters=parameters)
 
     [report] = hook.received
     assert report["state"] == "FAILED" and report["succeeded"] is False
-    # kfp.local reports the exit handler's group as the failed task, with its own message;
-    # Vertex AI names the failed tasks in the message (see the parsing test above).
-    assert report["failed_tasks"] == ["exit-handler-1"]
-    assert report["error"] == "Task exit-handler-1 failed."
+    # kfp.local's status names only the exit handler's group ("exit-handler-1"); the failed
+    # task's own record (components/failures.py) names it and gives its error line.
+    assert report["failed_tasks"] == [task]
+    assert error in report["error"] and "\n" not in report["error"]
+    assert report["task_errors"] == [{"task": task, "error": report["error"]}]
+    assert report["text"].endswith(f"failed in {task}: {report['error']}")
     assert report["run"].startswith("petseg-demo")
+    [run_folder] = (tmp_path / "root").iterdir()
+    [record] = run_folder.glob("*/failure.json")
+    assert record.parent.name == task
     output = "".join(capfd.readouterr())
     assert "reported run failed to the webhook (HTTP 200)" in output
     assert TOKEN not in output

@@ -25,6 +25,10 @@ def compute_class_weights(
             pixel_counts, frequencies, weights, absent_classes}.
         metrics: per-class pixel counts, frequencies and weights, for the UI.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import logging
 
     from components.class_weights import compute_class_weights as compute

@@ -38,6 +38,10 @@ def evaluate(
         reason: every check's result, '; '-separated.
         mean_iou: the candidate's mean IoU on the test split.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import json
     import tempfile
     from collections import namedtuple

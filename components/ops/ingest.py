@@ -17,6 +17,10 @@ def ingest(data_config: str, dataset: Output[Dataset]):
             metadata repeats the facts later steps check: source, classes, ignore id,
             schema version, content fingerprint, per-split counts, skips and shards.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import logging
 
     from components.config import DataConfig, section_from_json

@@ -24,11 +24,8 @@ def notify_run_end(
 
     settings = section_from_json(NotifyConfig, notify_config)
     task_errors = []
-    if status.state != "SUCCEEDED":
-        try:  # on Vertex AI, which tasks failed and their error lines (else the status only)
-            task_errors = notify.vertex_failed_tasks(status.pipeline_job_resource_name)
-        except Exception as error:
-            print(f"could not read the failed tasks from the job: {type(error).__name__}")
+    if status.state != "SUCCEEDED":  # which tasks failed and their error lines
+        task_errors = notify.failed_task_errors(status.pipeline_job_resource_name)
     report = notify.run_report(
         state=status.state,
         pipeline_job=status.pipeline_job_resource_name,

@@ -23,6 +23,10 @@ def predict(
             overlays/, predictions.jsonl and failed.jsonl (unreadable images). Its metadata
             holds predicted, unreadable, model, version, input, classes and skip_reason.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import os
 
     from components.config import PredictConfig, section_from_json

@@ -39,6 +39,10 @@ def push(
         run_id: the pipeline job id recorded in the manifest; when the placeholder is not
             resolved (an ad-hoc run), a digest of the model's URI stands in.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import hashlib
 
     from components import push as core

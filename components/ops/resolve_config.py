@@ -58,6 +58,9 @@ def resolve_config(
     # Every argument but the compiled config is a run-time parameter, by the same name.
     values = dict(locals())
     compiled = values.pop("compiled_config")
+    from components.failures import record_failures
+
+    record_failures()  # an invalid value names this task in the run-end report
 
     from collections import namedtuple
 

@@ -34,6 +34,10 @@ def train(
         tensorboard: output TensorBoard log directory (epoch scalars, sample predictions).
         metrics: final train and validation loss, accuracy and mean IoU.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import logging
     import os
 
