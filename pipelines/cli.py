@@ -151,6 +151,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         except PredictError as error:
             print(f"error: {error}", file=console)
             return EXIT_FAILED
+        except Exception as error:  # storage, permissions, a damaged model: one line
+            if args.verbose:
+                raise
+            print(f"error: {type(error).__name__}: {error} (--verbose for details)", file=console)
+            return EXIT_FAILED
         for failure in summary.failed[:_MAX_LISTED_FAILURES]:
             print(f"unreadable: {failure['file']}: {failure['error']}", file=console)
         if len(summary.failed) > _MAX_LISTED_FAILURES:

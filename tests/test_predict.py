@@ -305,3 +305,19 @@ def test_pipeline_step_core_predicts_with_the_pushed_version(model_dir, photos, 
     assert outcome["version"] == pushed["version"] and outcome["skip_reason"] == ""
     assert outcome["classes"] == ["pet", "background", "border"]
     assert len(_jsonl(tmp_path / "out" / "predictions.jsonl")) == 3
+
+
+def test_cli_reports_a_damaged_model_in_one_line(model_dir, photos, tmp_path, capfd):
+    import shutil
+
+    folder, _ = photos
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    (damaged / "saved_model" / "saved_model.pb").write_bytes(b"\x00garbage")
+    code = main(
+        ["predict", "--model", str(damaged), "--input", str(folder), "-o", str(tmp_path / "o")]
+    )
+    err = capfd.readouterr().err
+    assert code == 1
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "--verbose for details" in err

@@ -29,8 +29,9 @@ def train(
             normalization).
         training_config: TrainingConfig as JSON (epochs, batch_size, learning_rate, ...).
         model: output directory: model.keras, saved_model/ (serving signature: image
-            bytes → mask and probabilities), metadata.json, summary.txt. Its metadata
-            carries classes, image_size, normalization, encoder_weights and framework.
+            bytes → masks at the model's and the image's size), metadata.json,
+            summary.txt. Its metadata carries classes, image_size, normalization,
+            encoder_weights and framework.
         tensorboard: output TensorBoard log directory (epoch scalars, sample predictions).
         metrics: final train and validation loss, accuracy and mean IoU.
     """
