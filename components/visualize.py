@@ -7,7 +7,7 @@ orange, background sky blue, border black. A dataset with more classes gets furt
 colours spread around the hue circle by the golden angle, so neighbouring class ids never
 look alike and adding a class never recolours the earlier ones.
 
-Pixels with the ignore id (255, ``components.schema.IGNORE_ID`` by the agreed interface)
+Pixels with the ignore id (255, ``components.config.IGNORE_ID``, Pascal VOC's "void")
 are not a class: a colour mask draws them in ``IGNORE_COLOUR`` and an overlay leaves the
 image visible there.
 """
@@ -20,6 +20,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from components.config import IGNORE_ID
+
 # Okabe-Ito; index = class id. Oxford: pet, background, border.
 BASE_COLOURS: tuple[tuple[int, int, int], ...] = (
     (230, 159, 0),  # orange
@@ -31,8 +33,6 @@ BASE_COLOURS: tuple[tuple[int, int, int], ...] = (
     (213, 94, 0),  # vermillion
     (204, 121, 167),  # reddish purple
 )
-# Mask value of pixels that belong to no class (Pascal VOC's "void").
-IGNORE_ID = 255
 # Pascal VOC's colour for void pixels; never given to a class.
 IGNORE_COLOUR: tuple[int, int, int] = (224, 224, 192)
 # Class ids are stored in uint8 masks, with 255 reserved for ignored pixels.
