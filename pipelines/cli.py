@@ -86,7 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from pipelines.local import format_summary, prepare_pipeline_root, run_local
+    from pipelines.local import LocalRunError, format_summary, prepare_pipeline_root, run_local
 
     config = config_from_args(args)
     parameters = runtime_values(args.param)
@@ -96,7 +96,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except PermissionError as error:
         print(f"error: --pipeline-root: {error}", file=sys.stderr)
         return 2
-    summary = run_local(config, pipeline_root=args.pipeline_root, parameters=parameters)
+    try:
+        summary = run_local(
+            config,
+            pipeline_root=args.pipeline_root,
+            parameters=parameters,
+            verbose=args.verbose,
+        )
+    except LocalRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.log_path is not None:
+            print(f"log: {error.log_path}", file=sys.stderr)
+        return 1
     print(format_summary(summary))
     return 0
 
@@ -202,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="run-time parameter, as a cloud run takes it, e.g. --param epochs=3 (repeatable)",
+    )
+    run.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also show what the steps print (TensorFlow, TFDS, kfp); always in <run>/logs/",
     )
     run.set_defaults(handler=_cmd_run)
 

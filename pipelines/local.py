@@ -1,20 +1,24 @@
 """Running the whole pipeline on this machine through ``kfp.local``.
 
 kfp.local lays a run out as ``<pipeline_root>/<pipeline-name>-<timestamp>/<task>/``
-with each task's ``executor_output.json``; the summary below is read from
-those files, so it reports what the tasks really wrote.
+with each task's ``executor_output.json``; the step lines and the summary below are
+read from those files, so they report what the tasks really wrote. What the tasks print
+(TensorFlow, TFDS, the executor) goes to ``<run folder>/logs/<task>.log``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from components.config import PipelineConfig
+from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
 
 DEFAULT_LOCAL_ROOT = "petseg-local"
 EXECUTOR_OUTPUT = "executor_output.json"
@@ -134,7 +138,7 @@ def _pipeline_position(task_name: str) -> int:
 
 
 def summarize_run(run_dir: Path) -> LocalRunSummary:
-    task_dirs = [path for path in run_dir.iterdir() if path.is_dir()]
+    task_dirs = [path for path in run_dir.iterdir() if path.is_dir() and path.name != LOGS_DIR]
     task_dirs.sort(key=lambda path: (_pipeline_position(path.name), path.name))
     tasks = {task_dir.name: _read_task(task_dir) for task_dir in task_dirs}
     return LocalRunSummary(run_dir=run_dir, tasks=tasks)
@@ -170,10 +174,99 @@ def prepare_pipeline_root(pipeline_root: str | Path | None, base_dir: Path) -> P
     return root
 
 
+class LocalRunError(RuntimeError):
+    """A step failed: which one, its own error line, and where its full log is."""
+
+    def __init__(self, step: str, message: str, log_path: Path | None) -> None:
+        super().__init__(f"step {step} failed: {message}")
+        self.step, self.message, self.log_path = step, message, log_path
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
+
+
+SPLIT_ORDER = ("train", "validation", "test")
+# The figures a step's line shows: (artifact, metadata keys) in that order.
+KEY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "train": ("metrics", ("val_mean_iou", "val_accuracy", "loss")),
+    "evaluate": ("metrics", ("mean_iou", "pixel_accuracy")),
+}
+
+
+def key_figures(task: TaskResult) -> str:
+    """One line's worth of what a finished step produced (counts, weights, metrics, push)."""
+    figures: list[str] = []
+    step = next((name for name in PIPELINE_ORDER if task.name.startswith(name)), task.name)
+    dataset = task.artifacts.get("dataset", {}).get("metadata", {})
+    if isinstance(dataset.get("num_records"), dict):
+        order = {split: index for index, split in enumerate(SPLIT_ORDER)}
+        splits = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
+        counts = ", ".join(f"{split} {int(n)}" for split, n in splits)
+        figures.append(f"records {counts}")
+    weights = task.artifacts.get("class_weights", {}).get("metadata", {})
+    if weights.get("weights"):
+        pairs = zip(weights.get("classes", []), weights["weights"], strict=False)
+        shown = ", ".join(f"{name} {float(weight):.2f}" for name, weight in pairs)
+        figures.append(f"weights ({weights.get('strategy', '?')}) {shown}")
+    artifact, keys = KEY_METRICS.get(step, ("", ()))
+    metrics = task.artifacts.get(artifact, {}).get("metadata", {})
+    figures.extend(f"{key} {_number(metrics[key])}" for key in keys if key in metrics)
+    if "blessed" in task.parameters:
+        figures.append("blessed" if task.parameters["blessed"] else "not blessed")
+    pushed = task.artifacts.get("pushed_model", {})
+    push = pushed.get("metadata", {})
+    if push.get("pushed") and push.get("version"):
+        figures.append(f"version {push['version']} at {pushed['uri']}")
+    elif "skip_reason" in push:
+        figures.append(f"not pushed: {push['skip_reason']}")
+    predictions = task.artifacts.get("predictions", {}).get("metadata", {})
+    if predictions.get("skip_reason"):
+        figures.append(f"nothing predicted: {predictions['skip_reason']}")
+    elif "predicted" in predictions:
+        unreadable = int(predictions.get("unreadable", 0))
+        figures.append(f"predicted {int(predictions['predicted'])} images, {unreadable} unreadable")
+    return ", ".join(figures)
+
+
+class StepLines:
+    """Prints one line when a step starts and one when it ends, as they happen."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def _print(self, text: str) -> None:
+        self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.out.flush()
+
+    def started(self, task: TaskRecord) -> None:
+        self._print(f"started  {task.name}")
+
+    def ended(self, task: TaskRecord, run_dir: Path | None) -> None:
+        if task.status == "succeeded":
+            figures = key_figures(_read_task(run_dir / task.name)) if run_dir else ""
+            took = _duration(task.seconds)
+            self._print(f"finished {task.name} in {took}" + (f": {figures}" if figures else ""))
+        elif task.status == "failed":
+            self._print(f"FAILED   {task.name} after {_duration(task.seconds)}")
+        else:
+            self._print(f"{task.status:<8} {task.name}")
+
+
 def run_local(
     config: PipelineConfig,
     pipeline_root: str | Path | None = None,
     parameters: dict[str, Any] | None = None,
+    *,
+    out: TextIO | None = None,
+    verbose: bool = False,
 ) -> LocalRunSummary:
     """Runs every task in this Python environment and summarises what each one wrote.
 
@@ -182,11 +275,17 @@ def run_local(
         pipeline_root: where kfp.local writes the run (default ./petseg-local/pipeline_root).
         parameters: run-time parameter values (``RUNTIME_PARAMETERS`` names), as a cloud
             run would pass them; unnamed ones keep the compiled values.
+        out: where the step lines go (default sys.stdout).
+        verbose: also copy everything the tasks and kfp.local print to ``out``.
+
+    Raises:
+        LocalRunError: a step failed; names it, its error line and its log file.
     """
     from kfp import local
 
     from pipelines.segmentation import create_pipeline
 
+    out = out or sys.stdout
     base_dir = Path.cwd()
     config = localize_paths(config, base_dir)
     pipeline_root = prepare_pipeline_root(pipeline_root, base_dir)
@@ -198,17 +297,35 @@ def run_local(
         raise_on_error=True,
     )
     pipeline_func = create_pipeline(config, target="local")
-    with warnings.catch_warnings():
-        # Images, resources and display names are for the cloud; locally they are noise.
-        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
-        warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-        pipeline_func(**localize_parameters(parameters or {}, base_dir))
+    steps = StepLines(out)
+    router = TaskLogRouter(
+        pipeline_root,
+        config.name,
+        on_start=steps.started,
+        on_end=steps.ended,
+        echo=out if verbose else None,
+    )
+    try:
+        with router.capturing(), warnings.catch_warnings():
+            # Images, resources and display names are for the cloud; locally they are noise.
+            warnings.filterwarnings(
+                "ignore", message=".*have no effect in the current local runner"
+            )
+            warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+            pipeline_func(**localize_parameters(parameters or {}, base_dir))
+    except RuntimeError as error:
+        failed = [task for task in router.tasks.values() if task.status == "failed"]
+        if not failed:
+            raise
+        step = failed[-1].name
+        message = router.last_error(step) or str(error)
+        raise LocalRunError(step, message, router.log_path(step)) from None
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
 
 
 def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
-    lines = [f"run folder: {summary.run_dir}"]
+    lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
     for task_name, task in summary.tasks.items():
         lines.append(f"[{task_name}]")
         for artifact_name, artifact in task.artifacts.items():

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import yaml
 
 from pipelines.cli import main
@@ -46,3 +49,42 @@ def test_run_refuses_an_unknown_run_time_parameter(tmp_path, capsys):
     status = main(["run", "--local", "--preset", "demo", "--param", "image_size=64"])
     assert status == 2
     assert "unknown run-time parameter 'image_size'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_failing_local_run_names_the_step_its_error_and_its_log(tmp_path, capsys):
+    missing = tmp_path / "no-archives"
+    code = main(
+        [
+            "run",
+            "--local",
+            "--preset",
+            "demo",
+            "--set",
+            "data.dataset=oxford_iiit_pet",
+            "--set",
+            "data.download=false",
+            "--set",
+            f"data.manual_dir={missing}",
+            "--set",
+            f"data.data_dir={tmp_path / 'tfds'}",
+            "--pipeline-root",
+            str(tmp_path / "root"),
+        ]
+    )
+    assert code == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert [line.split(" ", 1)[1].split(" after ")[0] for line in out] == [
+        "started  ingest",
+        "FAILED   ingest",
+    ]
+    err = captured.err.splitlines()
+    assert len(err) == 2, captured.err
+    assert err[0].startswith("error: step ingest failed: FileNotFoundError: oxford_iiit_pet: ")
+    assert str(missing) in err[0] and "Traceback" not in captured.err
+    log = Path(err[1].removeprefix("log: "))
+    assert log.name == "ingest.log" and log.parent.name == "logs"
+    assert log.parent.parent.parent == tmp_path / "root"
+    text = log.read_text()
+    assert "Traceback (most recent call last):" in text and "KFP Executor" in text

@@ -8,14 +8,16 @@ Vertex AI or Kubeflow run would.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from components.config import load_config
-from pipelines.local import format_summary, run_local
+from pipelines.local import LocalRunError, format_summary, run_local
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +66,15 @@ def blessed_run(workspace, photos):
             f"predict.input={photos}",
         ],
     )
-    return run_local(
+    printed = io.StringIO()
+    summary = run_local(
         config,
         pipeline_root=workspace / "root-blessed",
         parameters={"epochs": 1, "push_destination": str(workspace / "models")},
+        out=printed,
     )
+    summary.printed = printed.getvalue()
+    return summary
 
 
 def test_run_time_values_change_only_what_they_name(blessed_run):
@@ -152,6 +158,38 @@ def test_predict_step_segments_the_input_with_the_pushed_model(blessed_run, phot
     assert f"predictions: {folder} (2 images, 1 unreadable)" in format_summary(blessed_run)
 
 
+def test_quiet_run_prints_a_start_and_an_end_line_per_step_with_its_figures(blessed_run):
+    lines = blessed_run.printed.splitlines()
+    steps = [
+        *("resolve-config", "ingest", "compute-class-weights", "train", "evaluate", "push"),
+        "predict",
+    ]
+    expected = [line for step in steps for line in (f"started  {step}", f"finished {step} in ")]
+    assert len(lines) == len(expected), blessed_run.printed
+    for line, start in zip(lines, expected, strict=True):
+        assert re.match(r"\d\d:\d\d:\d\d " + re.escape(start), line), line
+    by_step = {line.split()[2]: line for line in lines if " finished " in line}
+    assert by_step["ingest"].endswith(": records train 24, test 8")
+    weights = by_step["compute-class-weights"]
+    assert "weights (median_frequency) pet " in weights and ", border " in weights
+    train_metrics = blessed_run.task("train").artifacts["metrics"]["metadata"]
+    assert f"val_mean_iou {train_metrics['val_mean_iou']:.3f}" in by_step["train"]
+    eval_metrics = blessed_run.task("evaluate").artifacts["metrics"]["metadata"]
+    assert f"mean_iou {eval_metrics['mean_iou']:.3f}" in by_step["evaluate"]
+    assert by_step["evaluate"].endswith(", blessed")
+    assert by_step["push"].endswith(f"version v000001 at {blessed_run.pushed_uri}")
+    assert by_step["predict"].endswith(": predicted 2 images, 1 unreadable")
+    # The noise went to the step logs, not to the terminal.
+    for noise in ("KFP Executor", "oneDNN", "executorInput", "Traceback", "\x1b["):
+        assert noise not in blessed_run.printed
+    logs = blessed_run.run_dir / "logs"
+    assert {f"{step}.log" for step in steps} <= {path.name for path in logs.iterdir()}
+    assert "Traceback" not in (logs / "evaluate.log").read_text()
+    assert "KFP Executor" in (logs / "train.log").read_text()
+    # What `petseg run --local` prints in all: the step lines and the summary.
+    assert len(lines) + len(format_summary(blessed_run).splitlines()) <= 60
+
+
 def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
     config = load_config(
         "demo",
@@ -180,12 +218,17 @@ def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
     assert "no predictions: nothing was pushed" in format_summary(summary)
 
 
-def test_invalid_run_time_value_fails_first_naming_field_and_value(workspace, capfd):
+def test_invalid_run_time_value_fails_first_naming_field_and_value(workspace):
     config = load_config("demo", overrides=[*SMALL, f"data.data_dir={workspace / 'tfds'}"])
     root = workspace / "root-invalid"
-    with pytest.raises(RuntimeError):
-        run_local(config, pipeline_root=root, parameters={"min_mean_iou": 1.5})
-    output = "".join(capfd.readouterr())
-    assert "evaluation.min_mean_iou" in output and "1.5" in output
-    assert "resolve-config" in output
+    printed = io.StringIO()
+    with pytest.raises(LocalRunError) as failure:
+        run_local(config, pipeline_root=root, parameters={"min_mean_iou": 1.5}, out=printed)
+    assert failure.value.step == "resolve-config"
+    assert "evaluation.min_mean_iou" in failure.value.message and "1.5" in failure.value.message
+    assert "Traceback" not in failure.value.message
+    assert failure.value.log_path.is_file()
+    lines = [line.split(" ", 1)[1] for line in printed.getvalue().splitlines()]
+    assert lines[0] == "started  resolve-config" and lines[1].startswith("FAILED   resolve-config")
+    assert len(lines) == 2
     assert not list(root.rglob("ingest"))  # nothing after the first task ran

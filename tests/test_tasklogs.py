@@ -1,0 +1,167 @@
+"""pipelines.tasklogs: kfp.local's output split per task, steps reported as they happen.
+
+Tiny pure-Python components run through the real kfp.local subprocess runner, so the
+markers the router follows are kfp's own, not a copy of them.
+"""
+
+# No `from __future__ import annotations`: KFP reads the component annotations at run time.
+import io
+
+import pytest
+from kfp import dsl
+
+from pipelines.tasklogs import TaskLogRouter, last_exception_line
+
+pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")
+
+
+@dsl.component(install_kfp_package=False)
+def chatty(number: int) -> int:
+    print("I0000 00:00:1.0 port.cc:153] oneDNN custom operations are on (a fake banner)")
+    return number + 1
+
+
+@dsl.component(install_kfp_package=False)
+def broken(number: int) -> int:
+    print(f"about to fail on {number}")
+    raise ValueError(f"number {number} is not welcome")
+
+
+@dsl.pipeline(name="chain")
+def chain() -> int:
+    first = chatty(number=1)
+    return chatty(number=first.output).output
+
+
+@dsl.pipeline(name="failing")
+def failing():
+    first = chatty(number=1)
+    broken(number=first.output)
+
+
+def _route(pipeline_root, name, pipeline, echo=None):
+    events = []
+    router = TaskLogRouter(
+        pipeline_root,
+        name,
+        on_start=lambda task: events.append(("start", task.name)),
+        on_end=lambda task, run_dir: events.append((task.status, task.name, run_dir)),
+        echo=echo,
+    )
+    error = None
+    with router.capturing():
+        try:
+            pipeline()
+        except RuntimeError as caught:
+            error = caught
+    return router, events, error
+
+
+def test_each_task_gets_its_log_and_nothing_reaches_the_terminal(kfp_local, capsys):
+    router, events, error = _route(kfp_local, "chain", chain)
+    assert error is None
+    run_dir = router.run_dir
+    assert run_dir is not None and run_dir.parent == kfp_local
+    assert events == [
+        ("start", "chatty"),
+        ("succeeded", "chatty", run_dir),
+        ("start", "chatty-2"),
+        ("succeeded", "chatty-2", run_dir),
+    ]
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    for task in ("chatty", "chatty-2"):
+        log = (run_dir / "logs" / f"{task}.log").read_text()
+        # The task's own line, un-indented, and kfp's executor output, without colour codes.
+        assert "\nI0000 00:00:1.0 port.cc:153] oneDNN" in log
+        assert "KFP Executor" in log and "\x1b[" not in log
+        assert f"Task '{task}' finished with status SUCCESS" in log
+    first_log = (run_dir / "logs" / "chatty.log").read_text()
+    assert "chatty-2" not in first_log
+    assert "Running pipeline: 'chain'" in (run_dir / "logs" / "pipeline.log").read_text()
+
+
+def test_a_failing_task_is_reported_with_its_exception_line(kfp_local):
+    router, events, error = _route(kfp_local, "failing", failing)
+    assert error is not None
+    assert [event[:2] for event in events] == [
+        ("start", "chatty"),
+        ("succeeded", "chatty"),
+        ("start", "broken"),
+        ("failed", "broken"),
+    ]
+    assert router.last_error("broken") == "ValueError: number 2 is not welcome"
+    log = router.log_path("broken").read_text()
+    assert "about to fail on 2" in log and "Traceback (most recent call last):" in log
+
+
+def test_verbose_copies_everything_it_files(kfp_local):
+    echo = io.StringIO()
+    router, _, _ = _route(kfp_local, "chain", chain, echo=echo)
+    shown = echo.getvalue()
+    assert "oneDNN custom operations" in shown and "Executing task" in shown
+    assert "oneDNN custom operations" in (router.run_dir / "logs" / "chatty.log").read_text()
+
+
+def test_lines_written_in_pieces_and_from_threads_land_in_their_task(tmp_path):
+    import threading
+
+    run_dir = tmp_path / "p-2026-01-01"
+    router = TaskLogRouter(tmp_path, "p")
+    run_dir.mkdir()
+    starts = threading.Barrier(2)
+
+    def task(name):
+        router.write(f"12:00:00.000 - INFO - Executing task '{name}'\n")
+        starts.wait()
+        for index in range(50):
+            router.write("    ")
+            router.write(f"{name} line {index}\n")
+        router.write(f"12:00:01.000 - INFO - Task '{name}' finished with status SUCCESS\n")
+
+    threads = [threading.Thread(target=task, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    router.close()
+    for name, other in (("a", "b"), ("b", "a")):
+        lines = (run_dir / "logs" / f"{name}.log").read_text().splitlines()
+        assert [line for line in lines if " line " in line] == [
+            f"{name} line {index}" for index in range(50)
+        ]
+        assert not any(line.startswith(other) for line in lines)
+    assert {task.status for task in router.tasks.values()} == {"succeeded"}
+
+
+def test_the_run_folder_is_created_when_no_task_made_one(tmp_path):
+    router = TaskLogRouter(tmp_path, "p")
+    router.write("12:00:00.000 - INFO - Executing task 'ingest'\n")
+    router.write("    Traceback (most recent call last):\n")
+    router.write("    ModuleNotFoundError: No module named 'nothing'\n")
+    router.write("12:00:01.000 - ERROR - Task 'ingest' finished with status FAILURE\n")
+    router.close()
+    assert router.run_dir is not None and router.run_dir.name.startswith("p-")
+    assert router.last_error("ingest") == "ModuleNotFoundError: No module named 'nothing'"
+
+
+def test_last_exception_line_takes_the_final_traceback_not_its_frames():
+    log = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            '  File "a.py", line 1, in <module>',
+            "KeyError: 'first'",
+            "",
+            "During handling of the above exception, another exception occurred:",
+            "",
+            "Traceback (most recent call last):",
+            '  File "b.py", line 2, in <module>',
+            "    raise ValueError('data.folder: no such folder /x')",
+            "ValueError: data.folder: no such folder /x",
+            "",
+            "12:00:01.000 - ERROR - Task 'ingest' finished with status FAILURE",
+        ]
+    )
+    assert last_exception_line(log) == "ValueError: data.folder: no such folder /x"
+    assert last_exception_line("starting\nkilled by signal 9\n") == "killed by signal 9"
+    assert last_exception_line("") is None
