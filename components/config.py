@@ -389,6 +389,9 @@ class EvaluationConfig(_Section):
         description="'latest' = the push destination's latest model, 'none', or a model path.",
     )
     report_images: Annotated[int, Field(ge=0, le=64)] = 6
+    report_worst_images: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=4, description="How many of the worst test images (by IoU) the report shows."
+    )
     batch_size: PositiveInt = 32
 
 

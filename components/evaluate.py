@@ -26,9 +26,11 @@ same true pixels.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import math
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -175,6 +177,63 @@ def _predict_masks(forward: Any, images: tf.Tensor, evaluation_size: int) -> np.
     return predicted[..., 0].numpy().astype(np.uint8)
 
 
+class WorstImages:
+    """The k images with the lowest per-image mean IoU seen so far.
+
+    A bounded heap: memory holds k images however large the split is. Ties keep the
+    image seen first, so the list is the same on every run.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._heap: list[tuple[tuple[float, int], dict[str, Any]]] = []
+        self._seen = 0
+
+    def offer(self, mean_iou: float | None, make_item: Callable[[], dict[str, Any]]) -> None:
+        """Keeps the image if it is among the k worst; ``make_item`` runs only then."""
+        if self.k <= 0 or mean_iou is None:
+            return
+        key = (-mean_iou, -self._seen)
+        self._seen += 1
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, (key, {**make_item(), "mean_iou": mean_iou}))
+        elif key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (key, {**make_item(), "mean_iou": mean_iou}))
+
+    def worst(self) -> list[dict[str, Any]]:
+        """Worst first."""
+        return [item for _, item in sorted(self._heap, reverse=True)]
+
+
+def image_mean_iou(
+    true_mask: np.ndarray, predicted_mask: np.ndarray, classes: Sequence[str]
+) -> float | None:
+    """One image's mean IoU over the classes it has in truth or prediction (None: none)."""
+    matrix = confusion_matrix(true_mask, predicted_mask, len(classes))
+    return segmentation_metrics(matrix, classes)["mean_iou"]
+
+
+def _image_item(
+    images: tf.Tensor,
+    true_masks: np.ndarray,
+    predicted_masks: np.ndarray,
+    index: int,
+    file_name: str,
+    evaluation_size: int,
+) -> dict[str, Any]:
+    """One image of a batch for the report, at the evaluation resolution, copied out of it."""
+    image = images[index]
+    if image.shape[0] != evaluation_size or image.shape[1] != evaluation_size:
+        image = tf.image.resize(image, [evaluation_size, evaluation_size])
+        image = tf.saturate_cast(tf.round(image), tf.uint8)
+    return {
+        "file_name": file_name,
+        "image": image.numpy(),
+        "true_mask": true_masks[index].copy(),
+        "predicted_mask": predicted_masks[index].copy(),
+    }
+
+
 def evaluate_model(
     model_dir: str,
     dataset_dir: str,
@@ -186,6 +245,8 @@ def evaluate_model(
     split: str = "test",
     evaluation_size: int | None = None,
     num_samples: int = 0,
+    worst_k: int = 0,
+    predict_file_names: Collection[str] = (),
 ) -> dict[str, Any]:
     """Scores a saved model on one split of a dataset artifact, streaming it in batches.
 
@@ -200,12 +261,16 @@ def evaluate_model(
         split: the split to score.
         evaluation_size: the mask resolution scored; None = the model's image size.
         num_samples: how many of the first images to return for the visual report.
+        worst_k: how many of the images with the lowest per-image mean IoU to return.
+        predict_file_names: images (by file name) whose predicted masks to return, so a
+            baseline's predictions can be shown next to the candidate's on the same images.
 
     Returns:
         ``segmentation_metrics`` plus model_dir, dataset_dir, split, num_images,
-        image_size, evaluation_size, normalization, and ``samples``: a list of
-        {file_name, image (uint8 [S, S, 3]), true_mask, predicted_mask} with
-        NumPy arrays, which the caller drops before writing JSON.
+        image_size, evaluation_size, normalization, and, with NumPy arrays, which the
+        caller drops before writing JSON: ``samples`` and ``worst`` (worst first), lists of
+        {file_name, image (uint8 [S, S, 3]), true_mask, predicted_mask, mean_iou}, and
+        ``predictions``: {file_name: (predicted_mask, mean_iou)} for predict_file_names.
 
     Raises:
         ModelMismatchError: classes, image size or normalisation do not match.
@@ -252,25 +317,33 @@ def evaluate_model(
         evaluation_size=evaluation_size,
         batch_size=batch_size,
     )
+    worst = WorstImages(worst_k)
+    wanted = set(predict_file_names)
+    predictions: dict[str, tuple[np.ndarray, float | None]] = {}
     for batch in _checked(batches, dataset_dir, split, info):
         true_masks = batch["mask"].numpy()
         predicted_masks = _predict_masks(forward, batch["image"], evaluation_size)
         confusion_matrix(true_masks, predicted_masks, len(classes), into=matrix)
-        for index in range(len(true_masks)):
-            if len(samples) >= num_samples:
-                break
-            image = batch["image"][index]
-            if model_size != evaluation_size:
-                image = tf.image.resize(image, [evaluation_size, evaluation_size])
-                image = tf.saturate_cast(tf.round(image), tf.uint8)
-            samples.append(
-                {
-                    "file_name": batch["file_name"][index].numpy().decode("utf-8"),
-                    "image": image.numpy(),
-                    "true_mask": true_masks[index],
-                    "predicted_mask": predicted_masks[index],
-                }
+        file_names = [name.decode("utf-8") for name in batch["file_name"].numpy()]
+        for index, file_name in enumerate(file_names):
+            keep_sample = len(samples) < num_samples
+            if not (keep_sample or worst_k > 0 or file_name in wanted):
+                continue
+            mean_iou = image_mean_iou(true_masks[index], predicted_masks[index], classes)
+            item = functools.partial(
+                _image_item,
+                batch["image"],
+                true_masks,
+                predicted_masks,
+                index,
+                file_name,
+                evaluation_size,
             )
+            if keep_sample:
+                samples.append({**item(), "mean_iou": mean_iou})
+            worst.offer(mean_iou, item)
+            if file_name in wanted:
+                predictions[file_name] = (predicted_masks[index].copy(), mean_iou)
         num_images += len(true_masks)
     if num_images == 0:
         raise ValueError(f"{dataset_dir}: split {split!r} has no records to evaluate")
@@ -286,6 +359,8 @@ def evaluate_model(
             "evaluation_size": evaluation_size,
             "normalization": metadata.get("normalization"),
             "samples": samples,
+            "worst": worst.worst(),
+            "predictions": predictions,
         }
     )
     return result
@@ -399,7 +474,12 @@ def resolve_baseline(
 
 
 def _without_samples(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in metrics.items() if key != "samples"}
+    """The metrics without the images and masks kept for the report."""
+    return {
+        key: value
+        for key, value in metrics.items()
+        if key not in ("samples", "worst", "predictions")
+    }
 
 
 def run_evaluation(
@@ -445,18 +525,21 @@ def run_evaluation(
         batch_size=evaluation_config.batch_size,
         split=split,
         num_samples=evaluation_config.report_images,
+        worst_k=evaluation_config.report_worst_images,
     )
-    samples = candidate["samples"]
+    samples, worst = candidate["samples"], candidate["worst"]
     baseline: dict[str, Any] | None = None
     baseline_status = "none"
     if baseline_model_dir:
         try:
+            # The baseline's predictions on the same images are drawn beside the candidate's.
             baseline = evaluate_model(
                 baseline_model_dir,
                 dataset_dir,
                 batch_size=evaluation_config.batch_size,
                 split=split,
                 evaluation_size=candidate["evaluation_size"],
+                predict_file_names={item["file_name"] for item in [*samples, *worst]},
             )
             baseline_status = "evaluated"
         except ModelMismatchError as error:
@@ -486,6 +569,8 @@ def run_evaluation(
         baseline=outcome["baseline"],
         blessed=blessed,
         reasons=reasons,
+        worst=worst,
+        baseline_predictions=baseline["predictions"] if baseline is not None else None,
     )
     return outcome
 

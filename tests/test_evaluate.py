@@ -433,7 +433,9 @@ def test_run_evaluation_with_itself_as_baseline_is_blessed(saved, tmp_path):
         saved["skewed"],
         saved["dataset"],
         ModelConfig(image_size=IMAGE_SIZE, normalization="tutorial"),
-        EvaluationConfig(min_mean_iou=0.1, max_regression=0.0, report_images=2),
+        EvaluationConfig(
+            min_mean_iou=0.1, max_regression=0.0, report_images=2, report_worst_images=0
+        ),
         saved["skewed"],
         report_path,
     )
@@ -443,7 +445,8 @@ def test_run_evaluation_with_itself_as_baseline_is_blessed(saved, tmp_path):
     assert "regression 0.0000 <= max_regression 0.0000" in outcome["reason"]
     json.dumps(outcome, allow_nan=False)  # JSON-ready: no arrays, no NaN
     page = (tmp_path / "report" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 * 2
+    # image, truth, candidate and baseline for each sample
+    assert page.count("data:image/png;base64,") == 4 * 2
     assert "Model blessed" in page
 
 
@@ -520,3 +523,112 @@ def test_evaluate_model_scores_the_real_unet_like_its_own_predict(saved, tmp_pat
     )
     assert result["num_pixels"] == truth.size
     assert result["normalization"] == "mobilenet"
+
+
+def _image_ious(truth, predicted):
+    """Independent per-image mean IoU over the classes in truth or prediction."""
+    ious = []
+    for true_mask, predicted_mask in zip(truth, predicted, strict=True):
+        per_class = []
+        for index in range(len(schema.CLASS_NAMES)):
+            union = np.logical_or(true_mask == index, predicted_mask == index).sum()
+            if union:
+                both = np.logical_and(true_mask == index, predicted_mask == index).sum()
+                per_class.append(both / union)
+        ious.append(np.mean(per_class))
+    return ious
+
+
+def test_worst_images_keeps_the_k_lowest_first_seen_on_ties_and_builds_only_those():
+    worst = evaluate.WorstImages(3)
+    built = []
+
+    def item(name):
+        def make():
+            built.append(name)
+            return {"file_name": name}
+
+        return make
+
+    for name, iou in [("a", 0.5), ("b", 0.1), ("c", 0.9), ("d", 0.1), ("e", 0.3), ("f", 0.6)]:
+        worst.offer(iou, item(name))
+    worst.offer(None, item("undefined"))
+    assert [(w["file_name"], w["mean_iou"]) for w in worst.worst()] == [
+        ("b", 0.1),
+        ("d", 0.1),
+        ("e", 0.3),
+    ]
+    assert built == ["a", "b", "c", "d", "e"]  # f and the undefined one were never built
+    assert evaluate.WorstImages(0).worst() == []
+
+
+def test_evaluate_model_returns_the_k_worst_images_by_iou(saved):
+    images = np.stack([image for image, _ in saved["test"]])
+    truth = np.stack([mask for _, mask in saved["test"]])
+    predicted = nearest_colour(images, SKEWED_COLOURS)
+    ious = _image_ious(truth, predicted)
+    expected = sorted(range(len(ious)), key=lambda index: (ious[index], index))[:3]
+    assert ious[expected[0]] < ious[expected[-1]] < max(ious)
+
+    result = evaluate.evaluate_model(
+        saved["skewed"],
+        saved["dataset"],
+        batch_size=3,
+        worst_k=3,
+        predict_file_names={"test_0004.png"},
+    )
+    worst = result["worst"]
+    assert [w["file_name"] for w in worst] == [f"test_{index:04d}.png" for index in expected]
+    for item, index in zip(worst, expected, strict=True):
+        assert item["mean_iou"] == pytest.approx(ious[index])
+        np.testing.assert_array_equal(item["image"], images[index])
+        np.testing.assert_array_equal(item["true_mask"], truth[index])
+        np.testing.assert_array_equal(item["predicted_mask"], predicted[index])
+    mask, iou = result["predictions"]["test_0004.png"]
+    np.testing.assert_array_equal(mask, predicted[4])
+    assert iou == pytest.approx(ious[4])
+    assert set(result["predictions"]) == {"test_0004.png"}
+
+
+def test_report_shows_the_baseline_on_the_candidates_worst_images(saved, tmp_path):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from components import report, visualize
+
+    outcome = evaluate.run_evaluation(
+        saved["skewed"],
+        saved["dataset"],
+        ModelConfig(image_size=IMAGE_SIZE, normalization="tutorial"),
+        EvaluationConfig(min_mean_iou=0.1, report_images=1, report_worst_images=2),
+        saved["exact"],
+        str(tmp_path / "report.html"),
+    )
+    json.dumps(outcome, allow_nan=False)  # the worst images stay out of the outputs
+    images = np.stack([image for image, _ in saved["test"]])
+    truth = np.stack([mask for _, mask in saved["test"]])
+    ious = _image_ious(truth, nearest_colour(images, SKEWED_COLOURS))
+    expected = sorted(range(len(ious)), key=lambda index: (ious[index], index))[:2]
+    page = (tmp_path / "report.html").read_text()
+    names = re.findall(r"<td>\d+</td><td class='name'>([^<]+)</td>", page)
+    assert names == [f"test_{index:04d}.png" for index in expected]
+    # The exact-colour baseline is right on every pixel of those images: IoU 1.000.
+    for index in expected:
+        assert f"<td class='name'>test_{index:04d}.png</td><td>{ious[index]:.3f}</td>" in page
+        assert f"test_{index:04d}.png</td><td>{ious[index]:.3f}</td><td>1.000</td>" in page
+    pictures = [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))))
+        for uri in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    ]
+    assert len(pictures) == 4 * (1 + 2)  # one sample and two worst, four pictures each
+    first_worst = expected[0]
+    palette = visualize.class_palette(3)
+    np.testing.assert_array_equal(
+        pictures[4 + 3],
+        visualize.overlay(images[first_worst], truth[first_worst], palette, report.OVERLAY_ALPHA),
+    )
+    delta = outcome["candidate"]["mean_iou"] - outcome["baseline"]["mean_iou"]
+    assert f'<span class="worse">{delta:+.4f}</span>' in page

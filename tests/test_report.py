@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import evaluate, report, schema
+from components import evaluate, report, schema, visualize
 
 
 def _samples(count):
@@ -67,7 +67,11 @@ def test_png_data_uri_round_trips_pixels():
     np.testing.assert_array_equal(decoded, pixels)
 
 
-def test_report_shows_each_sample_as_image_true_and_predicted_masks():
+def _over(image, mask):
+    return visualize.overlay(image, mask, visualize.class_palette(3), report.OVERLAY_ALPHA)
+
+
+def test_report_draws_truth_and_prediction_over_each_sample_image():
     samples = _samples(2)
     true = np.stack([s["true_mask"] for s in samples])
     pred = np.stack([s["predicted_mask"] for s in samples])
@@ -75,17 +79,106 @@ def test_report_shows_each_sample_as_image_true_and_predicted_masks():
     images = _decode_images(page)
     assert len(images) == 3 * len(samples)
     for index, sample in enumerate(samples):
-        image, true_colours, predicted_colours = images[3 * index : 3 * index + 3]
+        image, true_drawn, predicted_drawn = images[3 * index : 3 * index + 3]
         np.testing.assert_array_equal(image, sample["image"])
-        np.testing.assert_array_equal(true_colours, report.colorize_mask(sample["true_mask"]))
+        np.testing.assert_array_equal(true_drawn, _over(sample["image"], sample["true_mask"]))
         np.testing.assert_array_equal(
-            predicted_colours, report.colorize_mask(sample["predicted_mask"])
+            predicted_drawn, _over(sample["image"], sample["predicted_mask"])
         )
     # File names are escaped, and the first sample (perfect) says so in its caption.
     assert "cat_&lt;0&gt;.jpg<br>pixel accuracy 1.000" in page
     assert "<0>" not in page
+    assert "baseline" not in page
     # Self-contained: no external resources.
     assert not re.search(r'(src|href)="(?!data:)', page)
+
+
+def test_baseline_section_shows_deltas_and_the_baseline_on_the_same_images():
+    samples = _samples(2)
+    true = np.stack([s["true_mask"] for s in samples])
+    candidate = _metrics(true, np.stack([s["predicted_mask"] for s in samples]))
+    baseline = _metrics(true, true)
+    baseline["model_dir"] = "/models/versions/v000003"
+    # The baseline predicts everything as background on the first image, perfectly on the second.
+    baseline_masks = {
+        samples[0]["file_name"]: (np.ones((8, 8), np.uint8), 0.123),
+        samples[1]["file_name"]: (samples[1]["true_mask"], 1.0),
+    }
+    page = report.render_report(
+        candidate, samples, baseline=baseline, baseline_predictions=baseline_masks
+    )
+    delta = candidate["mean_iou"] - 1.0
+    assert delta < 0
+    assert (
+        f"<tr><th>mean IoU</th><td>{candidate['mean_iou']:.4f}</td><td>1.0000</td>"
+        f'<td><span class="worse">{delta:+.4f}</span></td></tr>'
+    ) in page
+    assert "<tr><th>images</th><td>2</td><td>2</td><td></td></tr>" in page
+    assert "baseline model_dir: /models/versions/v000003" in page
+    images = _decode_images(page)
+    assert len(images) == 4 * len(samples)
+    for index, sample in enumerate(samples):
+        baseline_drawn = images[4 * index + 3]
+        mask = baseline_masks[sample["file_name"]][0]
+        np.testing.assert_array_equal(baseline_drawn, _over(sample["image"], mask))
+    assert "baseline mean IoU 0.123" in page and "baseline mean IoU 1.000" in page
+
+
+def test_worst_section_lists_images_by_rank_with_names_and_ious():
+    samples = _samples(3)
+    worst = [
+        {**samples[2], "mean_iou": 0.05},
+        {**samples[1], "mean_iou": 0.25},
+    ]
+    true = np.stack([s["true_mask"] for s in samples])
+    candidate = _metrics(true, true)
+    baseline_masks = {samples[2]["file_name"]: (samples[2]["true_mask"], 0.9)}
+    page = report.render_report(
+        candidate, [], baseline=candidate, worst=worst, baseline_predictions=baseline_masks
+    )
+    assert "The 2 images the candidate scores worst" in page
+    rows = re.findall(
+        r"<tr><td>(\d+)</td><td class='name'>([^<]+)</td><td>([^<]+)</td>"
+        r"<td>(.*?)</td>",
+        page,
+    )
+    assert [(rank, name, iou) for rank, name, iou, _ in rows] == [
+        ("1", "cat_&lt;2&gt;.jpg", "0.050"),
+        ("2", "cat_&lt;1&gt;.jpg", "0.250"),
+    ]
+    assert rows[0][3] == "0.900" and "n/a" in rows[1][3]  # baseline's IoU on the same image
+    images = _decode_images(page)
+    np.testing.assert_array_equal(images[0], samples[2]["image"])
+    np.testing.assert_array_equal(
+        images[2], _over(samples[2]["image"], samples[2]["predicted_mask"])
+    )
+    np.testing.assert_array_equal(images[3], _over(samples[2]["image"], samples[2]["true_mask"]))
+    assert "not scored" in page  # the baseline has no prediction for the second image
+    assert len(images) == 4 + 3
+
+
+def test_report_palette_follows_any_number_of_classes():
+    classes = [f"class {index}" for index in range(12)]
+    mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(mask, mask, 12), classes)
+    sample = {
+        "file_name": "x.png",
+        "image": np.zeros((3, 4, 3), np.uint8),
+        "true_mask": mask,
+        "predicted_mask": mask,
+    }
+    page = report.render_report(metrics, [sample])
+    palette = visualize.class_palette(12)
+    for name, colour in zip(classes, palette, strict=True):
+        assert f'background: rgb{tuple(int(c) for c in colour)}"></span>{name}' in page
+    drawn = _decode_images(page)[1]
+    np.testing.assert_array_equal(drawn, _over_n(sample["image"], mask, 12))
+
+
+def _over_n(image, mask, num_classes):
+    return visualize.overlay(
+        image, mask, visualize.class_palette(num_classes), report.OVERLAY_ALPHA
+    )
 
 
 def test_report_has_legend_metrics_confusion_matrix_and_decision():
@@ -104,8 +197,9 @@ def test_report_has_legend_metrics_confusion_matrix_and_decision():
         assert f'background: rgb{colour}"></span>{name}' in page
     assert "Model not blessed" in page
     assert "mean IoU 0.4444 &lt; min_mean_iou 0.5000" in page
-    assert "<tr><th>mean IoU</th><td>0.4444</td><td>1.0000</td></tr>" in page
-    assert "<tr><th>border iou</th><td>0.3333</td><td>1.0000</td></tr>" in page
+    worse = '<td><span class="worse">'
+    assert f"<tr><th>mean IoU</th><td>0.4444</td><td>1.0000</td>{worse}-0.5556</span></td>" in page
+    assert f"<tr><th>border iou</th><td>0.3333</td><td>1.0000</td>{worse}-0.6667</span>" in page
     assert "<tr><th>true pet</th><td>2</td><td>1</td><td>0</td></tr>" in page
     assert "report_images is 0" in page
 
