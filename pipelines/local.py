@@ -323,6 +323,40 @@ def run_local(
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
 
 
+def _class_names(summary: LocalRunSummary) -> list[str]:
+    for task in summary.tasks.values():
+        for artifact in task.artifacts.values():
+            classes = artifact.get("metadata", {}).get("classes")
+            if isinstance(classes, list) and all(isinstance(name, str) for name in classes):
+                return classes
+    return []
+
+
+def _metric_lines(numbers: dict[str, Any], classes: list[str]) -> list[str]:
+    """One line per metric, and one per per-class statistic (``iou: pet 0.58, ...``).
+
+    Grouping by class keeps the summary short however many classes the dataset has.
+    """
+
+    def shown(value: Any) -> str:
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return f"{value:g}" if whole else f"{value:.4f}"
+
+    per_class: dict[str, dict[str, Any]] = {}
+    lines = []
+    longest_first = sorted(classes, key=len, reverse=True)
+    for key, value in sorted(numbers.items()):
+        name = next((name for name in longest_first if key.endswith("_" + name)), None)
+        if name is None:
+            lines.append(f"    {key} = {shown(value)}")
+        else:
+            per_class.setdefault(key[: -len(name) - 1], {})[name] = value
+    for statistic, values in sorted(per_class.items()):
+        pairs = ", ".join(f"{name} {shown(values[name])}" for name in classes if name in values)
+        lines.append(f"    {statistic}: {pairs}")
+    return lines
+
+
 def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
     lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
@@ -337,9 +371,7 @@ def format_summary(summary: LocalRunSummary) -> str:
                 if isinstance(value, int | float) and not isinstance(value, bool)
             }
             if artifact_name in ("metrics", "eval_metrics") and numbers:
-                for key, value in sorted(numbers.items()):
-                    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                    lines.append(f"    {key} = {shown}")
+                lines.extend(_metric_lines(numbers, _class_names(summary)))
         for key, value in task.parameters.items():
             if key.endswith("_config"):  # the resolved config sections: long JSON
                 continue

@@ -254,7 +254,7 @@ class _RouterStream(io.TextIOBase):
 
 
 def last_exception_line(text: str) -> str | None:
-    """The ``Type: message`` line that ends the last traceback in a log, else its last line.
+    """The ``Type: message`` that ends the last traceback in a log, else the log's last line.
 
     kfp.local's own records come after the task's lines, so the fallback skips them.
     """
@@ -264,9 +264,14 @@ def last_exception_line(text: str) -> str | None:
         default=None,
     )
     if last_traceback is not None:
+        message: list[str] = []
         for line in lines[last_traceback + 1 :]:
-            if line and not line[0].isspace():
-                return line
+            if message and (not line.strip() or _KFP_RECORD.match(line)):
+                break
+            if message or (line and not line[0].isspace()):
+                message.append(line.strip())  # a message may go on over several lines
+        if message:
+            return " ".join(message)
     own = [
         line
         for line in lines

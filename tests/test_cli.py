@@ -75,7 +75,9 @@ def test_failing_local_run_names_the_step_its_error_and_its_log(tmp_path, capsys
     assert code == 1
     captured = capsys.readouterr()
     out = captured.out.splitlines()
-    assert [line.split(" ", 1)[1].split(" after ")[0] for line in out] == [
+    assert [line.split(" ", 1)[1].split(" in ")[0].split(" after ")[0] for line in out] == [
+        "started  resolve-config",
+        "finished resolve-config",
         "started  ingest",
         "FAILED   ingest",
     ]

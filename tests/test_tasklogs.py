@@ -163,5 +163,71 @@ def test_last_exception_line_takes_the_final_traceback_not_its_frames():
         ]
     )
     assert last_exception_line(log) == "ValueError: data.folder: no such folder /x"
+    several = [
+        "Traceback (most recent call last):",
+        '  File "c.py", line 3, in <module>',
+        "ConfigError: invalid configuration (run-time parameters epochs=0):",
+        "  training.epochs: Input should be greater than 0 (got 0)",
+        "",
+        "",
+        "12:00:01.000 - ERROR - Task 'resolve-config' finished with status FAILURE",
+    ]
+    assert last_exception_line("\n".join(several)) == (
+        "ConfigError: invalid configuration (run-time parameters epochs=0): "
+        "training.epochs: Input should be greater than 0 (got 0)"
+    )
     assert last_exception_line("starting\nkilled by signal 9\n") == "killed by signal 9"
     assert last_exception_line("") is None
+
+
+def test_summary_groups_per_class_metrics_and_step_lines_say_why_push_did_nothing(tmp_path):
+    from pipelines.local import LocalRunSummary, TaskResult, format_summary, key_figures
+
+    classes = ["pet", "hot_dog", "dog"]
+    evaluate = TaskResult(
+        name="evaluate",
+        artifacts={
+            "metrics": {
+                "uri": "/run/evaluate/metrics",
+                "metadata": {
+                    "mean_iou": 0.5,
+                    "num_images": 48.0,
+                    "iou_pet": 0.25,
+                    "iou_hot_dog": 0.5,
+                    "iou_dog": 0.75,
+                    "recall_dog": 1.0,
+                },
+            }
+        },
+        parameters={"blessed": False, "reason": "mean IoU 0.5000 < min_mean_iou 0.6000"},
+    )
+    push = TaskResult(
+        name="push",
+        artifacts={
+            "pushed_model": {
+                "uri": "/run/push/pushed_model",
+                "metadata": {"pushed": False, "skip_reason": "the model is not blessed"},
+            }
+        },
+    )
+    ingest = TaskResult(
+        name="ingest",
+        artifacts={
+            "dataset": {
+                "uri": "/run/ingest/dataset",
+                "metadata": {"classes": classes, "num_records": {"test": 4.0, "train": 9.0}},
+            }
+        },
+    )
+    summary = LocalRunSummary(
+        run_dir=tmp_path, tasks={"ingest": ingest, "evaluate": evaluate, "push": push}
+    )
+    lines = format_summary(summary).splitlines()
+    assert lines[1] == f"step logs: {tmp_path / 'logs'}"
+    assert "    iou: pet 0.2500, hot_dog 0.5000, dog 0.7500" in lines
+    assert "    recall: dog 1" in lines and "    num_images = 48" in lines
+    assert "    mean_iou = 0.5000" in lines
+    assert lines[-2:] == ["blessed: False", "not pushed: the model is not blessed"]
+    assert key_figures(ingest) == "records train 9, test 4"
+    assert key_figures(evaluate) == "mean_iou 0.500, not blessed"
+    assert key_figures(push) == "not pushed: the model is not blessed"
