@@ -169,7 +169,11 @@ def test_quiet_run_prints_a_start_and_an_end_line_per_step_with_its_figures(bles
     for line, start in zip(lines, expected, strict=True):
         assert re.match(r"\d\d:\d\d:\d\d " + re.escape(start), line), line
     by_step = {line.split()[2]: line for line in lines if " finished " in line}
-    assert by_step["ingest"].endswith(": records train 24, test 8")
+    dataset = Path(blessed_run.task("ingest").artifacts["dataset"]["uri"])
+    splits = json.loads((dataset / "dataset.json").read_text())["splits"]
+    order = [split for split in ("train", "validation", "test") if split in splits]
+    counts = ", ".join(f"{split} {splits[split]['num_records']}" for split in order)
+    assert by_step["ingest"].endswith(f": records {counts}")
     weights = by_step["compute-class-weights"]
     assert "weights (median_frequency) pet " in weights and ", border " in weights
     train_metrics = blessed_run.task("train").artifacts["metrics"]["metadata"]
