@@ -5,6 +5,9 @@ Prints, for N and 4N synthetic_pets train images (test split a quarter of that):
 - ingest: images/s and MB/s (encoded source bytes read), peak RSS and its growth
   during ingest, each measured in a fresh subprocess so one run's peak cannot
   hide another's. Flat memory means the growth at 4N is about the growth at N.
+- data statistics: seconds of the statistics pass over the ingested records against
+  ingest's, in the same process, best of 3 each, alternating; the time it adds to
+  ingest (goal: at most 20%).
 - class weights: masks/s of the streaming tf.data pass against a plain NumPy
   pass (PIL decode, nearest-neighbour index resize, np.bincount) over the same
   masks, measured in the same run; the two pixel counts must agree.
@@ -68,6 +71,7 @@ def child_ingest(n: int, image_size: int, data_dir: str, output_dir: str) -> dic
     info = ingest_dataset(config, output_dir, progress_every=10**9)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    statistics = bench_statistics(config, output_dir, first_ingest_seconds=seconds)
     records = sum(split["num_records"] for split in info["splits"].values())
     return {
         "records": records,
@@ -75,7 +79,33 @@ def child_ingest(n: int, image_size: int, data_dir: str, output_dir: str) -> dic
         "source_mb": source_bytes / 1e6,
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak,
+        **statistics,
     }
+
+
+def bench_statistics(config, output_dir: str, *, first_ingest_seconds: float, repeats: int = 3):
+    """The data-statistics pass against ingest, alternated and timed ``repeats`` times each.
+
+    The machine is shared, so each figure is the fastest of its repeats, and ingest and
+    the statistics pass alternate so both see the same load. Ingest repeats write to a
+    scratch folder; the statistics pass reads ``output_dir``.
+    """
+    from components.ingest import ingest_dataset
+    from components.statistics import compute_statistics
+
+    ingest_times = [first_ingest_seconds]
+    statistics_times = []
+    for attempt in range(repeats):
+        started = time.perf_counter()
+        compute_statistics(output_dir)
+        statistics_times.append(time.perf_counter() - started)
+        if attempt < repeats - 1:
+            scratch = output_dir + "_again"
+            started = time.perf_counter()
+            ingest_dataset(config, scratch, progress_every=10**9)
+            ingest_times.append(time.perf_counter() - started)
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {"ingest_best_seconds": min(ingest_times), "statistics_seconds": min(statistics_times)}
 
 
 def _numpy_counts(dataset_dir: str, image_size: int) -> tuple[list[int], int, float]:
@@ -207,6 +237,14 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"  counts differ: tf.data {weights['tf_counts']} NumPy {weights['numpy_counts']}"
             )
+    print(
+        f"\n{'train N':>8} {'ingest s':>9} {'statistics s':>13} {'added':>7}  "
+        "(data statistics after ingest, best of 3 each; goal <= 20%)"
+    )
+    for n, _, ingest, _ in rows:
+        best = ingest["ingest_best_seconds"]
+        added = ingest["statistics_seconds"] / best
+        print(f"{n:>8} {best:>9.2f} {ingest['statistics_seconds']:>13.2f} {added:>7.1%}")
     growth = [ingest["peak_rss_mb"] - ingest["rss_before_mb"] for _, _, ingest, _ in rows]
     print(f"\ningest memory growth: {growth[0]:.0f} MB at N, {growth[1]:.0f} MB at 4N")
     if args.workdir is None:

@@ -29,7 +29,10 @@ Against the production model's statistics (pushed beside it), when there are any
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,8 +40,13 @@ import numpy as np
 
 from components.config import CheckRule, ChecksConfig
 
+logger = logging.getLogger(__name__)
+
 CHECKS_FORMAT = 1
 CHECKS_FILE = "checks.json"
+# Where push publishes them in a model version, and where the next run looks.
+PUSHED_STATISTICS = "data/statistics.json"
+PUSHED_CHECKS = "data/" + CHECKS_FILE
 TRAIN_SPLIT = "train"
 _LISTED = 5  # names quoted in a message
 
@@ -333,3 +341,67 @@ def summary_metrics(verdicts: Mapping[str, Any]) -> dict[str, float]:
     metrics["check_errors"] = float(len(verdicts["errors"]))
     metrics["check_warnings"] = float(len(verdicts["warnings"]))
     return metrics
+
+
+def production_statistics(destination: str) -> tuple[dict[str, Any] | None, str]:
+    """The statistics pushed with the destination's latest model, and where they came from.
+
+    Returns:
+        ``(statistics, version URI)``; ``(None, "")`` when there is no destination,
+        nothing was pushed, or the latest version predates statistics (the reason is
+        logged): then only the absolute rules run.
+    """
+    if not destination:
+        return None, ""
+    from components import statistics as stats
+    from components.push import read_latest_file
+
+    found = read_latest_file(destination, PUSHED_STATISTICS)
+    if found is None:
+        logger.info("No statistics at %s's latest version: absolute rules only", destination)
+        return None, ""
+    content, uri = found
+    production = json.loads(content)
+    if production.get("statistics_format") != stats.STATISTICS_FORMAT:
+        logger.warning(
+            "%s/%s has statistics format %r, this code writes %d: not compared",
+            uri,
+            PUSHED_STATISTICS,
+            production.get("statistics_format"),
+            stats.STATISTICS_FORMAT,
+        )
+        return None, ""
+    return production, uri
+
+
+def check_dataset(
+    dataset_dir: str, output_dir: str, config: ChecksConfig, destination: str = ""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Statistics of a dataset, checked against production's: writes both, raises nothing.
+
+    Args:
+        dataset_dir: a Dataset directory written by ingest.
+        output_dir: gets ``statistics.json``, ``checks.json`` and ``statistics.md``.
+        config: the checks' severities and thresholds.
+        destination: the push destination whose latest statistics are production's
+            ('' = none: absolute rules only).
+
+    Returns:
+        ``(statistics, verdicts)``. Call ``enforce(verdicts)`` to stop on errors.
+    """
+    import tensorflow as tf
+
+    from components import statistics as stats
+
+    statistics = stats.compute_statistics(dataset_dir)
+    production, uri = production_statistics(destination)
+    verdicts = run_checks(statistics, config, production, compared_with=uri)
+    stats.write_json(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))
+    stats.write_json(verdicts, posixpath.join(output_dir, CHECKS_FILE))
+    with tf.io.gfile.GFile(posixpath.join(output_dir, stats.STATISTICS_VIEW_FILE), "w") as handle:
+        handle.write(stats.render_markdown(statistics, verdicts))
+    for check in verdicts["checks"]:
+        if check["status"] == "fail":
+            log = logger.error if check["severity"] == "error" else logger.warning
+            log("data check %s", describe(check))
+    return statistics, verdicts

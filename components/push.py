@@ -127,6 +127,68 @@ def scan_model_dir(model_dir: str) -> list[ModelFile]:
     return files
 
 
+def _scan_extra_files(extra_files: dict[str, str]) -> list[ModelFile]:
+    scanned = []
+    for relative_path, local_path in sorted(extra_files.items()):
+        parts = relative_path.split("/")
+        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"extra_files: unsafe path {relative_path!r} in the version")
+        if relative_path in _RESERVED_NAMES:
+            raise ValueError(f"extra_files: {relative_path!r} is a reserved name")
+        if not os.path.isfile(local_path):
+            raise FileNotFoundError(f"extra_files: {local_path!r} ({relative_path}) is no file")
+        sha256, md5_base64, size = file_digests(local_path)
+        scanned.append(ModelFile(relative_path, local_path, sha256, md5_base64, size))
+    return scanned
+
+
+def read_latest_file(
+    destination: str, relative_path: str, *, store: Store | None = None
+) -> tuple[bytes, str] | None:
+    """One file of the latest version, checked against its manifest, and the version's URI.
+
+    Reads only LATEST, the manifest and that file (not the whole model).
+
+    Returns:
+        ``(content, version URI)``, or None when nothing was pushed yet or the latest
+        version has no such file (pushed before the file existed).
+
+    Raises:
+        ChecksumMismatchError: the file or the manifest differs from what was recorded.
+        ValueError: LATEST or the manifest it names is missing or malformed.
+    """
+    store = store or open_store(destination)
+    store.check_ready(for_write=False)
+    pointer_bytes = store.read_bytes(LATEST_FILE)
+    if pointer_bytes is None:
+        return None
+    version = _parse_pointer(store, pointer_bytes)["version"]
+    manifest_key = _version_key(version, MANIFEST_FILE)
+    manifest_bytes = store.read_bytes(manifest_key)
+    if manifest_bytes is None:
+        raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
+    recorded = json.loads(pointer_bytes).get("manifest_sha256")
+    if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
+        raise ChecksumMismatchError(
+            f"{store.key_uri(manifest_key)} differs from the sha256 recorded in LATEST"
+        )
+    try:
+        expected = json.loads(manifest_bytes)["files"].get(relative_path)
+    except (ValueError, KeyError, AttributeError):
+        raise ValueError(f"{store.key_uri(manifest_key)} is not a petseg manifest") from None
+    if expected is None:
+        return None
+    key = _version_key(version, relative_path)
+    content = store.read_bytes(key)
+    if content is None:
+        raise FileNotFoundError(f"{store.key_uri(key)} is listed in the manifest but missing")
+    if hashlib.sha256(content).hexdigest() != expected.get("sha256"):
+        raise ChecksumMismatchError(
+            f"{store.key_uri(key)}: sha256 does not match the manifest's {expected.get('sha256')}"
+        )
+    return content, store.key_uri(f"{VERSIONS_DIR}/{version}")
+
+
 def model_digest(files: list[ModelFile]) -> str:
     """One sha256 over every file's path, checksum and size: the model's identity."""
     lines = sorted(f"{f.relative_path}\t{f.sha256}\t{f.size}\n" for f in files)
@@ -139,6 +201,7 @@ def push_model(
     *,
     run_id: str,
     extra_manifest: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
     store: Store | None = None,
 ) -> dict[str, Any]:
     """Publishes model_dir as a new immutable version under destination.
@@ -150,6 +213,9 @@ def push_model(
         run_id: The pipeline run that produced the model, recorded in the manifest.
         extra_manifest: JSON-serialisable facts to record in the manifest (metrics,
             config, source artifact URI); they may not replace the push's own keys.
+        extra_files: ``{path in the version: local file}`` published beside the model
+            files and checksummed with them (the data statistics the model learned
+            from, so the next run can compare with them).
         store: The store to write to; default ``open_store(destination)``.
 
     Returns:
@@ -173,7 +239,11 @@ def push_model(
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra_manifest is not JSON-serialisable: {error}") from error
 
-    files = scan_model_dir(model_dir)
+    files = scan_model_dir(model_dir) + _scan_extra_files(extra_files or {})
+    names = [model_file.relative_path for model_file in files]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ValueError(f"extra_files would replace files of the model: {clashes}")
     digest = model_digest(files)
     metadata_path = os.path.join(model_dir, MODEL_METADATA_FILE)
     try:

@@ -152,36 +152,37 @@ class _SplitAccumulator:
         self.single_class_files: list[str] = []
         self.empty_masks = 0
 
-    def add(
+    def add_batch(
         self,
-        image: bytes,
-        mask_bytes: int,
-        height: int,
-        width: int,
+        images: Sequence[bytes],
+        names: Sequence[str],
+        mask_bytes: np.ndarray,
+        heights: np.ndarray,
+        widths: np.ndarray,
         value_counts: np.ndarray,
-        file_name: str,
     ) -> None:
-        self.num_records += 1
-        self.image_bytes += len(image)
-        self.mask_bytes += mask_bytes
-        encoding, channels = encoding_and_channels(image)
-        self.encodings[encoding] += 1
-        self.channels[str(channels) if channels is not None else "unknown"] += 1
-        self.heights[height] += 1
-        self.widths[width] += 1
-        self.aspects[round(ASPECT_RESOLUTION * width / max(height, 1))] += 1
-        self.size_bins[size_bin(height, width)] += 1
-        self.value_pixels += value_counts
+        """Adds records given as parallel arrays; ``value_counts`` is [N, 256] pixels per value."""
+        self.num_records += len(images)
+        self.mask_bytes += int(mask_bytes.sum())
+        for image, height, width in zip(images, heights.tolist(), widths.tolist(), strict=True):
+            self.image_bytes += len(image)
+            encoding, channels = encoding_and_channels(image)
+            self.encodings[encoding] += 1
+            self.channels[str(channels) if channels is not None else "unknown"] += 1
+            self.heights[height] += 1
+            self.widths[width] += 1
+            self.aspects[round(ASPECT_RESOLUTION * width / max(height, 1))] += 1
+            self.size_bins[size_bin(height, width)] += 1
+        self.value_pixels += value_counts.sum(axis=0)
         present = value_counts > 0
-        self.value_images += present
-        present[self.ignore] = False
-        held = np.flatnonzero(present)
-        if held.size == 0:
-            self.empty_masks += 1
-        elif held.size == 1:
-            self.single_class[self._name(int(held[0]))] += 1
+        self.value_images += present.sum(axis=0)
+        present[:, self.ignore] = False
+        held = present.sum(axis=1)
+        self.empty_masks += int(np.sum(held == 0))
+        for row in np.flatnonzero(held == 1).tolist():
+            self.single_class[self._name(int(np.argmax(present[row])))] += 1
             if len(self.single_class_files) < MAX_LISTED_FILES:
-                self.single_class_files.append(file_name)
+                self.single_class_files.append(names[row])
 
     def _name(self, value: int) -> str:
         return self.classes[value] if value < len(self.classes) else f"value {value}"
@@ -234,32 +235,47 @@ class _SplitAccumulator:
         }
 
 
-def _record_stream(paths: Sequence[str]) -> tf.data.Dataset:
-    """(image bytes, file name, mask PNG size, height, width, per-value pixel counts).
+BATCH_SIZE = 64
 
-    Parsing and mask decoding run in parallel; order is kept so lists of file names
-    are the same in every run.
+
+_STATISTICS_SPEC = {key: schema.FEATURE_SPEC[key] for key in ("image", "mask", "file_name")}
+
+
+def _record_stream(paths: Sequence[str], split_ends: Sequence[int]) -> tf.data.Dataset:
+    """Batches of (split id, image bytes, file name, mask PNG size, height, width, counts).
+
+    ``counts`` is [batch, 256]: pixels per mask value. One pipeline reads every
+    split's shards in order (one function to trace, not one per split); record
+    ``i`` belongs to the first split whose cumulative record count ``split_ends``
+    exceeds ``i``. Parsing and mask decoding run in parallel, order is kept so
+    lists of file names are the same in every run. A batch may span two splits.
     """
+    ends = tf.constant(list(split_ends), tf.int64)
 
-    def summarise(serialized: tf.Tensor):
-        parsed = schema.parse_example(serialized)
+    def summarise(index: tf.Tensor, serialized: tf.Tensor):
+        parsed = tf.io.parse_single_example(serialized, _STATISTICS_SPEC)
         mask = tf.io.decode_png(parsed["mask"], channels=1)
         counts = tf.math.bincount(
             tf.cast(tf.reshape(mask, [-1]), tf.int32), minlength=256, maxlength=256, dtype=tf.int64
         )
+        shape = tf.shape(mask, out_type=tf.int64)
+        split_id = tf.searchsorted(ends, tf.reshape(index, [1]), side="right")[0]
         return (
+            split_id,
             parsed["image"],
             parsed["file_name"],
             tf.strings.length(parsed["mask"]),
-            tf.shape(mask, out_type=tf.int64)[0],
-            tf.shape(mask, out_type=tf.int64)[1],
+            shape[0],
+            shape[1],
             counts,
         )
 
     return (
-        tf.data.TFRecordDataset(paths)
+        tf.data.TFRecordDataset(list(paths))
+        .enumerate()
         .map(summarise, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
+        .batch(BATCH_SIZE)
+        .prefetch(2)
     )
 
 
@@ -279,35 +295,60 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
     classes = list(info["classes"])
     ignore = ignore_id(info)
     wanted = sorted(info.get("splits", {})) if splits is None else list(splits)
-    # digest → [(split, file name), ...]; a digest seen once keeps one short entry.
-    seen: dict[bytes, list[tuple[str, str]] | tuple[str, str]] = {}
-    results: dict[str, Any] = {}
+    accumulators = [_SplitAccumulator(classes, ignore) for _ in wanted]
+    split_paths = {}
     for split in wanted:
-        entry = info["splits"].get(split) or {}
-        accumulator = _SplitAccumulator(classes, ignore)
-        paths = dataset_info.shard_paths(dataset_dir, split, info) if entry.get("shards") else []
-        if paths:
-            try:
-                for image, name, mask_size, height, width, counts in _record_stream(
-                    paths
-                ).as_numpy_iterator():
-                    file_name = name.decode("utf-8", "replace")
-                    accumulator.add(
-                        image, int(mask_size), int(height), int(width), counts, file_name
+        entry = info["splits"].get(split)
+        if entry is None:
+            raise dataset_info.DatasetMismatchError(
+                f"{dataset_info.info_path(dataset_dir)}: no split {split!r}; "
+                f"it has {sorted(info['splits'])}"
+            )
+        split_paths[split] = (
+            dataset_info.shard_paths(dataset_dir, split, info) if entry.get("shards") else []
+        )
+    paths = [path for split in wanted for path in split_paths[split]]
+    expected = [
+        int(info["splits"][split]["num_records"]) if split_paths[split] else 0 for split in wanted
+    ]
+    # digest → (split, file name), or a list of them once the image is seen again.
+    seen: dict[bytes, list[tuple[str, str]] | tuple[str, str]] = {}
+    if paths:
+        try:
+            for batch in _record_stream(paths, np.cumsum(expected)).as_numpy_iterator():
+                ids, images, raw_names, mask_sizes, heights, widths, counts = batch
+                names = [name.decode("utf-8", "replace") for name in raw_names]
+                for index in np.unique(ids).tolist():
+                    rows = np.flatnonzero(ids == index)
+                    accumulators[index].add_batch(
+                        [images[row] for row in rows],
+                        [names[row] for row in rows],
+                        mask_sizes[rows],
+                        heights[rows],
+                        widths[rows],
+                        counts[rows],
                     )
-                    digest = hashlib.blake2b(image, digest_size=16).digest()
-                    where = (split, file_name)
-                    earlier = seen.get(digest)
-                    if earlier is None:
-                        seen[digest] = where
-                    elif isinstance(earlier, tuple):
-                        seen[digest] = [earlier, where]
-                    else:
-                        earlier.append(where)
-            except tf.errors.DataLossError as error:
-                raise dataset_info.damaged_shard_error(dataset_dir, split, paths, error) from None
+                for index, image, name in zip(ids.tolist(), images, names, strict=True):
+                    _remember(
+                        seen, hashlib.blake2b(image, digest_size=16).digest(), wanted[index], name
+                    )
+        except tf.errors.DataLossError as error:
+            for split in wanted:
+                if dataset_info.find_damaged_shards(split_paths[split]):
+                    raise dataset_info.damaged_shard_error(
+                        dataset_dir, split, split_paths[split], error
+                    ) from None
+            raise
+    read = [accumulator.num_records for accumulator in accumulators]
+    if read != expected:
+        raise dataset_info.ShardIntegrityError(
+            f"{dataset_dir}: the shards of splits {wanted} hold {read} records, but "
+            f"dataset.json lists {expected}; re-run ingest"
+        )
+    results: dict[str, Any] = {}
+    for split, accumulator in zip(wanted, accumulators, strict=True):
         results[split] = accumulator.result()
-        results[split]["num_skipped"] = int(entry.get("num_skipped", 0))
+        results[split]["num_skipped"] = int(info["splits"][split].get("num_skipped", 0))
     return {
         "statistics_format": STATISTICS_FORMAT,
         "classes": classes,
@@ -316,6 +357,17 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
         "splits": results,
         "duplicates": _duplicates(seen),
     }
+
+
+def _remember(seen: dict, digest: bytes, split: str, file_name: str) -> None:
+    where = (split, file_name)
+    earlier = seen.get(digest)
+    if earlier is None:
+        seen[digest] = where
+    elif isinstance(earlier, tuple):
+        seen[digest] = [earlier, where]
+    else:
+        earlier.append(where)
 
 
 def _duplicates(seen: Mapping[bytes, Any]) -> dict[str, Any]:

@@ -144,3 +144,17 @@ def test_markdown_view_shows_splits_classes_and_duplicates(tmp_path):
     assert "| records | 4 | 9 | 3 |" in text
     assert "| pet |" in text
     assert "**leakage** test: test_000.png; train: copy.png" in text
+
+
+def test_a_record_count_that_disagrees_with_dataset_json_is_refused(tmp_path):
+    import json
+
+    from components.dataset_info import ShardIntegrityError
+
+    dataset = write_dataset(str(tmp_path / "data"), standard_splits())
+    info_file = tmp_path / "data" / "dataset.json"
+    info = json.loads(info_file.read_text())
+    info["splits"]["test"]["num_records"] = 5
+    info_file.write_text(json.dumps(info))
+    with pytest.raises(ShardIntegrityError, match=r"hold \[4, 8, 3\] records, but dataset.json"):
+        compute_statistics(dataset)
