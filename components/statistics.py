@@ -318,6 +318,11 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
             for batch in _record_stream(paths, np.cumsum(expected)).as_numpy_iterator():
                 ids, images, raw_names, mask_sizes, heights, widths, counts = batch
                 names = [name.decode("utf-8", "replace") for name in raw_names]
+                if ids.max() >= len(wanted):
+                    raise dataset_info.ShardIntegrityError(
+                        f"{dataset_dir}: the shards of splits {wanted} hold more records than "
+                        f"dataset.json lists ({expected}); re-run ingest"
+                    )
                 for index in np.unique(ids).tolist():
                     rows = np.flatnonzero(ids == index)
                     accumulators[index].add_batch(
@@ -339,11 +344,12 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
                         dataset_dir, split, split_paths[split], error
                     ) from None
             raise
-    read = [accumulator.num_records for accumulator in accumulators]
-    if read != expected:
+    # Records are assigned to splits by dataset.json's counts, so their sum must hold.
+    read = sum(accumulator.num_records for accumulator in accumulators)
+    if read != sum(expected):
         raise dataset_info.ShardIntegrityError(
             f"{dataset_dir}: the shards of splits {wanted} hold {read} records, but "
-            f"dataset.json lists {expected}; re-run ingest"
+            f"dataset.json lists {sum(expected)} ({expected}); re-run ingest"
         )
     results: dict[str, Any] = {}
     for split, accumulator in zip(wanted, accumulators, strict=True):

@@ -156,5 +156,12 @@ def test_a_record_count_that_disagrees_with_dataset_json_is_refused(tmp_path):
     info = json.loads(info_file.read_text())
     info["splits"]["test"]["num_records"] = 5
     info_file.write_text(json.dumps(info))
-    with pytest.raises(ShardIntegrityError, match=r"hold \[4, 8, 3\] records, but dataset.json"):
+    with pytest.raises(
+        ShardIntegrityError, match=r"hold 15 records, but dataset.json lists 16 \(\[5, 8, 3\]\)"
+    ):
+        compute_statistics(dataset)
+
+    info["splits"]["test"]["num_records"] = 3
+    info_file.write_text(json.dumps(info))
+    with pytest.raises(ShardIntegrityError, match=r"hold more records than dataset.json lists"):
         compute_statistics(dataset)
