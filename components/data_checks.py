@@ -405,3 +405,77 @@ def check_dataset(
             log = logger.error if check["severity"] == "error" else logger.warning
             log("data check %s", describe(check))
     return statistics, verdicts
+
+
+def files_to_push(statistics_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """What push publishes of a data_statistics output: files and a manifest summary.
+
+    Returns:
+        ``({path in the version: local file}, {compared_with, errors, warnings,
+        figures, statistics})``: the statistics and verdicts travel with the model, and
+        the manifest repeats the verdicts and each check's figure.
+    """
+    statistics_path = posixpath.join(statistics_dir, "statistics.json")
+    checks_path = posixpath.join(statistics_dir, CHECKS_FILE)
+    with open(checks_path) as handle:
+        verdicts = json.load(handle)
+    summary = {
+        "compared_with": verdicts["compared_with"],
+        "errors": verdicts["errors"],
+        "warnings": verdicts["warnings"],
+        "checks": {
+            check["name"]: {
+                key: check[key] for key in ("status", "severity", "figure", "threshold")
+            }
+            for check in verdicts["checks"]
+        },
+        "statistics": PUSHED_STATISTICS,
+    }
+    return {PUSHED_STATISTICS: statistics_path, PUSHED_CHECKS: checks_path}, summary
+
+
+def verdicts_html(verdicts: Mapping[str, Any]) -> str:
+    """The verdicts as an HTML section (heading, source and table) for the evaluation report."""
+    import html
+
+    compared = verdicts.get("compared_with")
+    source = (
+        f"Compared with production statistics from {html.escape(compared)}."
+        if compared
+        else "No production statistics: absolute rules only."
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(text)}</td>"
+            for text in (
+                check["name"],
+                check["status"],
+                check["severity"],
+                "–" if check["figure"] is None else f"{check['figure']:.4g}",
+                f"{check['threshold']:g}",
+                check["message"],
+            )
+        )
+        + "</tr>"
+        for check in verdicts["checks"]
+    )
+    return (
+        "<h2>Data checks</h2>"
+        f"<p>{source}</p>"
+        "<table><tr><th>check</th><th>result</th><th>severity</th><th>figure</th>"
+        f"<th>threshold</th><th>detail</th></tr>{rows}</table>"
+    )
+
+
+def add_to_report(report_path: str, verdicts: Mapping[str, Any]) -> None:
+    """Inserts the data-check section into an evaluation report (an HTML file) before its end."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(report_path) as handle:
+        page = handle.read()
+    section = verdicts_html(verdicts)
+    end = page.rfind("</body>")
+    page = page[:end] + section + page[end:] if end >= 0 else page + section
+    with tf.io.gfile.GFile(report_path, "w") as handle:
+        handle.write(page)

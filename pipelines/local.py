@@ -370,12 +370,18 @@ def format_summary(summary: LocalRunSummary) -> str:
                 for key, value in metadata.items()
                 if isinstance(value, int | float) and not isinstance(value, bool)
             }
-            if artifact_name in ("metrics", "eval_metrics") and numbers:
+            if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))
         for key, value in task.parameters.items():
             if key.endswith("_config"):  # the resolved config sections: long JSON
                 continue
             lines.append(f"  {key} = {value}")
+    checked = summary.task("data-statistics")
+    if checked is not None:
+        verdicts = checked.artifacts.get("statistics", {}).get("metadata", {})
+        errors = ", ".join(verdicts.get("errors") or []) or "no errors"
+        warnings = ", ".join(verdicts.get("warnings") or []) or "no warnings"
+        lines.append(f"data checks: {errors}, {warnings}")
     lines.append(f"blessed: {summary.blessed}")
     if summary.pushed_uri:
         lines.append(f"pushed model: {summary.pushed_uri}")

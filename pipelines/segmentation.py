@@ -31,6 +31,8 @@ TARGETS: tuple[str, ...] = get_args(Target)
 DISPLAY_NAMES = {
     "resolve-config": "Validate config",
     "ingest": "Ingest TFDS to TFRecords",
+    "data-statistics": "Data statistics and checks",
+    "data-checks": "Stop on failed data checks",
     "class-weights": "Class weights",
     "train": "Train U-Net",
     "evaluate": "Evaluate and bless",
@@ -95,6 +97,7 @@ def create_pipeline(
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
     from components.ops.class_weights import compute_class_weights
+    from components.ops.data_checks import data_statistics, enforce_data_checks
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.notify import notify_run_end
@@ -154,6 +157,24 @@ def create_pipeline(
             ingest(data_config=resolved["data_config"]), "ingest", cache=cache_data
         )
 
+        # Never cached: it compares with the statistics pushed with production's latest model.
+        statistics_task = configure(
+            data_statistics(
+                dataset=ingest_task.outputs["dataset"],
+                checks_config=config.checks.model_dump_json(),
+                push_config=resolved["push_config"],
+            ),
+            "data-statistics",
+            cache=False,
+        )
+        # A failed `error` check stops the run here, before training.
+        checks_task = configure(
+            enforce_data_checks(statistics=statistics_task.outputs["statistics"]),
+            "data-checks",
+            cache=False,
+            retries=0,
+        )
+
         weights_task = configure(
             compute_class_weights(
                 dataset=ingest_task.outputs["dataset"],
@@ -177,7 +198,7 @@ def create_pipeline(
             # A preempted or evicted pod is started again and resumes from its checkpoint;
             # the retried attempt re-raises a recorded deterministic failure at once.
             retries=runtime.retries,
-        )
+        ).after(checks_task)
         if has_accelerator and target == "kubeflow":
             # Kubernetes wants a resource name (nvidia.com/gpu) and a node selector.
             train_task.set_accelerator_type(kubeflow_gpu[0])
@@ -195,6 +216,7 @@ def create_pipeline(
                 model_config=resolved["model_config"],
                 evaluation_config=resolved["evaluation_config"],
                 push_config=resolved["push_config"],
+                data_statistics=statistics_task.outputs["statistics"],
             ),
             "evaluate",
             cache=False,
@@ -207,6 +229,7 @@ def create_pipeline(
                 metrics=evaluate_task.outputs["metrics"],
                 blessed=evaluate_task.outputs["blessed"],
                 blessing_reason=evaluate_task.outputs["reason"],
+                data_statistics=statistics_task.outputs["statistics"],
                 push_config=resolved["push_config"],
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ),

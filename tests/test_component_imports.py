@@ -48,6 +48,7 @@ def test_every_component_module_defines_a_component():
     assert names == {
         "resolve_config",
         "ingest",
+        "data_checks",
         "class_weights",
         "train",
         "evaluate",

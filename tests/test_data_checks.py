@@ -190,3 +190,25 @@ def test_verdicts_are_json_metrics_and_markdown(tmp_path, production):
     text = statistics.render_markdown(current, verdicts)
     assert "Compared with production statistics from dest/v000003." in text
     assert "| image_size_shift | fail | warn | 1.000 | 0.300 |" in text
+
+
+def test_verdicts_go_into_the_evaluation_report(tmp_path, production):
+    from components.report import write_report
+
+    splits = standard_splits()
+    splits["train"].append(splits["test"][0])
+    verdicts = run_checks(_stats(tmp_path, splits), ChecksConfig(), production, compared_with="v7")
+    candidate = {"classes": list(CLASSES), "mean_iou": 0.5, "pixel_accuracy": 0.9}
+    candidate["per_class"] = {
+        name: dict.fromkeys(("iou", "precision", "recall"), 0.5) for name in CLASSES
+    }
+    candidate["confusion_matrix"] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    report = tmp_path / "report.html"
+    write_report(str(report), candidate)
+    data_checks.add_to_report(str(report), verdicts)
+    page = report.read_text()
+    assert page.rstrip().endswith("</body></html>")
+    assert "<h2>Data checks</h2><p>Compared with production statistics from v7.</p>" in page
+    assert (
+        "<tr><td>cross_split_duplicates</td><td>fail</td><td>error</td><td>1</td><td>0</td>" in page
+    )

@@ -12,7 +12,16 @@ import yaml
 from components.config import load_config
 from pipelines.segmentation import compile_pipeline
 
-TASKS = {"resolve-config", "ingest", "compute-class-weights", "train", "evaluate", "push"}
+TASKS = {
+    "resolve-config",
+    "ingest",
+    "data-statistics",
+    "enforce-data-checks",
+    "compute-class-weights",
+    "train",
+    "evaluate",
+    "push",
+}
 
 
 def _compile(tmp_path, *overrides, target="vertex", scheduled=False):
@@ -28,7 +37,7 @@ def _executor(spec, task):
     return spec["deploymentSpec"]["executors"][executor]["container"]
 
 
-def test_six_tasks_and_push_takes_the_blessing_without_a_condition(tmp_path):
+def test_the_tasks_and_push_takes_the_blessing_without_a_condition(tmp_path):
     _, spec = _compile(tmp_path)
     root_tasks = spec["root"]["dag"]["tasks"]
     assert set(root_tasks) == TASKS
@@ -36,6 +45,12 @@ def test_six_tasks_and_push_takes_the_blessing_without_a_condition(tmp_path):
     assert "triggerPolicy" not in push
     blessed = push["inputs"]["parameters"]["blessed"]["taskOutputParameter"]
     assert blessed == {"outputParameterKey": "blessed", "producerTask": "evaluate"}
+    # Data checks stop the run before training; push publishes their statistics.
+    assert "enforce-data-checks" in root_tasks["train"]["dependentTasks"]
+    assert push["inputs"]["artifacts"]["data_statistics"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "statistics",
+        "producerTask": "data-statistics",
+    }
 
 
 @pytest.mark.parametrize("destination", ["", "gs://bucket/models"])

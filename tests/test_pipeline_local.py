@@ -194,6 +194,24 @@ def test_quiet_run_prints_a_start_and_an_end_line_per_step_with_its_figures(bles
     assert len(lines) + len(format_summary(blessed_run).splitlines()) <= 60
 
 
+def test_data_statistics_are_checked_and_travel_with_the_pushed_model(blessed_run):
+    statistics = blessed_run.task("data-statistics").artifacts["statistics"]
+    assert statistics["metadata"]["compared_with"] == ""  # nothing pushed before this run
+    assert (
+        statistics["metadata"]["errors"] == []
+        and statistics["metadata"]["num_records"]["train"] == 24
+    )
+    figures = blessed_run.task("data-statistics").artifacts["check_metrics"]["metadata"]
+    assert figures["check/empty_splits"] == 0.0 and figures["check_errors"] == 0.0
+    pushed = Path(blessed_run.pushed_uri)
+    stored = json.loads((pushed / "data" / "statistics.json").read_text())
+    assert stored == json.loads((Path(statistics["uri"]) / "statistics.json").read_text())
+    manifest = json.loads((pushed / "manifest.json").read_text())
+    assert manifest["data_checks"]["errors"] == []
+    assert manifest["data_checks"]["checks"]["cross_split_duplicates"]["status"] == "pass"
+    assert "data checks: no errors, no warnings" in format_summary(blessed_run)
+
+
 def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
     config = load_config(
         "demo",
@@ -220,6 +238,12 @@ def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
         "nothing was pushed (the model is not blessed: "
     )
     assert "no predictions: nothing was pushed" in format_summary(summary)
+    # This run's data checks compared with the statistics pushed by the first run.
+    checked = summary.task("data-statistics").artifacts["statistics"]["metadata"]
+    assert checked["compared_with"] == blessed_run.pushed_uri
+    figures = summary.task("data-statistics").artifacts["check_metrics"]["metadata"]
+    assert figures["check/class_frequency_distance"] == 0.0
+    assert figures["check/split_shrink"] == 0.0
 
 
 def test_invalid_run_time_value_fails_first_naming_field_and_value(workspace):

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components.ops import DEFAULT_IMAGE
 
@@ -18,6 +18,7 @@ def evaluate(
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
     report: Output[HTML],
+    data_statistics: Input[Artifact] = None,
 ) -> NamedTuple("EvaluateOutputs", [("blessed", bool), ("reason", str), ("mean_iou", float)]):
     """Scores the candidate on the test split and decides whether it may be pushed.
 
@@ -32,6 +33,7 @@ def evaluate(
             the baseline's as baseline_*, blessed as 1/0); the file holds the full outcome JSON.
         confusion: the pixel confusion matrix with class names (rows true, columns predicted).
         report: a self-contained HTML page with sample predictions and the metrics.
+        data_statistics: data_statistics' output; its check verdicts are added to the report.
 
     Returns:
         blessed: whether the model passed every check (the pipeline branches on it).
@@ -75,6 +77,12 @@ def evaluate(
             ),
             what="evaluate",
         )
+
+    if data_statistics is not None:
+        from components import data_checks
+
+        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_checks.CHECKS_FILE}") as handle:
+            data_checks.add_to_report(report.path, json.load(handle))
 
     for name, value in core.scalar_metrics(outcome).items():
         metrics.log_metric(name, value)

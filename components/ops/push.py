@@ -19,6 +19,7 @@ def push(
     push_config: str,
     pushed_model: Output[Artifact],
     blessing_reason: str = "",
+    data_statistics: Input[Artifact] = None,
     run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
 ):
     """Publishes a blessed model as a new version under push.destination; LATEST moves to it.
@@ -36,6 +37,9 @@ def push(
             its metadata holds pushed, version, latest, digest, reused, manifest and any
             registry name; otherwise pushed is false and skip_reason says why.
         blessing_reason: evaluate's reason, repeated in the skip reason of an unblessed model.
+        data_statistics: data_statistics' output: its statistics.json and checks.json go
+            into the version (``data/``), where the next run's data checks find them, and
+            the checks' figures and verdicts into the manifest (``data_checks``).
         run_id: the pipeline job id recorded in the manifest; when the placeholder is not
             resolved (an ad-hoc run), a digest of the model's URI stands in.
     """
@@ -78,19 +82,26 @@ def push(
     if not run_id or run_id.startswith("{{"):
         run_id = "model-" + hashlib.sha256(model.uri.encode("utf-8")).hexdigest()[:16]
 
+    extra_manifest = {
+        "source_model_uri": model.uri,
+        "source_model_artifact_metadata": dict(model.metadata),
+        "metrics": dict(metrics.metadata),
+        "source_metrics_uri": metrics.uri,
+        "push_config": settings.model_dump(),
+    }
+    extra_files = {}
+    if data_statistics is not None:
+        from components import data_checks
+
+        extra_files, extra_manifest["data_checks"] = data_checks.files_to_push(data_statistics.path)
     # A repeated push resumes or reuses its version, so a dropped connection is retried here.
     result = retry_transient(
         lambda: core.push_model(
             model.path,
             settings.destination,
             run_id=run_id,
-            extra_manifest={
-                "source_model_uri": model.uri,
-                "source_model_artifact_metadata": dict(model.metadata),
-                "metrics": dict(metrics.metadata),
-                "source_metrics_uri": metrics.uri,
-                "push_config": settings.model_dump(),
-            },
+            extra_manifest=extra_manifest,
+            extra_files=extra_files,
         ),
         what="push",
     )
