@@ -82,10 +82,11 @@ def test_pet_pixels_doubled(production, copy, tmp_path):
     pet, background = names.index("pet") + 1, names.index("background") + 1
     before = _frequencies(_mask_values(copy, "train"), names)
     for path in sorted((copy / "train" / "masks").glob("*.png")):
-        values = np.asarray(Image.open(path)).copy().ravel()
+        original = np.asarray(Image.open(path))
+        values = original.copy().ravel()
         extra = np.flatnonzero(values == background)[: int(np.sum(values == pet))]
         values[extra] = pet
-        Image.fromarray(values.reshape(SIZE, SIZE)).save(path)
+        Image.fromarray(values.reshape(original.shape)).save(path)
     after = _frequencies(_mask_values(copy, "train"), names)
     assert after["pet"] > 1.9 * before["pet"]
 
@@ -132,7 +133,11 @@ def test_images_at_another_size(production, tmp_path):
     check = _check(verdicts, "image_size_shift")
     assert check["figure"] == pytest.approx(1.0)
     assert (check["status"], check["severity"]) == ("fail", "warn")
-    assert f"{SIZE}x{SIZE}→{2 * SIZE}x{2 * SIZE}" in check["message"]
+    split = check["message"].split(":")[0]
+    before = production["statistics"]["splits"][split]
+    height, width = before["height"]["median"], before["width"]["median"]
+    assert max(height, width) == SIZE
+    assert f"median {height}x{width}→{2 * height}x{2 * width}" in check["message"]
     assert verdicts["warnings"] == ["image_size_shift"]
 
 
@@ -148,10 +153,25 @@ def test_a_copied_test_image_in_train_is_leakage(production, copy, tmp_path):
     assert verdicts["errors"] == ["cross_split_duplicates"]
 
 
-def test_an_empty_split_stops_before_any_check(production, copy, tmp_path):
-    for path in (copy / "validation" / "images").glob("*"):
-        path.unlink()
-    for path in (copy / "validation" / "masks").glob("*"):
-        path.unlink()
-    with pytest.raises(EmptySplitError, match="validation"):
-        _checked(production, copy, tmp_path)
+def test_an_emptied_split_folder_shrinks_the_split(production, copy, tmp_path):
+    # An empty validation/ folder counts as absent: validation is carved from train instead,
+    # far smaller than production's, and split_shrink stops the run.
+    for folder in ("images", "masks"):
+        for path in (copy / "validation" / folder).glob("*"):
+            path.unlink()
+    current = _statistics(production["written"], copy, tmp_path / "out")
+    carved = current["splits"]["validation"]["num_records"]
+    assert carved < SPLITS["validation"]
+    verdicts = run_checks(current, ChecksConfig(), production["statistics"])
+    check = _check(verdicts, "split_shrink")
+    assert check["figure"] == pytest.approx((SPLITS["validation"] - carved) / SPLITS["validation"])
+    assert check["message"] == f"validation: {SPLITS['validation']}→{carved} records"
+    assert "split_shrink" in verdicts["errors"]
+
+
+def test_a_split_left_empty_is_refused_by_ingest(production, copy, tmp_path):
+    for folder in ("images", "masks"):
+        for path in (copy / "validation" / folder).glob("*"):
+            path.unlink()
+    with pytest.raises(EmptySplitError, match="split 'validation' has no usable records"):
+        _statistics(production["written"], copy, tmp_path / "out", validation_fraction=0.01)
