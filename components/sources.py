@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -103,14 +104,15 @@ def _is_gcs(uri: str) -> bool:
     return uri.startswith(storage.GCS_SCHEME)
 
 
-_GCS_CLIENT = None
-
-
 def _gcs_client():
-    global _GCS_CLIENT
-    if _GCS_CLIENT is None:
-        _GCS_CLIENT = storage.make_gcs_client()
-    return _GCS_CLIENT
+    # One client per endpoint (the emulator's, when STORAGE_EMULATOR_HOST is set).
+    return _client_for(os.environ.get("STORAGE_EMULATOR_HOST"))
+
+
+@functools.cache
+def _client_for(emulator_host: str | None):
+    del emulator_host  # Only the cache key: make_gcs_client reads the environment itself.
+    return storage.make_gcs_client()
 
 
 def read_bytes(uri: str) -> bytes:
