@@ -1,6 +1,14 @@
-"""Ingest and class-weights throughput, and ingest's peak memory at N and 4N images.
+"""Ingest and class-weights throughput, ingest's peak memory at N and 4N images, and
+ingest's speed-up from checking records on every core.
 
-Prints, for N and 4N synthetic_pets train images (test split a quarter of that):
+Prints:
+
+- parallel ingest: images/s with one worker process and with one per core, for the
+  TFDS source (synthetic_pets) and the folder source (the same kind of images as
+  JPEG files with PNG masks), each run in a fresh subprocess; the speed-up is
+  all cores over one core, measured in the same run (goal: at least 1.7x on 2 cores).
+
+and, for N and 4N synthetic_pets train images (test split a quarter of that):
 
 - ingest: images/s and MB/s (encoded source bytes read), peak RSS and its growth
   during ingest, each measured in a fresh subprocess so one run's peak cannot
@@ -14,7 +22,8 @@ Prints, for N and 4N synthetic_pets train images (test split a quarter of that):
 
 Usage::
 
-    python benchmarks/bench_ingest.py            # N=150 at 256 px, about 1-2 minutes
+    python benchmarks/bench_ingest.py            # N=150 at 256 px, a few minutes
+    python benchmarks/bench_ingest.py --parallel-only --parallel-n 600
     python benchmarks/bench_ingest.py --n 1000 --image-size 500   # Oxford-sized images
 """
 
@@ -108,6 +117,76 @@ def bench_statistics(config, output_dir: str, *, first_ingest_seconds: float, re
     return {"ingest_best_seconds": min(ingest_times), "statistics_seconds": min(statistics_times)}
 
 
+def child_parallel(source: str, n: int, image_size: int, where: str, workers: int, out: str):
+    """Runs in a subprocess: one ingest of an already written source with ``workers``."""
+    from components.config import DataConfig
+    from components.ingest import ingest_dataset
+
+    if source == "tfds":
+        config = _config(n, image_size, where).model_copy(update={"download": False})
+    else:
+        from components import synthetic_pets
+
+        fields = synthetic_pets.folder_class_table(3, "values")
+        config = DataConfig(source="folder", path=where, records_per_shard=256, **fields)
+    started = time.perf_counter()
+    info = ingest_dataset(config, out, progress_every=10**9, workers=workers)
+    seconds = time.perf_counter() - started
+    records = sum(split["num_records"] for split in info["splits"].values())
+    return {"records": records, "seconds": seconds, "fingerprint": info["fingerprint"]["dataset"]}
+
+
+def bench_parallel(workdir: Path, n: int, image_size: int) -> list[tuple]:
+    """(source, cores, one-worker result, all-cores result) for TFDS and folder."""
+    from components import sources, synthetic_pets
+    from components.ingest import worker_count
+
+    cores = worker_count(_config(n, image_size, str(workdir)))
+    data_dir = str(workdir / "tfds_parallel")
+    sources.prepare(_config(n, image_size, data_dir))
+    folder = str(workdir / "folder")
+    synthetic_pets.write_folder_dataset(folder, n, image_size=image_size)
+    rows = []
+    for source, where in (("tfds", data_dir), ("folder", folder)):
+        results = []
+        for workers in (1, cores):
+            completed = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child-parallel",
+                    source,
+                    str(n),
+                    str(image_size),
+                    where,
+                    str(workers),
+                    str(workdir / f"parallel_{source}_{workers}"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+        rows.append((source, cores, results[0], results[1]))
+    return rows
+
+
+def print_parallel(rows: list[tuple], n: int, image_size: int) -> None:
+    print(f"\nparallel ingest, {n} source images, long side {image_size} px")
+    print(
+        f"{'source':>7} {'records':>8} {'1 core img/s':>13} {'cores':>6} {'all img/s':>10} "
+        f"{'speed-up':>9} {'same output':>12}"
+    )
+    for source, cores, one, every in rows:
+        one_rate = one["records"] / one["seconds"]
+        every_rate = every["records"] / every["seconds"]
+        same = one["fingerprint"] == every["fingerprint"]
+        print(
+            f"{source:>7} {one['records']:>8} {one_rate:>13.1f} {cores:>6} {every_rate:>10.1f} "
+            f"{every_rate / one_rate:>8.2f}x {same!s:>12}"
+        )
+
+
 def _numpy_counts(dataset_dir: str, image_size: int) -> tuple[list[int], int, float]:
     """The baseline: a plain Python/NumPy pass over the same masks."""
     import numpy as np
@@ -169,18 +248,36 @@ def main(argv: list[str] | None = None) -> None:
         help="where to put and keep the data (default: a temp dir, removed)",
     )
     parser.add_argument(
+        "--parallel-n", type=int, default=400, help="source images in the parallel comparison"
+    )
+    parser.add_argument(
+        "--parallel-only", action="store_true", help="only the 1-core vs all-cores comparison"
+    )
+    parser.add_argument(
         "--child", nargs=4, metavar=("N", "SIZE", "DATA_DIR", "OUT"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--child-parallel", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         n, size, data_dir, output_dir = args.child
         print(json.dumps(child_ingest(int(n), int(size), data_dir, output_dir)))
         return
+    if args.child_parallel:
+        source, n, size, where, workers, output_dir = args.child_parallel
+        result = child_parallel(source, int(n), int(size), where, int(workers), output_dir)
+        print(json.dumps(result))
+        return
 
     from components import sources
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_ingest_"))
+    parallel = bench_parallel(workdir, args.parallel_n, args.image_size)
+    print_parallel(parallel, args.parallel_n, args.image_size)
+    if args.parallel_only:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     data_dir = str(workdir / "tfds")
     rows = []
     for n in (args.n, 4 * args.n):

@@ -198,6 +198,14 @@ class DataConfig(_Section):
     ingest_workers: Annotated[int, Field(ge=0, le=256)] = Field(
         default=0, description="Processes decoding and checking records; 0 = every core."
     )
+    skip_unchanged: bool | None = Field(
+        default=None,
+        description=(
+            "Skip train, evaluate and push when the data's fingerprint equals the one the "
+            "production model (push destination's LATEST) was trained on; None = on in "
+            "pipelines compiled for a schedule, off otherwise."
+        ),
+    )
     # Size of the generated offline dataset (synthetic_pets only).
     synthetic_train_size: PositiveInt = 96
     synthetic_test_size: PositiveInt = 32

@@ -232,3 +232,56 @@ def reader_message(error: Exception) -> str:
 def split_size(dataset_dir: str, split: str, info: dict[str, Any] | None = None) -> int:
     info = info or load_dataset_info(dataset_dir)
     return int(info["splits"][split]["num_records"])
+
+
+def _table_entry(spec: dict[str, Any]) -> str:
+    parts = [str(value) for value in spec.get("values", [])]
+    parts += ["#{:02x}{:02x}{:02x}".format(*colour) for colour in spec.get("colors", [])]
+    return ", ".join(parts) or "-"
+
+
+def describe(info: dict[str, Any], dataset_dir: str = "") -> str:
+    """A dataset.json as a few lines a person checks before training on it.
+
+    Counts per split, the class table, pixel frequencies per class (and ignored),
+    skipped records with their reasons, and the fingerprint.
+    """
+    source = info.get("source", {})
+    what = source.get("name") or source.get("path", "")
+    carved = info.get("split_rule", {}).get("carved", {})
+    lines = [f"source: {source.get('type', '?')} {what}".rstrip()]
+    if carved:
+        lines[-1] += f" ({', '.join(sorted(carved))} carved from train)"
+    table = class_table(info)
+    lines.append("classes (id name <- mask values/colours):")
+    for class_id, spec in enumerate(table["classes"]):
+        lines.append(f"  {class_id:>3} {spec['name']} <- {_table_entry(spec)}")
+    ignored = _table_entry(
+        {"values": table.get("ignore_values", []), "colors": table.get("ignore_colors", [])}
+    )
+    if ignored != "-":
+        lines.append(f"  {ignore_id(info):>3} (ignored) <- {ignored}")
+    names = class_names(info)
+    width = max([len(name) for name in names] + [7])
+    header = f"{'split':<10} {'records':>8} {'skipped':>8} " + " ".join(
+        f"{name:>{width}}" for name in [*names, "ignored"]
+    )
+    lines += ["pixel frequencies:", header]
+    skipped_lines = []
+    for split, entry in info.get("splits", {}).items():
+        counts = [entry.get("pixel_counts", {}).get(name, 0) for name in names]
+        counts.append(entry.get("ignored_pixels", 0))
+        total = max(sum(counts), 1)
+        shares = " ".join(f"{100 * count / total:>{width - 1}.1f}%" for count in counts)
+        lines.append(
+            f"{split:<10} {entry['num_records']:>8} {entry.get('num_skipped', 0):>8} {shares}"
+        )
+        skipped_lines += [
+            f"  {split}: {item['file_name']}: {item['reason']}" for item in entry.get("skipped", [])
+        ]
+    if skipped_lines:
+        lines += [f"skipped records ({len(skipped_lines)}):", *skipped_lines]
+    lines.append(f"fingerprint: {dataset_fingerprint(info) or '-'}")
+    if dataset_dir:
+        lines.append(f"written to: {dataset_dir}")
+    return "\n".join(lines)

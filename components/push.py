@@ -448,6 +448,37 @@ def latest_model_digest(destination: str, *, store: Store | None = None) -> str 
     return _parse_pointer(store, pointer_bytes).get("model_digest")
 
 
+def latest_manifest(
+    destination: str, *, store: Store | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """(version, manifest) that the destination's LATEST names, or None if nothing is pushed.
+
+    Only the pointer and the manifest are read (no model file), and the manifest is
+    checked against the sha256 LATEST records.
+
+    Raises:
+        ChecksumMismatchError: the manifest differs from the sha256 LATEST records.
+        ValueError: LATEST names a version without a manifest.
+    """
+    store = store or open_store(destination)
+    pointer_bytes = store.read_bytes(LATEST_FILE)
+    if pointer_bytes is None:
+        return None
+    pointer = _parse_pointer(store, pointer_bytes)
+    version = pointer["version"]
+    manifest_key = _version_key(version, MANIFEST_FILE)
+    manifest_bytes = store.read_bytes(manifest_key)
+    if manifest_bytes is None:
+        raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
+    actual = hashlib.sha256(manifest_bytes).hexdigest()
+    if pointer.get("manifest_sha256") not in (None, actual):
+        raise ChecksumMismatchError(
+            f"{store.key_uri(manifest_key)}: sha256 {actual} differs from "
+            f"{pointer['manifest_sha256']} recorded in LATEST"
+        )
+    return version, json.loads(manifest_bytes)
+
+
 def resolve_latest_model(
     destination: str, local_cache_dir: str, *, store: Store | None = None
 ) -> str | None:

@@ -440,6 +440,10 @@ def train_model(
             "version": source.get("version"),
             "num_train_records": num_train,
             "validation_split": validation_split,
+            # What the model was trained on: a scheduled run whose data has this
+            # fingerprint has nothing new to learn (components/data_check.py).
+            "fingerprint": dataset_info.dataset_fingerprint(info),
+            "split_fingerprints": dataset_info.fingerprint(info)["splits"],
         },
     }
     metadata.update(provenance.provenance())

@@ -112,6 +112,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _native_stderr_silenced(not args.verbose) as console:
+        import logging
+
+        from components import dataset_info
+        from components.ingest import BadRecordError, ingest_dataset
+        from components.sources import DatasetNotPreparedError, SourceError
+
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.ERROR,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=console,
+        )
+        output = str(args.output)
+        try:
+            info = ingest_dataset(config.data, output)
+        except (BadRecordError, SourceError, DatasetNotPreparedError, FileNotFoundError) as error:
+            print(f"error: {error}", file=console)
+            return 1
+    print(dataset_info.describe(info, output))
+    return 0
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced(enabled: bool):
     """Sends file descriptor 2 to /dev/null; yields a stream to the real stderr.
@@ -221,6 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="also show what the steps print (TensorFlow, TFDS, kfp); always in <run>/logs/",
     )
     run.set_defaults(handler=_cmd_run)
+
+    ingest_cmd = commands.add_parser(
+        "ingest",
+        parents=[parent],
+        help="run ingest alone and print what the dataset holds",
+        description=(
+            "Reads the configured source (data.*) into TFRecords and prints the counts per "
+            "split, the class table, pixel frequencies, skipped records and the fingerprint, "
+            "so a dataset can be checked before running the pipeline. Exit code 1 when ingest "
+            "refuses the data (the error names the file and the value)."
+        ),
+    )
+    ingest_cmd.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=Path("petseg-local") / "ingest",
+        help="dataset folder to write (default ./petseg-local/ingest; replaced)",
+    )
+    ingest_cmd.add_argument(
+        "--verbose", action="store_true", help="show progress and TensorFlow's own log lines"
+    )
+    ingest_cmd.set_defaults(handler=_cmd_ingest)
 
     predict_cmd = commands.add_parser(
         "predict",

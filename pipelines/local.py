@@ -61,6 +61,13 @@ class LocalRunSummary:
         return pushed.get("uri")
 
     @property
+    def data_unchanged(self) -> str | None:
+        """Why train, evaluate and push were skipped (data unchanged), or None."""
+        check = self.task("check-data-changed")
+        decision = None if check is None else check.parameters.get("Output")
+        return decision if decision and decision != "train" else None
+
+    @property
     def push_skip_reason(self) -> str | None:
         """Why push pushed nothing, as the push task recorded it (None when it pushed)."""
         push = self.task("push")
@@ -122,6 +129,7 @@ def _read_task(task_dir: Path) -> TaskResult:
 PIPELINE_ORDER = (
     "resolve-config",
     "ingest",
+    "check-data-changed",
     "compute-class-weights",
     "train",
     "evaluate",
@@ -267,6 +275,7 @@ def run_local(
     *,
     out: TextIO | None = None,
     verbose: bool = False,
+    scheduled: bool = False,
 ) -> LocalRunSummary:
     """Runs every task in this Python environment and summarises what each one wrote.
 
@@ -277,6 +286,7 @@ def run_local(
             run would pass them; unnamed ones keep the compiled values.
         out: where the step lines go (default sys.stdout).
         verbose: also copy everything the tasks and kfp.local print to ``out``.
+        scheduled: run the pipeline as compiled for a schedule (create_pipeline's flag).
 
     Raises:
         LocalRunError: a step failed; names it, its error line and its log file.
@@ -296,7 +306,7 @@ def run_local(
         pipeline_root=str(pipeline_root),
         raise_on_error=True,
     )
-    pipeline_func = create_pipeline(config, target="local")
+    pipeline_func = create_pipeline(config, target="local", scheduled=scheduled)
     steps = StepLines(out)
     router = TaskLogRouter(
         pipeline_root,
@@ -382,6 +392,9 @@ def format_summary(summary: LocalRunSummary) -> str:
         errors = ", ".join(verdicts.get("errors") or []) or "no errors"
         warnings = ", ".join(verdicts.get("warnings") or []) or "no warnings"
         lines.append(f"data checks: {errors}, {warnings}")
+    if summary.data_unchanged:
+        lines.append(summary.data_unchanged)
+        return "\n".join(lines)
     lines.append(f"blessed: {summary.blessed}")
     if summary.pushed_uri:
         lines.append(f"pushed model: {summary.pushed_uri}")

@@ -30,9 +30,10 @@ TARGETS: tuple[str, ...] = get_args(Target)
 # Display names shown in the KFP / Vertex UI, one per task.
 DISPLAY_NAMES = {
     "resolve-config": "Validate config",
-    "ingest": "Ingest TFDS to TFRecords",
+    "ingest": "Ingest data to TFRecords",
     "data-statistics": "Data statistics and checks",
     "data-checks": "Stop on failed data checks",
+    "data-check": "Skip if data unchanged",
     "class-weights": "Class weights",
     "train": "Train U-Net",
     "evaluate": "Evaluate and bless",
@@ -87,8 +88,10 @@ def create_pipeline(
         target: 'kubeflow' adds Kubernetes GPU scheduling (node selector,
             tolerations) that Vertex AI would reject; 'local' and 'vertex' do not.
         scheduled: a recurring run: re-ingest and retrain (no cache) unless
-            ``runtime.cache_training_on_schedule`` asks otherwise, and bless only a
-            model better than production (``evaluation.require_improvement``).
+            ``runtime.cache_training_on_schedule`` asks otherwise, bless only a
+            model better than production (``evaluation.require_improvement``), and
+            skip training when the data is what production was trained on
+            (``data.skip_unchanged``, unless the config turns it off).
 
     Returns:
         The ``@dsl.pipeline`` function, ready to compile or run with kfp.local.
@@ -96,7 +99,9 @@ def create_pipeline(
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
+    from components.data_check import TRAIN as DATA_CHANGED
     from components.ops.class_weights import compute_class_weights
+    from components.ops.data_check import check_data_changed
     from components.ops.data_checks import data_statistics, enforce_data_checks
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
@@ -121,6 +126,11 @@ def create_pipeline(
     if scheduled:
         config = config.model_copy(deep=True)
         config.evaluation.require_improvement = True
+    # Unchanged data has nothing new to teach production's model (on for schedules).
+    skip_unchanged = scheduled if config.data.skip_unchanged is None else config.data.skip_unchanged
+    # A folder or manifest can change under the same config: never reuse a cached ingest
+    # of it (the Dataset it writes is new each run, so later steps' cache keys change too).
+    cache_ingest = cache_data and config.data.source == "tfds"
     compiled_config = config.to_json()
 
     def configure(
@@ -154,7 +164,7 @@ def create_pipeline(
         ).outputs
 
         ingest_task = configure(
-            ingest(data_config=resolved["data_config"]), "ingest", cache=cache_data
+            ingest(data_config=resolved["data_config"]), "ingest", cache=cache_ingest
         )
 
         # Never cached: it compares with the statistics pushed with production's latest model.
@@ -175,6 +185,21 @@ def create_pipeline(
             retries=0,
         )
 
+        if not skip_unchanged:
+            train_tasks(resolved, ingest_task, statistics_task, checks_task)
+            return
+        # One output (its 'Output'), so dsl.If works in every runner, kfp.local included.
+        check_task = configure(
+            check_data_changed(
+                dataset=ingest_task.outputs["dataset"], push_config=resolved["push_config"]
+            ),
+            "data-check",
+            cache=False,
+        )
+        with dsl.If(check_task.output == DATA_CHANGED, name="data-changed"):
+            train_tasks(resolved, ingest_task, statistics_task, checks_task)
+
+    def train_tasks(resolved, ingest_task, statistics_task, checks_task):
         weights_task = configure(
             compute_class_weights(
                 dataset=ingest_task.outputs["dataset"],

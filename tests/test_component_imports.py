@@ -49,6 +49,7 @@ def test_every_component_module_defines_a_component():
         "resolve_config",
         "ingest",
         "data_checks",
+        "data_check",
         "class_weights",
         "train",
         "evaluate",

@@ -343,3 +343,32 @@ def test_encode_example_refuses_ids_beyond_the_classes():
     with pytest.raises(ValueError, match="class id 4 is neither below 3 nor the ignore id 255"):
         schema.encode_example(image_bytes=b"", class_ids=ids, file_name="x.png", num_classes=3)
     schema.encode_example(image_bytes=b"", class_ids=ids, file_name="x.png", num_classes=5)
+
+
+def test_petseg_ingest_prints_counts_classes_frequencies_and_skips(tmp_path, capfd):
+    from pipelines.cli import main
+
+    written = synthetic_pets.write_folder_dataset(
+        str(tmp_path / "data"), 12, num_classes=2, mask_format="values", image_size=32
+    )
+    os.remove(os.path.join(written.root, "masks", "pet_00003.png"))
+    arguments = ["ingest", "-o", str(tmp_path / "out"), "--set", "data.source=folder"]
+    arguments += ["--set", f"data.path={written.root}", "--set", "data.validation_fraction=0.3"]
+    arguments += [
+        "--set",
+        "data.classes=[{name: background, values: [1]}, {name: pet, values: [2]}]",
+    ]
+
+    assert main([*arguments, "--set", "data.bad_record_policy=skip"]) == 0
+    printed = capfd.readouterr().out
+    info = dataset_info.load_dataset_info(str(tmp_path / "out"))
+    assert "source: folder " in printed and "(test, validation carved from train)" in printed
+    assert "  0 background <- 1" in printed and "  1 pet <- 2" in printed
+    for split, entry in info["splits"].items():
+        assert f"{split:<10} {entry['num_records']:>8} {entry['num_skipped']:>8}" in printed
+    assert "images/pet_00003.jpg: image has no mask" in printed
+    assert f"fingerprint: {info['fingerprint']['dataset']}" in printed
+
+    assert main(arguments) == 1
+    captured = capfd.readouterr()
+    assert "error: images/pet_00003.jpg: image has no mask" in captured.out + captured.err

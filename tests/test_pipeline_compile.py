@@ -185,13 +185,48 @@ def test_caching_and_retries_follow_config_and_schedule(tmp_path):
     _, scheduled = _compile(tmp_path, scheduled=True)
     tasks = scheduled["root"]["dag"]["tasks"]
     assert not tasks["ingest"]["cachingOptions"].get("enableCache", False)
+    # Scheduled: train and what follows it run only when the data changed.
+    tasks = scheduled["components"]["comp-condition-1"]["dag"]["tasks"]
     assert not tasks["train"]["cachingOptions"].get("enableCache", False)
 
     assert _compiled_config(scheduled)["evaluation"]["require_improvement"] is True
     assert _compiled_config(spec)["evaluation"]["require_improvement"] is False
 
     _, asked = _compile(tmp_path, "runtime.cache_training_on_schedule=true", scheduled=True)
-    assert asked["root"]["dag"]["tasks"]["train"]["cachingOptions"]["enableCache"] is True
+    tasks = asked["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert tasks["train"]["cachingOptions"]["enableCache"] is True
+
+
+def test_scheduled_pipeline_skips_training_when_the_data_is_unchanged(tmp_path):
+    _, plain = _compile(tmp_path)
+    assert "check-data-changed" not in plain["root"]["dag"]["tasks"]
+    assert "train" in plain["root"]["dag"]["tasks"]
+
+    for spec in (
+        _compile(tmp_path, scheduled=True)[1],
+        _compile(tmp_path, "data.skip_unchanged=true")[1],
+    ):
+        tasks = spec["root"]["dag"]["tasks"]
+        assert set(tasks) == {"resolve-config", "ingest", "check-data-changed", "condition-1"}
+        condition = tasks["condition-1"]["triggerPolicy"]["condition"]
+        assert (
+            condition
+            == "inputs.parameter_values['pipelinechannel--check-data-changed-Output'] == 'train'"
+        )
+        inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+        assert set(inner) == {"compute-class-weights", "train", "evaluate", "push"}
+
+    _, off = _compile(tmp_path, "data.skip_unchanged=false", scheduled=True)
+    assert "check-data-changed" not in off["root"]["dag"]["tasks"]
+
+
+def test_folder_and_manifest_ingest_is_never_cached(tmp_path):
+    for source in ("folder", "manifest"):
+        _, spec = _compile(tmp_path, f"data.source={source}", "data.path=gs://bucket/data")
+        tasks = spec["root"]["dag"]["tasks"]
+        # The folder can change under the same config; a cached Dataset would be stale.
+        assert not tasks["ingest"]["cachingOptions"].get("enableCache", False), source
+        assert tasks["train"]["cachingOptions"].get("enableCache") is True
 
 
 def test_resources_from_config(tmp_path):

@@ -100,10 +100,14 @@ def test_run_time_values_change_only_what_they_name(blessed_run):
 def test_ingest_wrote_sharded_records_and_facts(blessed_run):
     dataset = blessed_run.task("ingest").artifacts["dataset"]
     info = json.loads((Path(dataset["uri"]) / "dataset.json").read_text())
-    assert info["splits"]["train"]["num_records"] == 24
+    num_train = info["splits"]["train"]["num_records"]
+    # Validation is carved from the 24 train records; test stays the source's test.
+    assert num_train + info["splits"]["validation"]["num_records"] == 24
+    assert info["splits"]["validation"]["num_records"] > 0
     assert info["splits"]["test"]["num_records"] == 8
     shards = sorted((Path(dataset["uri"]) / "train").glob("*.tfrecord"))
-    assert len(shards) == 3  # 24 records, 10 per shard
+    assert len(shards) == -(-num_train // 10)  # 10 per shard
+    assert dataset["metadata"]["fingerprint"] == info["fingerprint"]["dataset"]
     assert dataset["metadata"]["classes"] == ["pet", "background", "border"]
 
 
@@ -112,7 +116,8 @@ def test_class_weights_json_is_finite_and_logged(blessed_run):
     weights = json.loads(Path(task.artifacts["class_weights"]["uri"]).read_text())
     assert weights["strategy"] == "median_frequency"
     assert len(weights["weights"]) == 3 and all(np.isfinite(weights["weights"]))
-    assert sum(weights["pixel_counts"]) == 24 * 64 * 64
+    assert sum(weights["pixel_counts"]) == weights["num_images"] * 64 * 64
+    assert 16 < weights["num_images"] < 24  # the train split, without the carved validation
     assert task.artifacts["metrics"]["metadata"]
 
 

@@ -31,7 +31,8 @@ def train(
         model: output directory: model.keras, saved_model/ (serving signature: image
             bytes → masks at the model's and the image's size), metadata.json,
             summary.txt. Its metadata carries classes, image_size, normalization,
-            encoder_weights and framework.
+            encoder_weights, framework and data_fingerprint (the content fingerprint
+            of the dataset it was trained on).
         tensorboard: output TensorBoard log directory (epoch scalars, sample predictions).
         metrics: final train and validation loss, accuracy and mean IoU.
     """
@@ -45,7 +46,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from components import provenance, schema
+    from components import dataset_info, provenance, schema
     from components.config import ModelConfig, TrainingConfig, section_from_json
     from components.retry import run_or_replay_failure
     from components.train import train_model
@@ -88,6 +89,9 @@ def train(
             "framework_version": tf.__version__,
             "keras_version": keras.__version__,
             "val_mean_iou": final_metrics.get("val_mean_iou"),
+            "data_fingerprint": dataset_info.dataset_fingerprint(
+                dataset_info.load_dataset_info(dataset.path)
+            ),
         }
     )
     model.metadata.update(provenance.provenance())  # the petseg that trained it

@@ -1,0 +1,67 @@
+"""Scheduled retraining through kfp.local: unchanged data skips training, one new image trains."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components import data_check, synthetic_pets
+from components.config import load_config
+from components.push import latest_manifest
+from pipelines.local import format_summary, run_local
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(3600),
+    pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning"),
+]
+
+
+def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
+    data = synthetic_pets.write_folder_dataset(str(tmp_path / "data"), 12, image_size=32)
+    models = tmp_path / "models"
+    overrides = [
+        "data.source=folder",
+        f"data.path={data.root}",
+        "data.validation_fraction=0.25",
+        "data.test_fraction=0.25",
+        "data.classes=" + json.dumps(data.data_config["classes"]),
+        "model.image_size=32",
+        "training.epochs=1",
+        "training.batch_size=4",
+        "training.tensorboard_images=0",
+        "evaluation.min_mean_iou=0.0",
+        "evaluation.report_images=0",
+        f"push.destination={models}",
+    ]
+    config = load_config("demo", overrides=overrides)
+    root = tmp_path / "root"
+
+    first = run_local(config, pipeline_root=root, scheduled=True)
+    assert first.task("check-data-changed").parameters["Output"] == "train"
+    assert first.pushed_uri is not None
+    version, manifest = latest_manifest(str(models))
+    ingested = json.loads(
+        (Path(first.task("ingest").artifacts["dataset"]["uri"]) / "dataset.json").read_text()
+    )
+    fingerprint = ingested["fingerprint"]["dataset"]
+    # The pushed model records the data it was trained on, in its manifest and metadata.
+    assert data_check.production_fingerprint(manifest) == fingerprint
+    assert first.task("train").artifacts["model"]["metadata"]["data_fingerprint"] == fingerprint
+
+    second = run_local(config, pipeline_root=root, scheduled=True)
+    decision = second.task("check-data-changed").parameters["Output"]
+    assert decision.startswith("skip: data unchanged since production " + version)
+    assert fingerprint in decision
+    assert second.task("train") is None and second.task("push") is None
+    assert second.data_unchanged == decision
+    assert decision in format_summary(second)
+    assert latest_manifest(str(models))[0] == version
+
+    synthetic_pets.write_folder_dataset(data.root, 1, image_size=32, start=12)
+    third = run_local(config, pipeline_root=root, scheduled=True)
+    assert third.task("check-data-changed").parameters["Output"] == "train"
+    assert third.task("train") is not None and third.task("evaluate") is not None
+    assert third.data_unchanged is None
+    trained_on = third.task("train").artifacts["model"]["metadata"]["data_fingerprint"]
+    assert trained_on not in ("", fingerprint)
