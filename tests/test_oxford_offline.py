@@ -184,7 +184,12 @@ def test_real_builder_ingests_offline_with_skips_recorded(offline, manual_dir, d
     assert info["source"]["name"] == "oxford_iiit_pet"
     assert info["source"]["version"] == "4.0.0"
     train, test = info["splits"]["train"], info["splits"]["test"]
-    assert (train["num_records"], train["num_skipped"]) == (3, 2)
+    validation = info["splits"]["validation"]
+    # Oxford has no validation split: it is carved from train by the hash of each file
+    # name (Abyssinian_1.jpg falls in the top 10%); test stays Oxford's test.
+    assert info["split_rule"]["carved"] == {"validation": "train"}
+    assert (train["num_records"], train["num_skipped"]) == (2, 2)
+    assert (validation["num_records"], validation["num_skipped"]) == (1, 0)
     assert (test["num_records"], test["num_skipped"]) == (2, 1)
     skipped = {item["file_name"]: item["reason"] for item in train["skipped"] + test["skipped"]}
     assert set(skipped) == BAD
@@ -192,13 +197,12 @@ def test_real_builder_ingests_offline_with_skips_recorded(offline, manual_dir, d
     assert "mask is" in skipped["beagle_8.jpg"]
     assert "does not decode" in skipped["boxer_7.jpg"]
     assert dataset_info.load_dataset_info(output_dir)["splits"]["train"]["shards"] == [
-        "train/train-00000-of-00002.tfrecord",
-        "train/train-00001-of-00002.tfrecord",
+        "train/train-00000-of-00001.tfrecord",
     ]
 
     _, trimaps = manual_dir
     seen = {}
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         for serialized in tf.data.TFRecordDataset(dataset_info.shard_paths(output_dir, split)):
             record = schema.decode_example(serialized)
             name = record["file_name"].numpy().decode()
@@ -211,7 +215,7 @@ def test_real_builder_ingests_offline_with_skips_recorded(offline, manual_dir, d
             if name == "Abyssinian_1.jpg":
                 assert (record["label"].numpy(), record["species"].numpy()) == (0, 0)
     assert seen == {
-        "Abyssinian_1.jpg": "train",
+        "Abyssinian_1.jpg": "validation",
         "american_bulldog_2.jpg": "train",
         "Abyssinian_5.jpg": "train",
         "beagle_3.jpg": "test",
@@ -235,4 +239,5 @@ def test_a_prepared_data_dir_is_reused_by_later_runs_without_downloading(
         records_per_shard=2,
     )
     info = ingest_dataset(later, str(tmp_path / "b"))
-    assert (info["splits"]["train"]["num_records"], info["splits"]["test"]["num_records"]) == (3, 2)
+    kept = {split: entry["num_records"] for split, entry in info["splits"].items()}
+    assert kept == {"train": 2, "validation": 1, "test": 2}

@@ -17,6 +17,11 @@ pytestmark = [
 ]
 
 
+def _oxford_order(classes):
+    by_name = {spec["name"]: spec for spec in classes}
+    return [by_name[name] for name in ("pet", "background", "border")]
+
+
 def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
     data = synthetic_pets.write_folder_dataset(str(tmp_path / "data"), 12, image_size=32)
     models = tmp_path / "models"
@@ -25,7 +30,9 @@ def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
         f"data.path={data.root}",
         "data.validation_fraction=0.25",
         "data.test_fraction=0.25",
-        "data.classes=" + json.dumps(data.data_config["classes"]),
+        # Oxford's class names and order over the folder's values (background 1, border 2,
+        # pet 3), which every step reads today.
+        "data.classes=" + json.dumps(_oxford_order(data.data_config["classes"])),
         "model.image_size=32",
         "training.epochs=1",
         "training.batch_size=4",

@@ -55,6 +55,7 @@ SOURCE = {
     "synthetic_image_size": 64,
     "records_per_shard": 16,  # one shard per split: no shard-order shuffle
     "synthetic_seed": 3,
+    "validation_fraction": 0.4,  # eight train records: carve a validation split that exists
 }
 
 RUN_SCRIPT = textwrap.dedent(

@@ -1,0 +1,50 @@
+"""data_check.decide: skip only when production was trained on this very data."""
+
+import json
+from pathlib import Path
+
+from components import data_check, dataset_info, schema
+from components.push import push_model
+
+
+def _dataset(path: Path, fingerprint: str) -> str:
+    dataset_info.write_dataset_info(
+        str(path),
+        {
+            "schema_version": schema.SCHEMA_VERSION,
+            "classes": ["pet", "background", "border"],
+            "splits": {},
+            "fingerprint": {"dataset": fingerprint, "splits": {}},
+        },
+    )
+    return str(path)
+
+
+def _model(path: Path, fingerprint: str | None) -> str:
+    path.mkdir(parents=True)
+    (path / "model.keras").write_bytes(b"weights " + (fingerprint or "none").encode())
+    dataset = {"uri": "/data", "source": "folder"}
+    if fingerprint is not None:
+        dataset["fingerprint"] = fingerprint
+    (path / "metadata.json").write_text(json.dumps({"image_size": 32, "dataset": dataset}))
+    return str(path)
+
+
+def test_decide_skips_only_when_production_was_trained_on_the_same_data(tmp_path):
+    same = _dataset(tmp_path / "same", "a" * 64)
+    other = _dataset(tmp_path / "other", "b" * 64)
+    destination = str(tmp_path / "models")
+
+    assert data_check.decide(same, "") == "train"  # no destination
+    assert data_check.decide(same, destination) == "train"  # nothing pushed yet
+
+    push_model(_model(tmp_path / "old", None), destination, run_id="r0")
+    assert data_check.decide(same, destination) == "train"  # production has no fingerprint
+
+    push_model(_model(tmp_path / "current", "a" * 64), destination, run_id="r1")
+    decision = data_check.decide(same, destination)
+    assert decision == (
+        f"skip: data unchanged since production v000002 at {destination} was trained "
+        f"(fingerprint {'a' * 64}); train, evaluate and push skipped"
+    )
+    assert data_check.decide(other, destination) == "train"
