@@ -116,32 +116,10 @@ def validate_record(record: SourceRecord, table: masks.ClassTable | None = None)
 
 
 def _short(reason: str) -> str:
-    # Records without their own mask file are named once, not twice ("mask  has...").
-    return reason.replace("mask  ", "mask ")
+    return masks.short_reason(reason)
 
 
 # --- checking records in parallel, in order, in bounded memory -----------------------------
-
-_WORKER_TABLE: masks.ClassTable | None = None
-
-
-def _init_worker(table: masks.ClassTable) -> None:
-    global _WORKER_TABLE
-    _WORKER_TABLE = table
-
-
-def _check_chunk(
-    items: list[tuple[str, bytes, bytes, str]], table: masks.ClassTable | None = None
-) -> list[masks.CheckedRecord | str]:
-    """Checks a chunk of (key, image, mask, mask name); a bad record gives its reason."""
-    table = table or _WORKER_TABLE
-    results: list[masks.CheckedRecord | str] = []
-    for key, image, mask, mask_name in items:
-        try:
-            results.append(masks.check_record(table, key, image, mask, mask_name))
-        except masks.RecordError as error:
-            results.append(_short(error.reason))
-    return results
 
 
 def worker_count(data_config: DataConfig) -> int:
@@ -203,14 +181,14 @@ def checked_examples(
                 pool = concurrent.futures.ProcessPoolExecutor(
                     workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
+                    initializer=masks.init_worker,
                     initargs=(table,),
                 )
             if pool is None:
                 future: concurrent.futures.Future = concurrent.futures.Future()
-                future.set_result(_check_chunk(items, table))
+                future.set_result(masks.check_chunk(items, table))
             else:
-                future = pool.submit(_check_chunk, items)
+                future = pool.submit(masks.check_chunk, items)
             pending.append((chunk, future))
             while pending and (len(pending) > 2 * workers or pending[0][1].done()):
                 yield from _results(*pending.popleft())

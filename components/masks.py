@@ -261,3 +261,35 @@ def check_record(
         digest=record_digest(key, image_bytes, mask_bytes),
         pixel_counts=np.bincount(class_ids.ravel(), minlength=256).astype(np.int64),
     )
+
+
+# --- ingest's worker processes --------------------------------------------------------------
+# They live here, not in components.ingest: a spawned worker imports the module of the
+# function it runs, and this one costs NumPy and PIL, not TensorFlow.
+
+_WORKER_TABLE: ClassTable | None = None
+
+
+def init_worker(table: ClassTable) -> None:
+    """Keeps the class table in the worker, so chunks do not carry it."""
+    global _WORKER_TABLE
+    _WORKER_TABLE = table
+
+
+def short_reason(reason: str) -> str:
+    # Records without their own mask file are named once, not twice ("mask  has...").
+    return reason.replace("mask  ", "mask ")
+
+
+def check_chunk(
+    items: list[tuple[str, bytes, bytes, str]], table: ClassTable | None = None
+) -> list[CheckedRecord | str]:
+    """Checks a chunk of (key, image, mask, mask name); a bad record gives its reason."""
+    table = table or _WORKER_TABLE
+    results: list[CheckedRecord | str] = []
+    for key, image, mask, mask_name in items:
+        try:
+            results.append(check_record(table, key, image, mask, mask_name))
+        except RecordError as error:
+            results.append(short_reason(error.reason))
+    return results
