@@ -207,7 +207,14 @@ def test_scheduled_pipeline_skips_training_when_the_data_is_unchanged(tmp_path):
         _compile(tmp_path, "data.skip_unchanged=true")[1],
     ):
         tasks = spec["root"]["dag"]["tasks"]
-        assert set(tasks) == {"resolve-config", "ingest", "check-data-changed", "condition-1"}
+        assert set(tasks) == {
+            "resolve-config",
+            "ingest",
+            "data-statistics",
+            "enforce-data-checks",
+            "check-data-changed",
+            "condition-1",
+        }
         condition = tasks["condition-1"]["triggerPolicy"]["condition"]
         assert (
             condition
