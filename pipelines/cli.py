@@ -86,13 +86,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from pipelines.local import LocalRunError, format_summary, prepare_pipeline_root, run_local
+    from pipelines.local import (
+        LocalRunError,
+        default_pipeline_root,
+        format_summary,
+        prepare_pipeline_root,
+        run_local,
+    )
 
     config = config_from_args(args)
     parameters = runtime_values(args.param)
     apply_runtime_parameters(config, parameters)  # refused here, before any task runs
     try:
-        prepare_pipeline_root(args.pipeline_root, Path.cwd())
+        prepare_pipeline_root(
+            args.pipeline_root or default_pipeline_root(args.runner, Path.cwd()), Path.cwd()
+        )
     except PermissionError as error:
         print(f"error: --pipeline-root: {error}", file=sys.stderr)
         return 2
@@ -101,8 +109,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config,
             pipeline_root=args.pipeline_root,
             parameters=parameters,
+            runner=args.runner,
             verbose=args.verbose,
         )
+    except ValueError as error:  # a docker run that cannot work, refused before any task
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except LocalRunError as error:
         print(f"error: {error}", file=sys.stderr)
         if error.log_path is not None:
@@ -231,7 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--pipeline-root",
         type=Path,
-        help="where artifacts go (default ./petseg-local/pipeline_root)",
+        help="where artifacts go (default ./petseg-local/pipeline_root; with --runner docker,"
+        " ./petseg-local)",
+    )
+    run.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess: every task in this environment (default); docker: every task in the"
+        " petseg-cpu/petseg-gpu images (containers/build-local.sh), each with no network",
     )
     run.add_argument(
         "--param",

@@ -21,6 +21,9 @@ from components.config import PipelineConfig
 from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
 
 DEFAULT_LOCAL_ROOT = "petseg-local"
+RUNNERS = ("subprocess", "docker")
+# What containers/build-local.sh tags; --runner docker uses them unless the config names others.
+LOCAL_IMAGES = {"cpu_image": "petseg-cpu:local", "gpu_image": "petseg-gpu:local"}
 EXECUTOR_OUTPUT = "executor_output.json"
 
 
@@ -268,44 +271,152 @@ class StepLines:
             self._print(f"{task.status:<8} {task.name}")
 
 
+def default_pipeline_root(runner: str, base_dir: Path) -> Path:
+    """Subprocess runs: ./petseg-local/pipeline_root. Docker runs: ./petseg-local itself.
+
+    Containers see only the pipeline root, so under --runner docker it is the folder that
+    also holds the demo's push destination (petseg-local/models).
+    """
+    local_dir = base_dir / DEFAULT_LOCAL_ROOT
+    return local_dir if runner == "docker" else local_dir / "pipeline_root"
+
+
+def with_local_images(config: PipelineConfig) -> PipelineConfig:
+    """The locally built images, for each runtime image the config leaves at its default."""
+    defaults = type(config.runtime)()
+    updates = {
+        field: image
+        for field, image in LOCAL_IMAGES.items()
+        if getattr(config.runtime, field) == getattr(defaults, field)
+    }
+    if not updates:
+        return config
+    config = config.model_copy(deep=True)
+    config.runtime = config.runtime.model_copy(update=updates)
+    return config
+
+
+def paths_outside(config: PipelineConfig, pipeline_root: Path) -> list[str]:
+    """Local paths in the config that a container (which mounts only the root) cannot see."""
+    candidates = {
+        "push.destination": config.push.destination,
+        "data.path": config.data.path,
+        "data.data_dir": config.data.data_dir,
+        "data.manual_dir": config.data.manual_dir,
+        "predict.input": config.predict.input,
+    }
+    if config.evaluation.baseline not in ("latest", "none"):
+        candidates["evaluation.baseline"] = config.evaluation.baseline
+    outside = []
+    for name, path in candidates.items():
+        if not path or "://" in path:
+            continue
+        if not Path(path).resolve().is_relative_to(pipeline_root):
+            outside.append(f"{name}={path}")
+    return outside
+
+
+def docker_runner(config: PipelineConfig, pipeline_root: Path) -> Any:
+    """kfp.local.DockerRunner: no network, this user's ids, the images present locally.
+
+    Args:
+        config: the effective config (run-time parameters applied, local paths absolute).
+        pipeline_root: the absolute pipeline root, the only folder the containers mount.
+
+    Raises:
+        ValueError: a local path in the config lies outside the pipeline root, or an image
+            is not in the local Docker engine, or no engine answers.
+    """
+    from kfp import local
+
+    outside = paths_outside(config, pipeline_root)
+    if outside:
+        raise ValueError(
+            f"--runner docker mounts only the pipeline root {str(pipeline_root)!r} into the "
+            f"containers; {', '.join(outside)} lies outside it and would be written inside a "
+            "container and lost. Put it under the pipeline root or choose a --pipeline-root "
+            "that contains it."
+        )
+    try:
+        import docker
+    except ImportError:
+        raise ValueError(
+            "--runner docker needs the 'docker' package (dev group): uv sync --locked"
+        ) from None
+    try:
+        client = docker.from_env()
+        try:
+            for image in sorted({config.runtime.cpu_image, config.runtime.gpu_image}):
+                try:
+                    client.images.get(image)
+                except docker.errors.ImageNotFound:
+                    raise ValueError(
+                        f"image {image!r} is not in the local Docker engine; build it with "
+                        "containers/build-local.sh (or set runtime.cpu_image/gpu_image)"
+                    ) from None
+        finally:
+            client.close()
+    except docker.errors.DockerException as error:
+        raise ValueError(f"--runner docker: no Docker engine answers ({error})") from None
+    return local.DockerRunner(
+        network_mode="none",
+        # Outputs belong to whoever ran petseg; HOME must be writable for Keras and TFDS.
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment={"HOME": "/tmp"},
+    )
+
+
 def run_local(
     config: PipelineConfig,
     pipeline_root: str | Path | None = None,
     parameters: dict[str, Any] | None = None,
     *,
+    runner: str = "subprocess",
     out: TextIO | None = None,
     verbose: bool = False,
     scheduled: bool = False,
 ) -> LocalRunSummary:
-    """Runs every task in this Python environment and summarises what each one wrote.
+    """Runs every task here or in the component images and summarises what each one wrote.
 
     Args:
         config: the settings compiled into the pipeline.
-        pipeline_root: where kfp.local writes the run (default ./petseg-local/pipeline_root).
+        pipeline_root: where kfp.local writes the run (default ./petseg-local/pipeline_root;
+            ./petseg-local with the docker runner).
         parameters: run-time parameter values (``RUNTIME_PARAMETERS`` names), as a cloud
             run would pass them; unnamed ones keep the compiled values.
+        runner: 'subprocess' runs every task in this Python environment; 'docker' runs each
+            in its image (runtime.cpu_image / gpu_image, by default the local builds),
+            with no network.
         out: where the step lines go (default sys.stdout).
         verbose: also copy everything the tasks and kfp.local print to ``out``.
         scheduled: run the pipeline as compiled for a schedule (create_pipeline's flag).
 
     Raises:
         LocalRunError: a step failed; names it, its error line and its log file.
+        ValueError: an unknown runner, or a docker run that cannot work (see docker_runner).
     """
     from kfp import local
 
+    from components.config import apply_runtime_parameters
     from pipelines.segmentation import create_pipeline
 
+    if runner not in RUNNERS:
+        raise ValueError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     out = out or sys.stdout
     base_dir = Path.cwd()
     config = localize_paths(config, base_dir)
-    pipeline_root = prepare_pipeline_root(pipeline_root, base_dir)
+    parameters = localize_parameters(parameters or {}, base_dir)
+    pipeline_root = prepare_pipeline_root(
+        pipeline_root or default_pipeline_root(runner, base_dir), base_dir
+    )
     before = set(pipeline_root.glob(f"{config.name}-*"))
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=True,
-    )
+    if runner == "docker":
+        config = with_local_images(config)
+        task_runner = docker_runner(apply_runtime_parameters(config, parameters), pipeline_root)
+    else:
+        task_runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=task_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     pipeline_func = create_pipeline(config, target="local", scheduled=scheduled)
     steps = StepLines(out)
     router = TaskLogRouter(
@@ -322,7 +433,7 @@ def run_local(
                 "ignore", message=".*have no effect in the current local runner"
             )
             warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-            pipeline_func(**localize_parameters(parameters or {}, base_dir))
+            pipeline_func(**parameters)
     except RuntimeError as error:
         failed = [task for task in router.tasks.values() if task.status == "failed"]
         if not failed:

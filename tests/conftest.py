@@ -22,3 +22,8 @@ def kfp_local(tmp_path):
         pipeline_root=str(pipeline_root),
     )
     return pipeline_root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Image tests last: .ci/run builds the images meanwhile, in the background."""
+    items.sort(key=lambda item: item.get_closest_marker("docker") is not None)

@@ -220,6 +220,8 @@ def image_installs(dockerfile: Path) -> set[str]:
     installed = locked_closure(
         extras, include_dev=False, python_version=image_python_version(args), groups=groups
     )
+    # Locked but deliberately not installed (see the Dockerfiles).
+    installed -= {final[i + 1] for i, word in enumerate(final) if word == "--no-install-package"}
     # tensorflow-cpu installs the same `tensorflow` package as tensorflow, minus CUDA kernels.
     return installed | ({"tensorflow"} if "tensorflow-cpu" in installed else set())
 
