@@ -62,8 +62,14 @@ def _flip_pair(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.T
 
 
 def sample_weights_for(mask: tf.Tensor, class_weights: Sequence[float]) -> tf.Tensor:
-    """Per-pixel weights, shaped like the mask, from one weight per class id."""
-    table = tf.constant(list(class_weights), dtype=tf.float32)
+    """Per-pixel weights, shaped like the uint8 mask, from one weight per class id.
+
+    Any other value, the ignore id above all, gets weight 0: ignored pixels add
+    nothing to the loss.
+    """
+    weights = list(class_weights)
+    # One entry per uint8 value, so every mask value finds its weight.
+    table = tf.constant(weights + [0.0] * (256 - len(weights)), dtype=tf.float32)
     return tf.gather(table, tf.cast(mask, tf.int32))
 
 
@@ -94,12 +100,14 @@ def make_dataset(
         shuffle_buffer: examples in the shuffle buffer.
         cache: keeps the resized examples in memory when they fit under CACHE_LIMIT_BYTES.
         seed: makes shard order, shuffle and augmentation reproducible; None = random.
-        class_weights: one weight per class; adds a per-pixel sample weight to each element.
+        class_weights: one weight per class of the dataset; adds a per-pixel sample weight
+            to each element (0 for ignored pixels).
         drop_remainder: drops a last partial batch (fixed shapes for XLA and replicas).
 
     Returns:
-        Elements (image float32 [B, S, S, 3] in 0..255, mask uint8 [B, S, S, 1] class ids),
-        plus sample weights float32 [B, S, S, 1] when class_weights is given.
+        Elements (image float32 [B, S, S, 3] in 0..255, mask uint8 [B, S, S, 1] class ids,
+        or the ignore id for ignored pixels), plus sample weights float32 [B, S, S, 1]
+        when class_weights is given.
 
     Raises:
         ValueError: on a non-positive image_size, batch_size or shuffle_buffer, or a
@@ -111,17 +119,18 @@ def make_dataset(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if shuffle_buffer < 1:
         raise ValueError(f"shuffle_buffer must be positive, got {shuffle_buffer}")
+    info = dataset_info.load_dataset_info(dataset_dir)
     if class_weights is not None:
         class_weights = [float(weight) for weight in class_weights]
-        if len(class_weights) != schema.NUM_CLASSES:
+        classes = dataset_info.class_names(info)
+        if len(class_weights) != len(classes):
             raise ValueError(
-                f"class_weights has {len(class_weights)} values; one per class "
-                f"{list(schema.CLASS_NAMES)} is needed"
+                f"class_weights has {len(class_weights)} values; one per class of the "
+                f"dataset {classes} is needed"
             )
         if any(weight < 0 for weight in class_weights):
             raise ValueError(f"class_weights must not be negative, got {class_weights}")
 
-    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
     paths = dataset_info.shard_paths(dataset_dir, split, info)
     num_records = dataset_info.split_size(dataset_dir, split, info)
 

@@ -16,6 +16,11 @@ would punish a model for a class the test split lacks) or 1 (which would
 flatter it). A class present in the truth but never predicted, or predicted
 but absent from the truth, has IoU 0 and does count.
 
+The classes are the dataset's (``dataset.json``), any number of them, and the
+model must predict exactly those. Pixels whose true label is the dataset's
+ignore id are not scored: they are in no row or column of the confusion
+matrix, so no metric counts them.
+
 Masks are compared at the evaluation resolution: true masks are resized to
 it nearest-neighbour (any other method invents labels), images bilinear to
 the model's input size, and a model whose input size differs (a baseline
@@ -266,11 +271,13 @@ def evaluate_model(
             baseline's predictions can be shown next to the candidate's on the same images.
 
     Returns:
-        ``segmentation_metrics`` plus model_dir, dataset_dir, split, num_images,
-        image_size, evaluation_size, normalization, and, with NumPy arrays, which the
-        caller drops before writing JSON: ``samples`` and ``worst`` (worst first), lists of
-        {file_name, image (uint8 [S, S, 3]), true_mask, predicted_mask, mean_iou}, and
-        ``predictions``: {file_name: (predicted_mask, mean_iou)} for predict_file_names.
+        ``segmentation_metrics`` over the dataset's classes (ignored pixels left out)
+        plus model_dir, dataset_dir, split, num_images, ignored_pixels, image_size,
+        evaluation_size, normalization, and, with NumPy arrays, which the caller drops
+        before writing JSON: ``samples`` and ``worst`` (worst first), lists of
+        {file_name, image (uint8 [S, S, 3]), true_mask (ignored pixels keep the ignore
+        id), predicted_mask, mean_iou}, and ``predictions``: {file_name: (predicted_mask,
+        mean_iou)} for predict_file_names.
 
     Raises:
         ModelMismatchError: classes, image size or normalisation do not match.
@@ -279,8 +286,9 @@ def evaluate_model(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
-    classes = list(info["classes"])
+    info = dataset_info.load_dataset_info(dataset_dir)
+    classes = dataset_info.class_names(info)
+    ignore_id = dataset_info.ignore_id(info)
     # Metadata first: a mismatched model is refused before its weights are loaded.
     metadata = load_metadata(model_dir)
     size_expected, normalization = _expected_from_config(
@@ -293,7 +301,7 @@ def evaluate_model(
         image_size_expected=size_expected,
         normalization_expected=normalization,
     )
-    model, metadata = load_model_dir(model_dir)
+    model, metadata = load_model_dir(model_dir, expected_classes=classes)
     model_size = _model_image_size(model, metadata, model_dir)
     output_classes = model.output_shape[-1]
     if output_classes != len(classes):
@@ -308,7 +316,7 @@ def evaluate_model(
 
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
     samples: list[dict[str, Any]] = []
-    num_images = 0
+    num_images = ignored_pixels = 0
     batches = _batches(
         dataset_dir,
         split,
@@ -323,7 +331,10 @@ def evaluate_model(
     for batch in _checked(batches, dataset_dir, split, info):
         true_masks = batch["mask"].numpy()
         predicted_masks = _predict_masks(forward, batch["image"], evaluation_size)
-        confusion_matrix(true_masks, predicted_masks, len(classes), into=matrix)
+        confusion_matrix(
+            true_masks, predicted_masks, len(classes), into=matrix, ignore_id=ignore_id
+        )
+        ignored_pixels += int(np.count_nonzero(true_masks == ignore_id))
         file_names = [name.decode("utf-8") for name in batch["file_name"].numpy()]
         for index, file_name in enumerate(file_names):
             keep_sample = len(samples) < num_samples
@@ -355,6 +366,7 @@ def evaluate_model(
             "dataset_dir": dataset_dir,
             "split": split,
             "num_images": num_images,
+            "ignored_pixels": ignored_pixels,
             "image_size": model_size,
             "evaluation_size": evaluation_size,
             "normalization": metadata.get("normalization"),

@@ -2,7 +2,8 @@
 
 A class absent from both truth and prediction has no IoU (None, never NaN) and
 is left out of the mean IoU, so a test split that lacks a class does not drag
-the mean towards zero or one.
+the mean towards zero or one. Pixels whose true class is the ignore id are not
+counted at all, whatever the model predicts there.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from components.config import CLASS_NAMES
+from components.config import CLASS_NAMES, IGNORE_ID
 
 
 def confusion_matrix(
@@ -20,6 +21,7 @@ def confusion_matrix(
     pred: np.ndarray,
     num_classes: int,
     into: np.ndarray | None = None,
+    ignore_id: int | None = IGNORE_ID,
 ) -> np.ndarray:
     """Counts (true class, predicted class) pixel pairs; rows true, columns predicted.
 
@@ -31,6 +33,7 @@ def confusion_matrix(
         pred: integer class ids, the same shape as ``true``.
         num_classes: the number of classes; ids must lie in 0..num_classes-1.
         into: an int64 [num_classes, num_classes] matrix to add to, or None.
+        ignore_id: pixels whose true value is this are left out (None: none are).
 
     Returns:
         The int64 [num_classes, num_classes] matrix (``into`` itself when given).
@@ -46,6 +49,9 @@ def confusion_matrix(
         raise ValueError(f"true mask shape {true.shape} differs from predicted {pred.shape}")
     true = true.astype(np.int64, copy=False).ravel()
     pred = pred.astype(np.int64, copy=False).ravel()
+    if ignore_id is not None:
+        counted = true != ignore_id
+        true, pred = true[counted], pred[counted]
     for name, values in (("true", true), ("predicted", pred)):
         if values.size and (values.min() < 0 or values.max() >= num_classes):
             raise ValueError(

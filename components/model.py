@@ -3,7 +3,8 @@
 Model artifact layout::
 
     <model_dir>/model.keras      Keras 3 model; input float32 [B, S, S, 3] pixels in 0..255,
-                                 normalisation inside, output logits [B, S, S, NUM_CLASSES]
+                                 normalisation inside, output logits [B, S, S, C], one
+                                 channel per class of the dataset it was trained on
     <model_dir>/saved_model/     TF SavedModel; 'serving_default': image_bytes (tf.string
                                  [None], JPEG/PNG) -> mask (uint8 [None, S, S]), mask_png_bytes
                                  (class ids at the input's own size), height, width,
@@ -23,6 +24,7 @@ import json
 import os
 import posixpath
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -340,21 +342,30 @@ def save_model_dir(model: keras.Model, model_dir: str, metadata: dict[str, Any])
     Args:
         model: a model from build_unet (float32 or mixed precision).
         model_dir: the artifact directory, local or gs://; files already there are replaced.
-        metadata: facts to record (training config, metrics, dataset, encoder...). classes,
-            image_size, normalization and the TensorFlow and Keras versions are filled in
-            from the model and this code where the caller leaves them out.
+        metadata: facts to record (classes, training config, metrics, dataset, encoder...).
+            classes must name the model's output channels (left out, Oxford's for a
+            3-class model); image_size, normalization and the TensorFlow and Keras
+            versions are filled in from the model and this code where the caller leaves
+            them out.
     """
     image_size = model_image_size(model)
+    num_classes = int(model.output_shape[-1])
     record = dict(metadata)
-    record.setdefault("classes", list(schema.CLASS_NAMES))
+    if "classes" not in record and num_classes == schema.NUM_CLASSES:
+        record["classes"] = list(schema.CLASS_NAMES)  # Oxford's, the default dataset's
     record.setdefault("image_size", image_size)
     record.setdefault("normalization", model_normalization(model))
-    record.setdefault("num_classes", int(model.output_shape[-1]))
+    record.setdefault("num_classes", num_classes)
     record.setdefault("tensorflow_version", tf.__version__)
     record.setdefault("keras_version", keras.__version__)
     if record["image_size"] != image_size:
         raise ModelMismatchError(
             f"metadata image_size {record['image_size']} differs from the model's {image_size}"
+        )
+    classes = record.get("classes")
+    if not isinstance(classes, list) or len(classes) != num_classes:
+        raise ModelMismatchError(
+            f"metadata classes {classes!r} do not name the model's {num_classes} output channels"
         )
 
     tf.io.gfile.makedirs(model_dir)
@@ -379,12 +390,19 @@ def load_metadata(model_dir: str) -> dict[str, Any]:
         return json.load(handle)
 
 
-def load_model_dir(model_dir: str) -> tuple[keras.Model, dict[str, Any]]:
+def load_model_dir(
+    model_dir: str, expected_classes: Sequence[str] | None = None
+) -> tuple[keras.Model, dict[str, Any]]:
     """Loads model.keras (safe_mode, uncompiled) and metadata.json from a Model artifact.
+
+    Args:
+        model_dir: the Model artifact directory (local or gs://).
+        expected_classes: the classes the model must predict (a dataset's); None = any.
 
     Raises:
         FileNotFoundError: naming model.keras or metadata.json when either is missing.
-        ModelMismatchError: when the model's classes differ from this code's.
+        ModelMismatchError: when the metadata names no classes, other classes than
+            ``expected_classes``, or not one per output channel of the model.
     """
     metadata = load_metadata(model_dir)
     model_path = posixpath.join(model_dir, MODEL_FILE)
@@ -392,11 +410,13 @@ def load_model_dir(model_dir: str) -> tuple[keras.Model, dict[str, Any]]:
         raise FileNotFoundError(
             f"{model_path} not found: {model_dir!r} is not a petseg model directory"
         )
-    classes = list(metadata.get("classes", []))
-    if classes != list(schema.CLASS_NAMES):
+    where = posixpath.join(model_dir, METADATA_FILE)
+    classes = metadata.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ModelMismatchError(f"{where}: classes {classes!r} is not a list of class names")
+    if expected_classes is not None and classes != list(expected_classes):
         raise ModelMismatchError(
-            f"{posixpath.join(model_dir, METADATA_FILE)}: classes {classes} differ from "
-            f"{list(schema.CLASS_NAMES)}"
+            f"{where}: model classes {classes} differ from the expected {list(expected_classes)}"
         )
     with tempfile.TemporaryDirectory() as work_dir:
         local_path = model_path
@@ -404,4 +424,9 @@ def load_model_dir(model_dir: str) -> tuple[keras.Model, dict[str, Any]]:
             local_path = os.path.join(work_dir, MODEL_FILE)
             tf.io.gfile.copy(model_path, local_path, overwrite=True)
         model = keras.saving.load_model(local_path, compile=False, safe_mode=True)
+    if model.output_shape[-1] != len(classes):
+        raise ModelMismatchError(
+            f"{where}: {len(classes)} classes {classes}, but the model outputs "
+            f"{model.output_shape[-1]} logits per pixel"
+        )
     return model, metadata

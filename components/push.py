@@ -58,6 +58,7 @@ _MANIFEST_KEYS = (
     "source_model_dir",
     "files",
     "model_metadata",
+    "classes",
     "dataset",
     "pushed_by",
 )
@@ -267,6 +268,8 @@ def push_model(
             "source_model_dir": os.path.abspath(model_dir),
             "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in files},
             "model_metadata": metadata,
+            # The class names in output-channel order, for whoever serves the model.
+            "classes": metadata.get("classes") if isinstance(metadata, dict) else None,
             "dataset": metadata.get("dataset") if isinstance(metadata, dict) else None,
             # The petseg that pushed; the one that trained is in model_metadata.
             "pushed_by": provenance.provenance(),

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from components import data, dataset_info, devices, provenance, report, schema
+from components import data, dataset_info, devices, provenance, schema, visualize
 from components import model as model_lib
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 VALIDATION_SPLIT = dataset_info.VALIDATION_SPLIT
 BACKUP_DIR = "_training_backup"
 SAMPLES_DIR = "samples"
-# Colours of pet, background, border in the TensorBoard sample masks: the HTML report's, so
-# a class has the same colour everywhere.
-MASK_PALETTE = np.asarray(report.PALETTE[: schema.NUM_CLASSES], dtype=np.uint8)
 METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy", "mean_iou")
 # BatchNorm momentum when the encoder starts from random weights. MobileNetV2's 0.999 suits
 # fine-tuning pretrained statistics; from scratch, a short run (the demo: under a hundred
@@ -45,15 +42,24 @@ class ClassWeightsMismatchError(ValueError):
 
 
 def resolve_class_weights(
-    training_config: Any, class_weights_path: str | None, image_size: int | None = None
+    training_config: Any,
+    class_weights_path: str | None,
+    image_size: int | None = None,
+    classes: list[str] | None = None,
 ) -> list[float] | None:
     """The per-class weights to train with, or None when weighting is off.
+
+    Args:
+        training_config: a TrainingConfig (class_weighting).
+        class_weights_path: the class-weights JSON, or None.
+        image_size: the training resolution, compared with the counting one.
+        classes: the dataset's classes the weights must be for; None = any.
 
     Raises:
         ClassWeightsMismatchError: weighting is on but no artifact is given, or the artifact
             was computed with another strategy.
         FileNotFoundError, components.class_weights.ClassWeightsError: the file is missing
-            or invalid (other classes, bad weights).
+            or invalid (other classes than the dataset's, bad weights).
     """
     if training_config.class_weighting == "none":
         return None
@@ -64,7 +70,7 @@ def resolve_class_weights(
         )
     from components.class_weights import read_class_weights
 
-    recorded = read_class_weights(class_weights_path)
+    recorded = read_class_weights(class_weights_path, classes)
     weights = recorded["weights"]
     strategy = recorded.get("strategy")
     if strategy != training_config.class_weighting:
@@ -82,22 +88,31 @@ def resolve_class_weights(
     return weights
 
 
-def colorize_masks(masks: np.ndarray) -> np.ndarray:
-    """Class-id masks [N, H, W] (or [N, H, W, 1]) to RGB uint8 [N, H, W, 3]."""
+def colorize_masks(masks: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class-id masks [N, H, W] (or [N, H, W, 1]) to RGB uint8 [N, H, W, 3].
+
+    The shared palette (components.visualize), so a class has the same colour in the
+    report, TensorBoard and predictions; ignored pixels get its ignore colour.
+    """
     masks = np.asarray(masks)
     if masks.ndim == 4:
         masks = masks[..., 0]
-    return MASK_PALETTE[np.clip(masks, 0, len(MASK_PALETTE) - 1)]
+    palette = visualize.class_palette(num_classes)
+    return np.stack([visualize.colour_mask(mask, palette) for mask in masks])
 
 
 def sample_panels(images: np.ndarray, true_masks: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Side by side per sample: input image | true mask | predicted mask, uint8 [N, S, 3S, 3]."""
+    """Side by side per sample: input image | true mask | predicted mask, uint8 [N, S, 3S, 3].
+
+    The number of classes is the logits' channels.
+    """
+    num_classes = int(np.shape(logits)[-1])
     predicted = np.argmax(logits, axis=-1)
     return np.concatenate(
         [
             np.clip(np.asarray(images), 0, 255).astype(np.uint8),
-            colorize_masks(true_masks),
-            colorize_masks(predicted),
+            colorize_masks(true_masks, num_classes),
+            colorize_masks(predicted, num_classes),
         ],
         axis=2,
     )
@@ -193,14 +208,50 @@ def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
     )
 
 
-def _compile(model: keras.Model, learning_rate: float, jit_compile: bool) -> None:
+@keras.saving.register_keras_serializable(package="petseg")
+class PixelAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Pixel accuracy over labelled pixels: those labelled ``ignore_class`` are not counted."""
+
+    def __init__(self, ignore_class: int = schema.IGNORE_ID, name: str = "accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_class = ignore_class
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = keras.ops.cast(y_true, "int32")
+        if len(labels.shape) == len(y_pred.shape) and labels.shape[-1] == 1:
+            labels = keras.ops.squeeze(labels, axis=-1)
+        labelled = keras.ops.cast(keras.ops.not_equal(labels, self.ignore_class), "float32")
+        if sample_weight is not None:
+            weights = keras.ops.cast(sample_weight, "float32")
+            labelled = labelled * keras.ops.reshape(weights, keras.ops.shape(labelled))
+        return super().update_state(labels, y_pred, sample_weight=labelled)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
+def _compile(
+    model: keras.Model,
+    learning_rate: float,
+    jit_compile: bool,
+    num_classes: int,
+    ignore_id: int = schema.IGNORE_ID,
+) -> None:
+    """Adam and per-pixel cross-entropy; the loss and both metrics skip ignored pixels.
+
+    Keras' ``ignore_class`` gives ignored pixels loss 0 and averages over the labelled
+    ones; with class weights their sample weight is 0 as well (components.data).
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_id),
         metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            PixelAccuracy(ignore_class=ignore_id, name="accuracy"),
             keras.metrics.MeanIoU(
-                num_classes=schema.NUM_CLASSES, sparse_y_pred=False, name="mean_iou"
+                num_classes=num_classes,
+                sparse_y_pred=False,
+                ignore_class=ignore_id,
+                name="mean_iou",
             ),
         ],
         jit_compile=jit_compile,
@@ -231,7 +282,7 @@ def batchnorm_momentum_for(model_config: Any) -> float | None:
     return None if model_config.pretrained else FROM_SCRATCH_BATCHNORM_MOMENTUM
 
 
-def _float32_copy(trained: keras.Model, model_config: Any) -> keras.Model:
+def _float32_copy(trained: keras.Model, model_config: Any, num_classes: int) -> keras.Model:
     """Rebuilds a mixed-precision model in float32 with the trained weights.
 
     Mixed-precision variables are float32 already, so the copy is exact; the saved model
@@ -242,6 +293,7 @@ def _float32_copy(trained: keras.Model, model_config: Any) -> keras.Model:
     try:
         copy = model_lib.build_unet(
             model_config.image_size,
+            num_classes=num_classes,
             encoder_weights="none",
             encoder_trainable=model_config.encoder_trainable,
             normalization=model_config.normalization,
@@ -312,13 +364,14 @@ def train_model(
     Returns:
         Final metrics: loss, accuracy, mean_iou and their val_ counterparts.
     """
-    info = dataset_info.load_dataset_info(dataset_dir, schema.CLASS_NAMES)
+    info = dataset_info.load_dataset_info(dataset_dir)
+    classes = dataset_info.class_names(info)
     validation_split = _validation_split(info, dataset_dir)
     num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT, info)
     if num_train < 1:
         raise dataset_info.DatasetMismatchError(f"{dataset_dir}: the train split is empty")
     class_weights = resolve_class_weights(
-        training_config, class_weights_path, model_config.image_size
+        training_config, class_weights_path, model_config.image_size, classes
     )
 
     if runtime_plan is None:
@@ -363,12 +416,19 @@ def train_model(
         with strategy.scope():
             model = model_lib.build_unet(
                 model_config.image_size,
+                num_classes=len(classes),
                 encoder_weights=model_config.encoder_weights,
                 encoder_trainable=model_config.encoder_trainable,
                 normalization=model_config.normalization,
                 batchnorm_momentum=batchnorm_momentum_for(model_config),
             )
-            _compile(model, training_config.learning_rate, runtime_plan.jit_compile)
+            _compile(
+                model,
+                training_config.learning_rate,
+                runtime_plan.jit_compile,
+                len(classes),
+                dataset_info.ignore_id(info),
+            )
 
         all_callbacks: list[keras.callbacks.Callback] = [
             keras.callbacks.BackupAndRestore(backup_dir=posixpath.join(model_dir, BACKUP_DIR)),
@@ -415,11 +475,14 @@ def train_model(
         raise FloatingPointError(f"training diverged: non-finite metrics {bad}")
 
     to_save = (
-        model if runtime_plan.precision_policy == "float32" else _float32_copy(model, model_config)
+        model
+        if runtime_plan.precision_policy == "float32"
+        else _float32_copy(model, model_config, len(classes))
     )
     source = info.get("source", {})
     metadata = {
-        "classes": list(schema.CLASS_NAMES),
+        "classes": classes,
+        "ignore_id": dataset_info.ignore_id(info),
         "image_size": model_config.image_size,
         "normalization": model_config.normalization,
         "encoder_weights": model_config.encoder_weights,

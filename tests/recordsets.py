@@ -3,6 +3,11 @@
 Each image shows one ellipse "pet" on a background with a border ring around it, like an
 Oxford trimap. Pet, background and border get distinct colour ranges plus noise, so a
 model can learn the classes, and the mask is known exactly for every pixel.
+
+Other class counts draw nested rings instead: class 0 is the background and class
+k > 0 the k-th ring from the outside, each class its own colour. With ``ignore`` a
+rectangle of each mask is labelled the ignore id (the image under it is unchanged,
+as with unlabelled pixels in real data).
 """
 
 from __future__ import annotations
@@ -17,6 +22,39 @@ from PIL import Image
 from components import dataset_info, schema
 
 CLASS_COLOURS = np.array([[200, 120, 40], [40, 90, 200], [120, 200, 120]], dtype=np.float32)
+# Colours of the generic N-class drawing, index = class id (at most 6 classes).
+RING_COLOURS = np.array(
+    [[40, 90, 200], [200, 120, 40], [120, 200, 120], [220, 220, 60], [150, 40, 150], [20, 20, 20]],
+    dtype=np.float32,
+)
+
+
+def class_names_for(num_classes: int) -> list[str]:
+    """Oxford's names for 3 classes, else background, ring_1, ring_2, ..."""
+    if num_classes == schema.NUM_CLASSES:
+        return list(schema.CLASS_NAMES)
+    return ["background", *(f"ring_{index}" for index in range(1, num_classes))]
+
+
+def draw_rings(
+    rng: np.random.Generator, height: int, width: int, num_classes: int, ignore: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (image, class ids) pair of the generic drawing; see the module docstring."""
+    if not 2 <= num_classes <= len(RING_COLOURS):
+        raise ValueError(f"draw_rings draws 2 to {len(RING_COLOURS)} classes, not {num_classes}")
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    distance = np.sqrt(
+        ((rows - rng.uniform(0.4, 0.6) * height) / (rng.uniform(0.3, 0.4) * height)) ** 2
+        + ((cols - rng.uniform(0.4, 0.6) * width) / (rng.uniform(0.3, 0.4) * width)) ** 2
+    )
+    class_ids = np.zeros((height, width), dtype=np.uint8)
+    for class_id in range(1, num_classes):
+        class_ids[distance <= 1.0 - (class_id - 1) / (num_classes - 1)] = class_id
+    image = RING_COLOURS[class_ids] + rng.normal(0.0, 15.0, size=(height, width, 3))
+    if ignore:
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        class_ids[top : top + height // 4, left : left + width // 4] = schema.IGNORE_ID
+    return np.clip(image, 0, 255).astype(np.uint8), class_ids
 
 
 def draw_example(
@@ -53,6 +91,8 @@ def write_recordset(
     shards_per_split: int = 2,
     seed: int = 0,
     image_format: str = "PNG",
+    num_classes: int = schema.NUM_CLASSES,
+    ignore: bool = False,
 ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Writes a Dataset artifact directory and returns what it holds.
 
@@ -64,6 +104,8 @@ def write_recordset(
         shards_per_split: shards per split, each a contiguous run of records in order.
         seed: numpy seed for the drawn images.
         image_format: 'PNG' (lossless, exact pixels) or 'JPEG' (like Oxford).
+        num_classes: 3 draws the Oxford-like pets; any other number nested rings.
+        ignore: label a rectangle of every mask with the ignore id.
 
     Returns:
         For each split, the (image, class_ids) pairs in stored order.
@@ -75,7 +117,10 @@ def write_recordset(
     contents: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     split_info = {}
     for split, count in splits.items():
-        pairs = [draw_example(rng, height, width) for _ in range(count)]
+        if num_classes == schema.NUM_CLASSES and not ignore:
+            pairs = [draw_example(rng, height, width) for _ in range(count)]
+        else:
+            pairs = [draw_rings(rng, height, width, num_classes, ignore) for _ in range(count)]
         contents[split] = pairs
         shard_count = max(1, min(shards_per_split, count))
         bounds = np.linspace(0, count, shard_count + 1).astype(int)
@@ -91,6 +136,7 @@ def write_recordset(
                             image_bytes=encode_image(image, image_format),
                             class_ids=class_ids,
                             file_name=f"{split}_{number:04d}.{image_format.lower()}",
+                            num_classes=num_classes,
                         )
                     )
             shards.append(relative)
@@ -104,7 +150,8 @@ def write_recordset(
         dataset_dir,
         {
             "schema_version": schema.SCHEMA_VERSION,
-            "classes": list(schema.CLASS_NAMES),
+            "classes": class_names_for(num_classes),
+            "ignore_id": schema.IGNORE_ID,
             "source": {"name": "tests.recordsets", "version": "0", "data_dir": ""},
             "splits": split_info,
             "bad_record_policy": "error",
@@ -114,7 +161,65 @@ def write_recordset(
     return contents
 
 
-def class_pixel_fractions(masks: Sequence[np.ndarray]) -> np.ndarray:
-    """Fraction of pixels per class over some masks."""
-    counts = np.bincount(np.concatenate([mask.ravel() for mask in masks]), minlength=3)
+def write_masks(
+    dataset_dir: str,
+    masks: dict[str, Sequence[np.ndarray]],
+    classes: Sequence[str],
+    images: dict[str, Sequence[np.ndarray]] | None = None,
+) -> str:
+    """Writes a Dataset directory holding exactly the given class-id masks, one shard a split.
+
+    Args:
+        dataset_dir: directory to write dataset.json and <split>/ shards into.
+        masks: per split, [H, W] uint8 masks of class ids (or the ignore id).
+        classes: the dataset's class names, in class-id order.
+        images: per split, the matching uint8 [H, W, 3] images; default black.
+    """
+    import tensorflow as tf
+
+    split_info = {}
+    for split, split_masks in masks.items():
+        relative = posixpath.join(split, schema.shard_file_name(split, 0, 1))
+        tf.io.gfile.makedirs(posixpath.join(dataset_dir, split))
+        with tf.io.TFRecordWriter(posixpath.join(dataset_dir, relative)) as writer:
+            for number, mask in enumerate(split_masks):
+                image = (
+                    images[split][number]
+                    if images is not None
+                    else np.zeros((*mask.shape, 3), np.uint8)
+                )
+                writer.write(
+                    schema.encode_example(
+                        image_bytes=encode_image(image, "PNG"),
+                        class_ids=mask,
+                        file_name=f"{split}_{number:04d}.png",
+                        num_classes=len(classes),
+                    )
+                )
+        split_info[split] = {
+            "num_records": len(split_masks),
+            "shards": [relative],
+            "num_skipped": 0,
+            "skipped": [],
+        }
+    dataset_info.write_dataset_info(
+        dataset_dir,
+        {
+            "schema_version": schema.SCHEMA_VERSION,
+            "classes": list(classes),
+            "ignore_id": schema.IGNORE_ID,
+            "source": {"name": "tests.recordsets", "version": "0", "data_dir": ""},
+            "splits": split_info,
+            "bad_record_policy": "error",
+        },
+    )
+    return dataset_dir
+
+
+def class_pixel_fractions(
+    masks: Sequence[np.ndarray], num_classes: int = schema.NUM_CLASSES
+) -> np.ndarray:
+    """Fraction of pixels per class over some masks (ignored pixels left out)."""
+    values = np.concatenate([mask.ravel() for mask in masks])
+    counts = np.bincount(values[values != schema.IGNORE_ID], minlength=num_classes)
     return counts / counts.sum()

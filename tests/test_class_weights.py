@@ -18,6 +18,7 @@ from components.class_weights import (
     write_class_weights,
 )
 from components.ingest import SourceRecord, write_split
+from tests import recordsets
 
 PET, BACKGROUND, BORDER = 0, 1, 2
 # Two 4x4 masks (class ids). Counts: pet 8+2=10, background 6+12=18, border 2+2=4; 32 pixels.
@@ -59,7 +60,11 @@ def two_masks(tmp_path):
 
 
 def test_counts_at_source_resolution(two_masks):
-    assert count_mask_pixels(two_masks, 4) == {"pixel_counts": [10, 18, 4], "num_images": 2}
+    assert count_mask_pixels(two_masks, 4) == {
+        "pixel_counts": [10, 18, 4],
+        "num_images": 2,
+        "ignored_pixels": 0,
+    }
 
 
 def test_counts_after_nearest_neighbour_resize(tmp_path):
@@ -130,7 +135,7 @@ def test_absent_class_gets_a_finite_zero_weight(tmp_path):
     ("counts", "strategy", "fixed", "message"),
     [
         ([1, 2, 3], "balanced", None, "unknown class weighting strategy 'balanced'"),
-        ([1, 2], "none", None, "need 3 pixel counts"),
+        ([1], "none", None, "need 1 pixel counts"),
         ([0, 0, 0], "inverse_frequency", None, "no mask pixels"),
         ([1, 2, 3], "fixed", [1.0, 2.0], "one value per class"),
         ([1, 2, 3], "fixed", [1.0, -2.0, 1.0], "finite, >= 0"),
@@ -164,7 +169,9 @@ def test_write_then_load_round_trip(two_masks, tmp_path):
     [
         ("{not json", "not JSON"),
         ("[1, 2, 3]", "JSON object"),
-        ('{"classes": ["cat", "dog", "x"], "weights": [1, 1, 1]}', "classes"),
+        ('{"classes": "cat", "weights": [1, 1, 1]}', "not a list of class names"),
+        ('{"weights": [1, 1, 1]}', "not a list of class names"),
+        ('{"classes": ["cat", "dog"], "weights": [1, 1, 1]}', "list of 2 numbers"),
         ('{"classes": ["pet", "background", "border"], "weights": [1, 1]}', "list of 3"),
         ('{"classes": ["pet", "background", "border"], "weights": [1, NaN, 1]}', "'background'"),
         ('{"classes": ["pet", "background", "border"], "weights": [1, 1, Infinity]}', "'border'"),
@@ -191,3 +198,76 @@ def test_write_refuses_invalid_weights(tmp_path):
     with pytest.raises(ClassWeightsError, match="background"):
         write_class_weights(bad, str(tmp_path / "w.json"))
     assert not (tmp_path / "w.json").exists()
+
+
+IGNORE = schema.IGNORE_ID
+# Five classes and ignored pixels. Counts: a 4+1=5, b 2+2=4, c 1+3=4, d 0+4=4, e 1+0=1,
+# ignored 8+6=14; 32 pixels.
+FIVE_CLASSES = ["a", "b", "c", "d", "e"]
+FIVE_A = np.array(
+    [[0, 0, 0, 0], [1, 1, 2, 4], [IGNORE] * 4, [IGNORE] * 4],
+    np.uint8,
+)
+FIVE_B = np.array(
+    [[0, 1, 1, 2], [2, 2, 3, 3], [3, 3, IGNORE, IGNORE], [IGNORE] * 4],
+    np.uint8,
+)
+
+
+@pytest.fixture
+def five_classes(tmp_path):
+    return recordsets.write_masks(str(tmp_path / "five"), {"train": [FIVE_A, FIVE_B]}, FIVE_CLASSES)
+
+
+def test_five_classes_are_counted_and_ignored_pixels_left_out(five_classes):
+    assert count_mask_pixels(five_classes, 4) == {
+        "pixel_counts": [5, 4, 4, 4, 1],
+        "num_images": 2,
+        "ignored_pixels": 14,
+    }
+    result = compute_class_weights(five_classes, 4, "inverse_frequency")
+    assert result["classes"] == FIVE_CLASSES
+    # Frequencies over the 18 labelled pixels only; w_c = 1 / (5 f_c).
+    assert result["frequencies"] == pytest.approx([5 / 18, 4 / 18, 4 / 18, 4 / 18, 1 / 18])
+    assert result["weights"] == pytest.approx([18 / 25, 18 / 20, 18 / 20, 18 / 20, 18 / 5])
+    assert result["ignored_pixels"] == 14
+    median = compute_class_weights(five_classes, 4, "median_frequency")
+    assert median["weights"] == pytest.approx([4 / 5, 1.0, 1.0, 1.0, 4.0])
+
+
+def test_two_classes_with_ignored_pixels(tmp_path):
+    mask = np.array([[0, 0, 1, IGNORE], [1, 1, 1, IGNORE]], np.uint8)
+    dataset = recordsets.write_masks(str(tmp_path / "two"), {"train": [mask]}, ["sky", "ground"])
+    result = compute_class_weights(dataset, 4, "median_frequency")
+    assert result["classes"] == ["sky", "ground"]
+    assert result["pixel_counts"] == [4, 8]  # 2x4 resized nearest to 4x4
+    assert result["ignored_pixels"] == 4
+    assert result["weights"] == pytest.approx([(6 / 12) / (4 / 12), (6 / 12) / (8 / 12)])
+    assert compute_class_weights(dataset, 4, "fixed", [1.0, 3.0])["weights"] == [1.0, 3.0]
+
+
+def test_fixed_weights_must_match_the_dataset_classes(five_classes):
+    with pytest.raises(ClassWeightsError, match="has 3 values but the dataset has 5 classes") as a:
+        compute_class_weights(five_classes, 4, "fixed", [2.0, 2.0, 1.0])
+    assert "a, b, c, d, e" in str(a.value)
+    with pytest.raises(ClassWeightsError, match=r"needs training\.fixed_class_weights") as b:
+        compute_class_weights(five_classes, 4, "fixed")
+    assert "a, b, c, d, e" in str(b.value)
+
+
+def test_a_mask_value_outside_the_classes_is_named(tmp_path):
+    # Written as a 5-class dataset, then declared to have only a and b.
+    dataset = recordsets.write_masks(str(tmp_path / "five"), {"train": [FIVE_A]}, FIVE_CLASSES)
+    info = dataset_info.load_dataset_info(dataset)
+    info["classes"] = ["a", "b"]
+    dataset_info.write_dataset_info(dataset, info)
+    with pytest.raises(dataset_info.DatasetMismatchError, match=r"values \[2, 4\]"):
+        count_mask_pixels(dataset, 4)
+
+
+def test_weights_of_other_classes_are_refused(five_classes, tmp_path):
+    path = str(tmp_path / "weights.json")
+    write_class_weights(compute_class_weights(five_classes, 4, "none"), path)
+    assert load_class_weights(path, FIVE_CLASSES) == [1.0] * 5
+    with pytest.raises(ClassWeightsError, match=r"for classes \['a'.*the dataset has \['pet'"):
+        load_class_weights(path, list(schema.CLASS_NAMES))

@@ -28,6 +28,22 @@ def test_confusion_matrix_counts_pairs_rows_true_columns_predicted():
     assert matrix.dtype == np.int64
 
 
+def test_confusion_matrix_leaves_ignored_pixels_out():
+    ignore = schema.IGNORE_ID
+    true = np.array([[0, ignore, 1, 1], [ignore, 4, 4, 3]], dtype=np.uint8)
+    pred = np.array([[0, 2, 1, 0], [4, 4, 3, 3]], dtype=np.uint8)
+    matrix = evaluate.confusion_matrix(true, pred, 5)
+    expected = np.zeros((5, 5), np.int64)
+    for t, p in [(0, 0), (1, 1), (1, 0), (4, 4), (4, 3), (3, 3)]:
+        expected[t, p] += 1
+    np.testing.assert_array_equal(matrix, expected)
+    metrics = evaluate.segmentation_metrics(matrix, ["a", "b", "c", "d", "e"])
+    assert metrics["num_pixels"] == 6 and metrics["pixel_accuracy"] == pytest.approx(4 / 6)
+    assert metrics["per_class"]["c"]["predicted_pixels"] == 0  # its prediction was ignored
+    with pytest.raises(ValueError, match=r"outside 0\.\.4"):
+        evaluate.confusion_matrix(true, pred, 5, ignore_id=None)
+
+
 def test_confusion_matrix_accumulates_in_place_like_one_pass():
     rng = np.random.default_rng(0)
     true = rng.integers(0, 3, size=(5, 8, 8))
@@ -273,8 +289,12 @@ def nearest_colour(images, colours):
     return distances.argmin(axis=-1)
 
 
-def write_colour_model(model_dir, colours, image_size=IMAGE_SIZE, normalization="tutorial"):
+def write_colour_model(
+    model_dir, colours, image_size=IMAGE_SIZE, normalization="tutorial", classes=None
+):
     """Saves a 1x1-conv model that labels each pixel with its nearest colour.
+
+    One class per colour: ``classes`` names them (default Oxford's, for 3 colours).
 
     Nearest centroid is linear: argmax_c 2 mu_c.x - |mu_c|^2, with x and mu_c normalised
     the same way (a uniform scale and shift, which keeps the nearest centroid).
@@ -292,7 +312,10 @@ def write_colour_model(model_dir, colours, image_size=IMAGE_SIZE, normalization=
     kernel = (2 * centroids.T)[None, None].astype(np.float32)
     bias = -(centroids**2).sum(axis=1).astype(np.float32)
     model.get_layer("logits").set_weights([kernel, bias])
-    model_lib.save_model_dir(model, str(model_dir), {"encoder_weights": "none"})
+    metadata = {"encoder_weights": "none"}
+    if classes is not None:
+        metadata["classes"] = list(classes)
+    model_lib.save_model_dir(model, str(model_dir), metadata)
     return str(model_dir)
 
 
@@ -412,7 +435,15 @@ def test_evaluate_model_refuses_dataset_with_other_classes_or_no_split(saved, tm
     info = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     info["classes"] = ["pet", "background"]
     (tmp_path / "dataset" / "dataset.json").write_text(json.dumps(info))
-    with pytest.raises(dataset_info.DatasetMismatchError, match="classes"):
+    with pytest.raises(
+        evaluate.ModelMismatchError,
+        match=r"model classes \['pet', 'background', 'border'\] differ from the dataset's "
+        r"classes \['pet', 'background'\]",
+    ):
+        evaluate.evaluate_model(saved["exact"], dataset_dir)
+    info["classes"] = ["pet"]
+    (tmp_path / "dataset" / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(dataset_info.DatasetMismatchError, match=r"classes \['pet'\] is not"):
         evaluate.evaluate_model(saved["exact"], dataset_dir)
 
 

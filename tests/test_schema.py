@@ -105,6 +105,23 @@ def test_class_id_out_of_range_is_an_error_naming_the_file():
         schema.encode_example(
             image_bytes=b"", class_ids=np.array([[0, 3]], np.uint8), file_name="dog_2.jpg"
         )
+    with pytest.raises(ValueError, match=r"cat\.png: class id 7 is neither below 2.*255"):
+        schema.encode_example(
+            image_bytes=b"",
+            class_ids=np.array([[0, 1], [7, 255]], np.uint8),
+            file_name="cat.png",
+            num_classes=2,
+        )
+
+
+def test_any_number_of_classes_and_the_ignore_id_round_trip():
+    class_ids = np.array([[0, 4, schema.IGNORE_ID], [3, 1, 2]], np.uint8)
+    image = tf.io.encode_png(np.zeros((2, 3, 3), np.uint8)).numpy()
+    serialized = schema.encode_example(
+        image_bytes=image, class_ids=class_ids, file_name="five.png", num_classes=5
+    )
+    decoded = schema.decode_example(tf.constant(serialized))
+    np.testing.assert_array_equal(decoded["mask"].numpy()[..., 0], class_ids)
 
 
 def test_shard_file_name():

@@ -118,7 +118,8 @@ def test_tensorboard_has_epoch_scalars_and_sample_prediction_panels(trained):
     assert panel.shape == (SIZE, 3 * SIZE, 3)
     # The middle third is the true mask in the class palette: only palette colours appear.
     true_mask_colours = {tuple(colour) for colour in panel[:, SIZE : 2 * SIZE].reshape(-1, 3)}
-    assert true_mask_colours <= {tuple(colour) for colour in train.MASK_PALETTE}
+    palette = train.colorize_masks(np.arange(schema.NUM_CLASSES)[None, None], schema.NUM_CLASSES)
+    assert true_mask_colours <= {tuple(colour) for colour in palette[0, 0]}
 
 
 @pytest.mark.slow
@@ -256,11 +257,10 @@ def test_sample_panels_put_image_truth_and_prediction_side_by_side():
     panel = train.sample_panels(images, truth, logits)
     assert panel.shape == (1, 2, 6, 3) and panel.dtype == np.uint8
     np.testing.assert_array_equal(panel[0, :, :2], 7)
-    np.testing.assert_array_equal(panel[0, 0, 2], train.MASK_PALETTE[0])
-    np.testing.assert_array_equal(panel[0, 1, 2], train.MASK_PALETTE[2])
-    np.testing.assert_array_equal(
-        panel[0, :, 4:], np.broadcast_to(train.MASK_PALETTE[2], (2, 2, 3))
-    )
+    palette = train.colorize_masks(np.arange(3)[None, None], 3)[0, 0]
+    np.testing.assert_array_equal(panel[0, 0, 2], palette[0])
+    np.testing.assert_array_equal(panel[0, 1, 2], palette[2])
+    np.testing.assert_array_equal(panel[0, :, 4:], np.broadcast_to(palette[2], (2, 2, 3)))
 
 
 @pytest.mark.slow

@@ -22,8 +22,10 @@ def compute_class_weights(
         training_config: TrainingConfig as JSON; class_weighting picks the strategy
             and fixed_class_weights the weights for 'fixed'.
         class_weights: output JSON file {strategy, classes, image_size, num_images,
-            pixel_counts, frequencies, weights, absent_classes}.
-        metrics: per-class pixel counts, frequencies and weights, for the UI.
+            pixel_counts, ignored_pixels, frequencies, weights, absent_classes}; the
+            classes are the dataset's.
+        metrics: per-class pixel counts, frequencies and weights, and the ignored
+            pixels, for the UI.
     """
     from components.failures import record_failures
 
@@ -61,6 +63,7 @@ def compute_class_weights(
         }
     )
     metrics.log_metric("num_images", result["num_images"])
+    metrics.log_metric("ignored_pixels", result["ignored_pixels"])
     for index, name in enumerate(result["classes"]):
         metrics.log_metric(f"pixels_{name}", result["pixel_counts"][index])
         metrics.log_metric(f"frequency_{name}", result["frequencies"][index])

@@ -30,9 +30,9 @@ def train(
         training_config: TrainingConfig as JSON (epochs, batch_size, learning_rate, ...).
         model: output directory: model.keras, saved_model/ (serving signature: image
             bytes → masks at the model's and the image's size), metadata.json,
-            summary.txt. Its metadata carries classes, image_size, normalization,
-            encoder_weights, framework and data_fingerprint (the content fingerprint
-            of the dataset it was trained on).
+            summary.txt. Its metadata carries classes (the dataset's; one output channel
+            each), image_size, normalization, encoder_weights, framework and
+            data_fingerprint (the content fingerprint of the dataset it was trained on).
         tensorboard: output TensorBoard log directory (epoch scalars, sample predictions).
         metrics: final train and validation loss, accuracy and mean IoU.
     """
@@ -46,7 +46,8 @@ def train(
     import keras
     import tensorflow as tf
 
-    from components import dataset_info, provenance, schema
+    from components import dataset_info, provenance
+    from components import model as model_lib
     from components.config import ModelConfig, TrainingConfig, section_from_json
     from components.retry import run_or_replay_failure
     from components.train import train_model
@@ -78,9 +79,10 @@ def train(
         metrics.log_metric(name, round(float(value), 6))
     logging.info("final metrics: %s", final_metrics)
 
+    saved = model_lib.load_metadata(model.path)
     model.metadata.update(
         {
-            "classes": list(schema.CLASS_NAMES),
+            "classes": saved["classes"],
             "image_size": model_settings.image_size,
             "normalization": model_settings.normalization,
             "encoder_weights": model_settings.encoder_weights,

@@ -315,23 +315,29 @@ def test_empty_split_in_a_dataset_is_refused_by_its_readers(dataset, pixel_model
     ],
     ids=["fewer", "reordered", "more"],
 )
-def test_dataset_with_other_classes_is_refused(dataset, pixel_model, classes, fault):
+def test_dataset_with_other_classes_than_the_model_is_refused(dataset, pixel_model, classes, fault):
     fault(
-        f"dataset.json classes {classes} differ from the configured {list(schema.CLASS_NAMES)}",
-        expected="class weights and evaluation refuse it, naming dataset.json and both lists",
+        f"dataset.json classes {classes}, the model predicts {list(schema.CLASS_NAMES)}",
+        expected="evaluation refuses the model naming metadata.json and both lists; class "
+        "weights follow the dataset's list and refuse mask values outside it",
     )
     _edit_info(dataset, lambda info: info.update(classes=classes))
 
-    with pytest.raises(dataset_info.DatasetMismatchError) as weights_error:
-        class_weights.compute_class_weights(str(dataset), 32, "none")
-    with pytest.raises(dataset_info.DatasetMismatchError) as evaluate_error:
+    with pytest.raises(evaluate.ModelMismatchError) as evaluate_error:
         evaluate.evaluate_model(pixel_model, str(dataset))
+    message = str(evaluate_error.value)
+    assert "metadata.json" in message
+    assert str(classes) in message and str(list(schema.CLASS_NAMES)) in message
+    fault.saw(evaluate_error.value)
 
-    for error in (weights_error.value, evaluate_error.value):
-        message = str(error)
-        assert str(dataset / "dataset.json") in message
-        assert str(classes) in message and str(list(schema.CLASS_NAMES)) in message
-    fault.saw(weights_error.value)
+    if len(classes) < schema.NUM_CLASSES:
+        with pytest.raises(dataset_info.DatasetMismatchError, match=r"values \[2\]") as error:
+            class_weights.compute_class_weights(str(dataset), 32, "none")
+        assert str(classes) in str(error.value)
+        fault.saw(error.value)
+    else:
+        weights = class_weights.compute_class_weights(str(dataset), 32, "none")
+        assert weights["classes"] == classes and len(weights["pixel_counts"]) == len(classes)
 
 
 def _truncate(path: Path, num_bytes: int = 100) -> None:

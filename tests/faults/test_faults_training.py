@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from components import dataset_info, evaluate, train
+from components import class_weights, dataset_info, evaluate, train
 from components.config import ModelConfig, TrainingConfig
 from components.model import load_model_dir
 
@@ -321,19 +321,35 @@ def test_training_names_a_shard_with_a_corrupted_record(damaged_copy, tmp_path, 
     assert str(shard) in str(failure.value)
 
 
-def test_training_refuses_a_dataset_with_other_classes(damaged_copy, tmp_path, fault):
+def test_training_refuses_class_weights_of_other_classes(damaged_copy, tmp_path, fault):
     fault(
-        "dataset.json lists classes ['background', 'pet', 'border'] (another class order)",
-        expected="training refuses it before reading a record, naming dataset.json and both lists",
+        "class weights computed before dataset.json's classes became "
+        "['background', 'pet', 'border'] (another class order)",
+        expected="training refuses them before reading a record, naming the weights file and "
+        "both class lists",
     )
     dataset, _ = damaged_copy
+    weights = str(tmp_path / "class_weights.json")
+    class_weights.write_class_weights(
+        class_weights.compute_class_weights(str(dataset), IMAGE_SIZE, "inverse_frequency"),
+        weights,
+    )
     info = json.loads((dataset / "dataset.json").read_text())
     info["classes"] = ["background", "pet", "border"]
     (dataset / "dataset.json").write_text(json.dumps(info))
 
-    with pytest.raises(dataset_info.DatasetMismatchError) as failure:
-        _train(dataset, tmp_path)
+    with pytest.raises(class_weights.ClassWeightsError) as failure:
+        train.train_model(
+            str(dataset),
+            str(tmp_path / "model"),
+            str(tmp_path / "tensorboard"),
+            MODEL_CONFIG,
+            TRAINING_CONFIG.model_copy(update={"epochs": 1}),
+            weights,
+        )
 
     fault.saw(failure.value)
-    assert str(dataset / "dataset.json") in str(failure.value)
+    assert weights in str(failure.value)
+    assert "['pet', 'background', 'border']" in str(failure.value)
     assert "['background', 'pet', 'border']" in str(failure.value)
+    assert not (tmp_path / "model" / "model.keras").exists()
