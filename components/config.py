@@ -692,6 +692,15 @@ class PipelineConfig(_Section):
                 f"training.fixed_class_weights {weights} has {len(weights)} values; "
                 f"one per class ({', '.join(names)}) is needed"
             )
+        if (
+            self.training.class_weighting == "fixed"
+            and weights is None
+            and list(names) != list(CLASS_NAMES)
+        ):
+            raise ValueError(
+                "training.class_weighting 'fixed' needs training.fixed_class_weights, one per "
+                f"class ({', '.join(names)}); the tutorial's default fits Oxford's classes only"
+            )
         return self
 
     def to_json(self) -> str:

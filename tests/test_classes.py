@@ -222,3 +222,20 @@ def test_tensorboard_panels_colour_any_number_of_classes_and_ignored_pixels():
     ignored = tuple(panel[0, 0, 3])
     assert ignored not in {tuple(colour) for colour in colours}
     np.testing.assert_array_equal(panel[0, :, 4:], np.broadcast_to(colours[3], (2, 2, 3)))
+
+
+def test_config_checks_fixed_weights_against_the_configured_classes():
+    from components.config import ConfigError, load_config
+
+    two = "data.classes=[{name: sky, values: [0]}, {name: ground, values: [1]}]"
+    config = load_config(
+        "demo",
+        overrides=[two, "training.class_weighting=fixed", "training.fixed_class_weights=[1, 3]"],
+    )
+    assert config.training.fixed_class_weights == [1.0, 3.0]
+    with pytest.raises(ConfigError, match=r"has 3 values; one per class \(sky, ground\)"):
+        load_config("demo", overrides=[two, "training.fixed_class_weights=[2, 2, 1]"])
+    with pytest.raises(ConfigError, match=r"needs training\.fixed_class_weights.*sky, ground"):
+        load_config("demo", overrides=[two, "training.class_weighting=fixed"])
+    # Oxford's classes keep the tutorial's default.
+    assert load_config("tutorial", overrides=["training.class_weighting=fixed"])

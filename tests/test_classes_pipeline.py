@@ -1,8 +1,8 @@
-"""A 5-class dataset with ignored pixels through class weights → train → evaluate on kfp.local.
+"""A 2-class dataset with ignored pixels through class weights → train → evaluate on kfp.local.
 
 The dataset is written straight through the schema (tests/recordsets.py), imported as a
 Dataset artifact, and every task after ingest runs as the pipeline runs it. The assertions
-are on what each task wrote: weights per dataset class, a model head of five channels whose
+are on what each task wrote: weights per dataset class, a model head of two channels whose
 metadata names the classes, metrics and a confusion matrix over those classes that leave the
 ignored pixels out, and a report that names them.
 """
@@ -27,7 +27,7 @@ pytestmark = [
 ]
 
 SIZE = 32
-FIVE = recordsets.class_names_for(5)
+TWO = recordsets.class_names_for(2)
 
 
 def _run(dataset_dir: str):
@@ -85,14 +85,14 @@ def _run(dataset_dir: str):
     return classes_pipeline()
 
 
-def test_five_classes_with_ignored_pixels_through_weights_train_and_evaluate(kfp_local, tmp_path):
+def test_two_classes_with_ignored_pixels_through_weights_train_and_evaluate(kfp_local, tmp_path):
     dataset_dir = str(tmp_path / "dataset")
     contents = recordsets.write_recordset(
         dataset_dir,
-        {"train": 8, "test": 4},
+        {"train": 8, "validation": 4, "test": 4},
         height=SIZE,
         width=SIZE,
-        num_classes=5,
+        num_classes=2,
         ignore=True,
         seed=11,
     )
@@ -107,21 +107,21 @@ def _check_class_weights(run):
     artifact = run["task"].outputs["class_weights"]
     record = json.loads(Path(artifact.path).read_text())
     train_masks = np.stack([mask for _, mask in run["contents"]["train"]])
-    assert record["classes"] == FIVE and artifact.metadata["classes"] == FIVE
-    assert record["pixel_counts"] == [int((train_masks == c).sum()) for c in range(5)]
+    assert record["classes"] == TWO and artifact.metadata["classes"] == TWO
+    assert record["pixel_counts"] == [int((train_masks == c).sum()) for c in range(2)]
     assert record["ignored_pixels"] == int((train_masks == schema.IGNORE_ID).sum()) > 0
-    assert len(record["weights"]) == 5 and all(weight > 0 for weight in record["weights"])
+    assert len(record["weights"]) == 2 and all(weight > 0 for weight in record["weights"])
 
 
 def _check_model(run):
-    """Five output channels; the metadata names the classes and the weights used."""
+    """Two output channels; the metadata names the classes and the weights used."""
     from components.model import load_model_dir
 
     model_artifact = run["task"].outputs["model"]
-    assert model_artifact.metadata["classes"] == FIVE
-    model, metadata = load_model_dir(model_artifact.path, expected_classes=FIVE)
-    assert model.output_shape == (None, SIZE, SIZE, 5)
-    assert metadata["classes"] == FIVE and metadata["ignore_id"] == schema.IGNORE_ID
+    assert model_artifact.metadata["classes"] == TWO
+    model, metadata = load_model_dir(model_artifact.path, expected_classes=TWO)
+    assert model.output_shape == (None, SIZE, SIZE, 2)
+    assert metadata["classes"] == TWO and metadata["ignore_id"] == schema.IGNORE_ID
     assert metadata["class_weights"] == pytest.approx(
         json.loads(Path(run["task"].outputs["class_weights"].path).read_text())["weights"]
     )
@@ -130,24 +130,24 @@ def _check_model(run):
 
 
 def _check_evaluation(run):
-    """Metrics and confusion matrix over the five classes, ignored pixels left out."""
+    """Metrics and confusion matrix over the two classes, ignored pixels left out."""
     test_masks = np.stack([mask for _, mask in run["contents"]["test"]])
     ignored = int((test_masks == schema.IGNORE_ID).sum())
     outcome = json.loads(Path(run["task"].outputs["metrics"].path).read_text())
     candidate = outcome["candidate"]
-    assert candidate["classes"] == FIVE
-    assert np.asarray(candidate["confusion_matrix"]).shape == (5, 5)
+    assert candidate["classes"] == TWO
+    assert np.asarray(candidate["confusion_matrix"]).shape == (2, 2)
     assert candidate["ignored_pixels"] == ignored > 0
     assert candidate["num_pixels"] == test_masks.size - ignored
     assert np.sum(candidate["confusion_matrix"]) == test_masks.size - ignored
     # Each true row holds exactly that class's labelled pixels.
     rows = np.sum(candidate["confusion_matrix"], axis=1)
-    assert rows.tolist() == [int((test_masks == c).sum()) for c in range(5)]
+    assert rows.tolist() == [int((test_masks == c).sum()) for c in range(2)]
     metrics = run["task"].outputs["metrics"].metadata
-    assert {f"iou_{name}" for name in FIVE if candidate["per_class"][name]["iou"] is not None} <= (
+    assert {f"iou_{name}" for name in TWO if candidate["per_class"][name]["iou"] is not None} <= (
         set(metrics)
     )
     matrix = run["task"].outputs["confusion"].metadata["confusionMatrix"]
-    assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == FIVE
+    assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == TWO
     page = Path(run["task"].outputs["report"].path).read_text()
-    assert all(name in page for name in FIVE)
+    assert all(name in page for name in TWO)
