@@ -85,7 +85,9 @@ def test_component_logs_metrics_confusion_and_report(kfp_local, inputs):
     task = _run(
         inputs["skewed"],
         inputs["dataset"],
-        evaluation=EvaluationConfig(min_mean_iou=0.5, baseline="latest", report_images=2),
+        evaluation=EvaluationConfig(
+            min_mean_iou=0.5, baseline="latest", report_images=2, report_worst_images=0
+        ),
         destination="",  # 'latest' with nowhere pushed: no baseline
     )
     expected_confusion = _numpy_confusion(inputs["test"], SKEWED_COLOURS)
