@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # Values only a field's own validator refuses (the types alone would accept them).
 VALIDATOR_CASES: dict[str, list[tuple[object, str]]] = {
     "name": [("Petseg Weekly", "'Petseg Weekly'"), ("-petseg", "'-petseg'")],
-    "data.dataset": [("cifar10", "'cifar10'")],
     "data.version": [("latest", "'latest'"), ("4.0", "4.0")],
     "model.image_size": [(100, "100")],
     "model.encoder_weights": [("  ", "'  '")],
@@ -146,6 +145,9 @@ def leaf_paths(model=PipelineConfig, prefix: str = "") -> set[str]:
     return paths
 
 
+SECRET_SECTION = "notify"
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     """petseg's exit code and stderr; argparse's own refusals exit through SystemExit."""
     try:
@@ -168,7 +170,10 @@ def test_every_fields_invalid_values_are_refused_naming_field_and_value(capsys, 
         code, err = run_cli(
             ["config", "--preset", "demo", "--set", f"{path}={json.dumps(value)}"], capsys
         )
-        if code != 2 or path not in err or shown not in err or "Traceback" in err:
+        # notify's settings lead to a secret: its errors name the field, never the value.
+        secret_side = path.startswith(SECRET_SECTION)
+        value_shown = f"(got {shown}" in err if secret_side else shown in err
+        if code != 2 or path not in err or value_shown == secret_side or "Traceback" in err:
             problems.append(f"--set {path}={json.dumps(value)}: exit {code}, said {err!r}")
     fault.saw(f"{len(cases) - len(problems)}/{len(cases)} refused with field and value")
     example = run_cli(["config", "--set", "training.epochs=0"], capsys)[1].strip()
