@@ -132,8 +132,10 @@ def _read_task(task_dir: Path) -> TaskResult:
 PIPELINE_ORDER = (
     "resolve-config",
     "ingest",
+    "data-statistics",
     "check-data-changed",
     "compute-class-weights",
+    "enforce-data-checks",
     "train",
     "evaluate",
     "push",
@@ -482,6 +484,13 @@ def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
     lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
     for task_name, task in summary.tasks.items():
+        shown_parameters = {
+            key: value
+            for key, value in task.parameters.items()
+            if not key.endswith("_config")  # the resolved config sections: long JSON
+        }
+        if not task.artifacts and not shown_parameters:
+            continue  # a step with nothing to show (it said how it went as it ran)
         lines.append(f"[{task_name}]")
         for artifact_name, artifact in task.artifacts.items():
             lines.append(f"  {artifact_name}: {artifact['uri']}")
@@ -493,10 +502,9 @@ def format_summary(summary: LocalRunSummary) -> str:
             }
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))
-        for key, value in task.parameters.items():
-            if key.endswith("_config"):  # the resolved config sections: long JSON
-                continue
-            lines.append(f"  {key} = {value}")
+        for key, value in shown_parameters.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            lines.append(f"  {key} = {shown}")
     checked = summary.task("data-statistics")
     if checked is not None:
         verdicts = checked.artifacts.get("statistics", {}).get("metadata", {})
