@@ -484,10 +484,14 @@ def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
     lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
     for task_name, task in summary.tasks.items():
+        logged = {
+            key for artifact in task.artifacts.values() for key in artifact.get("metadata", {})
+        }
         shown_parameters = {
             key: value
             for key, value in task.parameters.items()
-            if not key.endswith("_config")  # the resolved config sections: long JSON
+            # Not the resolved config sections (long JSON), nor what a metric line already says.
+            if not key.endswith("_config") and key not in logged
         }
         if not task.artifacts and not shown_parameters:
             continue  # a step with nothing to show (it said how it went as it ran)
@@ -500,6 +504,9 @@ def format_summary(summary: LocalRunSummary) -> str:
                 for key, value in metadata.items()
                 if isinstance(value, int | float) and not isinstance(value, bool)
             }
+            if artifact_name == "check_metrics":
+                # The verdicts get their own line below; list only the checks that found something.
+                numbers = {key: value for key, value in numbers.items() if value}
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))
         for key, value in shown_parameters.items():

@@ -225,9 +225,12 @@ def test_failed_local_run_reports_the_failed_task_and_its_error_line_through_kfp
     [run_folder] = (tmp_path / "root").iterdir()
     [record] = run_folder.glob("*/failure.json")
     assert record.parent.name == task
+    # The quiet local run shows step lines; what the notify step printed is in its log.
     output = "".join(capfd.readouterr())
-    assert "reported run failed to the webhook (HTTP 200)" in output
-    assert TOKEN not in output
+    assert "FAILED   " + task in output
+    notify_log = (run_folder / "logs" / "notify-run-end.log").read_text()
+    assert "reported run failed to the webhook (HTTP 200)" in notify_log
+    assert TOKEN not in output and TOKEN not in notify_log
 
 
 def test_failed_tasks_and_their_error_lines_from_vertex_request_boundary(monkeypatch):

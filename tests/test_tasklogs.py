@@ -230,7 +230,8 @@ def test_summary_groups_per_class_metrics_and_step_lines_say_why_push_did_nothin
     )
     lines = format_summary(summary).splitlines()
     assert "[resolve-config]" not in lines  # nothing to show but config JSON
-    assert "  mean_iou = 0.5000" in lines  # a float output parameter, rounded
+    assert "  mean_iou = 0.5000" not in lines  # the output repeats the metric: shown once
+    assert "  reason = mean IoU 0.5000 < min_mean_iou 0.6000" in lines
     assert lines[1] == f"step logs: {tmp_path / 'logs'}"
     assert "    iou: pet 0.2500, hot_dog 0.5000, dog 0.7500" in lines
     assert "    recall: dog 1" in lines and "    num_images = 48" in lines
