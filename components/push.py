@@ -451,19 +451,8 @@ def latest_model_digest(destination: str, *, store: Store | None = None) -> str 
     return _parse_pointer(store, pointer_bytes).get("model_digest")
 
 
-def latest_manifest(
-    destination: str, *, store: Store | None = None
-) -> tuple[str, dict[str, Any]] | None:
-    """(version, manifest) that the destination's LATEST names, or None if nothing is pushed.
-
-    Only the pointer and the manifest are read (no model file), and the manifest is
-    checked against the sha256 LATEST records.
-
-    Raises:
-        ChecksumMismatchError: the manifest differs from the sha256 LATEST records.
-        ValueError: LATEST names a version without a manifest.
-    """
-    store = store or open_store(destination)
+def _read_latest(store: Store) -> tuple[dict[str, Any], str, bytes] | None:
+    """(LATEST's pointer, its manifest key, the manifest's bytes checked against it), or None."""
     pointer_bytes = store.read_bytes(LATEST_FILE)
     if pointer_bytes is None:
         return None
@@ -479,7 +468,27 @@ def latest_manifest(
             f"{store.key_uri(manifest_key)}: sha256 {actual} differs from "
             f"{pointer['manifest_sha256']} recorded in LATEST"
         )
-    return version, json.loads(manifest_bytes)
+    return pointer, manifest_key, manifest_bytes
+
+
+def latest_manifest(
+    destination: str, *, store: Store | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """(version, manifest) that the destination's LATEST names, or None if nothing is pushed.
+
+    Only the pointer and the manifest are read (no model file), and the manifest is
+    checked against the sha256 LATEST records.
+
+    Raises:
+        ChecksumMismatchError: the manifest differs from the sha256 LATEST records.
+        ValueError: LATEST names a version without a manifest.
+    """
+    store = store or open_store(destination)
+    latest = _read_latest(store)
+    if latest is None:
+        return None
+    pointer, _, manifest_bytes = latest
+    return pointer["version"], json.loads(manifest_bytes)
 
 
 def resolve_latest_model(
@@ -498,21 +507,11 @@ def resolve_latest_model(
     """
     store = store or open_store(destination)
     store.check_ready(for_write=False)
-    pointer_bytes = store.read_bytes(LATEST_FILE)
-    if pointer_bytes is None:
+    latest = _read_latest(store)
+    if latest is None:
         return None
-    pointer = _parse_pointer(store, pointer_bytes)
+    pointer, manifest_key, manifest_bytes = latest
     version = pointer["version"]
-    manifest_key = _version_key(version, MANIFEST_FILE)
-    manifest_bytes = store.read_bytes(manifest_key)
-    if manifest_bytes is None:
-        raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
-    actual = hashlib.sha256(manifest_bytes).hexdigest()
-    if pointer.get("manifest_sha256") not in (None, actual):
-        raise ChecksumMismatchError(
-            f"{store.key_uri(manifest_key)}: sha256 {actual} differs from "
-            f"{pointer['manifest_sha256']} recorded in LATEST"
-        )
     manifest = json.loads(manifest_bytes)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
