@@ -196,7 +196,7 @@ class DataConfig(_Section):
     records_per_shard: PositiveInt = 1024
     bad_record_policy: Literal["error", "skip"] = "error"
     ingest_workers: Annotated[int, Field(ge=0, le=256)] = Field(
-        default=0, description="Processes decoding and checking records; 0 = every core."
+        default=0, description="Threads decoding and checking records; 0 = every core."
     )
     skip_unchanged: bool | None = Field(
         default=None,

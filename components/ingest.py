@@ -8,9 +8,9 @@ The output directory becomes a Dataset artifact (see components.dataset_info)::
 
 Examples stream from the source (components.sources) in a stable order. Each
 is checked (the image decodes, every mask value or colour is in the class
-table, image and mask have the same size) and its mask mapped to class ids in
-worker processes on every core, a bounded window at a time, so output order
-is deterministic and memory does not grow with the dataset. Images are
+table, image and mask have the same size) and its mask mapped to class ids by
+one thread per core, a bounded window at a time, so output order is
+deterministic and memory does not grow with the dataset. Images are
 written with the source's bytes unchanged, masks as PNG class ids (255 =
 ignore). A source without a validation (or test) split has one carved from
 train by a hash of each example's key (components.splits).
@@ -29,7 +29,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import logging
-import multiprocessing
 import os
 import posixpath
 import time
@@ -56,9 +55,6 @@ IMAGE_ENCODING_NOTE = (
     "at the image's size."
 )
 _INCOMPLETE_SUFFIX = ".incomplete"
-# Records checked in this process before worker processes start: a small dataset never
-# pays for starting them.
-_INLINE_RECORDS = 48
 _CHUNK_RECORDS = 8
 _READ_THREADS = 8
 
@@ -163,32 +159,25 @@ def checked_examples(
 ) -> Iterator[tuple[SourceExample, masks.CheckedRecord | str]]:
     """(example, checked record or bad-record reason) for every example, in source order.
 
-    Files are read by a few threads and records checked by ``workers`` processes
-    (spawned, so TensorFlow's threads are never forked). At most 2 x workers
-    chunks are in flight, so memory stays flat however large the source is.
+    Files are read by a few threads and records checked by ``workers`` threads: image
+    and PNG codecs, hashing and NumPy release the GIL, so threads use every core with
+    no process start-up and no copying of records between processes (measured in
+    benchmarks/bench_ingest.py). At most 2 x workers chunks are in flight, so memory
+    stays flat however large the source is.
     """
     reader = concurrent.futures.ThreadPoolExecutor(_READ_THREADS)
-    pool: concurrent.futures.ProcessPoolExecutor | None = None
+    checker = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
     pending: collections.deque = collections.deque()
-    seen = 0
     try:
         for chunk in _chunks(stream, _CHUNK_RECORDS):
             list(reader.map(_load, chunk))
             good = [example for example in chunk if not example.problem]
             items = [(e.key, e.image, e.mask, e.mask_name) for e in good]
-            seen += len(chunk)
-            if workers > 1 and pool is None and seen > _INLINE_RECORDS:
-                pool = concurrent.futures.ProcessPoolExecutor(
-                    workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=masks.init_worker,
-                    initargs=(table,),
-                )
-            if pool is None:
+            if checker is None:
                 future: concurrent.futures.Future = concurrent.futures.Future()
                 future.set_result(masks.check_chunk(items, table))
             else:
-                future = pool.submit(masks.check_chunk, items)
+                future = checker.submit(masks.check_chunk, items, table)
             pending.append((chunk, future))
             while pending and (len(pending) > 2 * workers or pending[0][1].done()):
                 yield from _results(*pending.popleft())
@@ -196,8 +185,8 @@ def checked_examples(
             yield from _results(*pending.popleft())
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if checker is not None:
+            checker.shutdown(wait=True, cancel_futures=True)
 
 
 def _results(chunk: list[SourceExample], future: concurrent.futures.Future):
@@ -450,7 +439,7 @@ def ingest_dataset(
         data_config: the source, class table, split rule, shard size, bad-record policy.
         output_dir: the Dataset artifact directory (local or gs://).
         progress_every: log progress after this many records.
-        workers: processes checking records; default ``data.ingest_workers`` (0 = every core).
+        workers: threads checking records; default ``data.ingest_workers`` (0 = every core).
 
     Returns:
         The dataset.json content it wrote.

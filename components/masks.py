@@ -13,8 +13,8 @@ Values or colours the table does not list stop the record (a bad record
 naming the file and the value), so a typo in the table never silently turns
 a class into another. Ignored values/colours become ``IGNORE_ID``.
 
-This module imports NumPy and PIL only (no TensorFlow): ingest's worker
-processes import it, and start in a fraction of a second.
+This module imports NumPy and PIL only (no TensorFlow), so a tool that only checks
+masks starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -263,29 +263,15 @@ def check_record(
     )
 
 
-# --- ingest's worker processes --------------------------------------------------------------
-# They live here, not in components.ingest: a spawned worker imports the module of the
-# function it runs, and this one costs NumPy and PIL, not TensorFlow.
-
-_WORKER_TABLE: ClassTable | None = None
-
-
-def init_worker(table: ClassTable) -> None:
-    """Keeps the class table in the worker, so chunks do not carry it."""
-    global _WORKER_TABLE
-    _WORKER_TABLE = table
-
-
 def short_reason(reason: str) -> str:
     # Records without their own mask file are named once, not twice ("mask  has...").
     return reason.replace("mask  ", "mask ")
 
 
 def check_chunk(
-    items: list[tuple[str, bytes, bytes, str]], table: ClassTable | None = None
+    items: list[tuple[str, bytes, bytes, str]], table: ClassTable
 ) -> list[CheckedRecord | str]:
     """Checks a chunk of (key, image, mask, mask name); a bad record gives its reason."""
-    table = table or _WORKER_TABLE
     results: list[CheckedRecord | str] = []
     for key, image, mask, mask_name in items:
         try:
