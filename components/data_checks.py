@@ -393,7 +393,7 @@ def check_dataset(
 
     from components import statistics as stats
 
-    statistics = stats.compute_statistics(dataset_dir)
+    statistics = stats.dataset_statistics(dataset_dir)
     production, uri = production_statistics(destination)
     verdicts = run_checks(statistics, config, production, compared_with=uri)
     stats.write_json(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))

@@ -41,6 +41,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from components import dataset_info, masks, schema, sources, splits
+from components import statistics as data_statistics
 from components.config import IGNORE_ID, DataConfig
 from components.sources import EmptySplitError, SourceExample
 
@@ -258,8 +259,10 @@ class _ShardWriter:
 
 def _remove_quietly(path: str) -> None:
     try:
-        if tf.io.gfile.exists(path):
+        if tf.io.gfile.isdir(path):
             tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
     except (OSError, tf.errors.OpError) as error:
         logger.warning("Could not remove %s after a failed ingest: %s", path, error)
 
@@ -267,8 +270,16 @@ def _remove_quietly(path: str) -> None:
 class _SplitOutput:
     """One output split: its shard writer, counts, skips, pixel counts and fingerprint."""
 
-    def __init__(self, output_dir: str, split: str, records_per_shard: int, num_classes: int):
+    def __init__(
+        self,
+        output_dir: str,
+        split: str,
+        records_per_shard: int,
+        num_classes: int,
+        collector: data_statistics.StatisticsCollector | None,
+    ):
         self.split = split
+        self.collector = collector
         self.split_dir = posixpath.join(output_dir, split)
         if tf.io.gfile.exists(self.split_dir):
             tf.io.gfile.rmtree(self.split_dir)
@@ -298,6 +309,17 @@ class _SplitOutput:
         self.num_bytes += len(serialized)
         self.pixel_counts += checked.pixel_counts
         self.fingerprint.add(checked.digest)
+        if self.collector is not None:
+            self.collector.add(
+                self.split,
+                example.image,
+                example.file_name,
+                mask_size=len(checked.mask_png),
+                height=checked.height,
+                width=checked.width,
+                value_counts=checked.pixel_counts,
+                digest=checked.image_digest,
+            )
 
     def entry(self, output_dir: str, class_names: list[str]) -> dict[str, Any]:
         counts = self.pixel_counts
@@ -395,7 +417,7 @@ def write_split(
     """
     _check_policy(bad_record_policy, records_per_shard)
     table = table or default_table()
-    output = _SplitOutput(output_dir, split, records_per_shard, table.num_classes)
+    output = _SplitOutput(output_dir, split, records_per_shard, table.num_classes, None)
     try:
         examples = (record.as_example(split) for record in records)
         _write_examples(
@@ -432,6 +454,7 @@ def ingest_dataset(
     *,
     progress_every: int = 1000,
     workers: int | None = None,
+    statistics: bool = True,
 ) -> dict[str, Any]:
     """Reads the configured source and writes train, validation and test as a Dataset directory.
 
@@ -440,6 +463,8 @@ def ingest_dataset(
         output_dir: the Dataset artifact directory (local or gs://).
         progress_every: log progress after this many records.
         workers: threads checking records; default ``data.ingest_workers`` (0 = every core).
+        statistics: gather the data statistics while writing (``statistics.json``), so the
+            data-statistics step need not read the records again.
 
     Returns:
         The dataset.json content it wrote.
@@ -478,12 +503,18 @@ def ingest_dataset(
 
     outputs: dict[str, _SplitOutput] = {}
     workers = workers or worker_count(data_config)
+    collector = (
+        data_statistics.StatisticsCollector(class_names, IGNORE_ID, splits.SPLITS)
+        if statistics
+        else None
+    )
+    statistics_path = posixpath.join(output_dir, data_statistics.STATISTICS_FILE)
     started = time.monotonic()
     try:
         for split in splits.SPLITS:
             outputs[split] = None  # Its folder may hold shards from here on.
             outputs[split] = _SplitOutput(
-                output_dir, split, data_config.records_per_shard, len(class_names)
+                output_dir, split, data_config.records_per_shard, len(class_names), collector
             )
         expected = sum(description.get("num_examples", {}).values()) or None
         logger.info(
@@ -541,6 +572,10 @@ def ingest_dataset(
             "image_encoding": IMAGE_ENCODING_NOTE,
             "tensorflow_datasets_version": tfds.__version__,
         }
+        if collector is not None:
+            data_statistics.write_json(collector.result(info), statistics_path)
+        elif tf.io.gfile.exists(statistics_path):  # An earlier ingest's, of other records.
+            tf.io.gfile.remove(statistics_path)
         dataset_info.write_dataset_info(output_dir, info)
     except BaseException:
         # A failed ingest (a bad record, a full disk) leaves no complete-looking shard of
@@ -550,6 +585,7 @@ def ingest_dataset(
                 output.writer.abort()
         for split in outputs:
             _remove_quietly(posixpath.join(output_dir, split))
+        _remove_quietly(statistics_path)
         raise
     logger.info(
         "Wrote %s in %.1f s (fingerprint %s)",

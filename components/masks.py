@@ -228,6 +228,11 @@ def record_digest(key: str, image_bytes: bytes, mask_bytes: bytes) -> bytes:
     return digest.digest()
 
 
+def image_digest(image_bytes: bytes) -> bytes:
+    """The identity duplicate images are found by (BLAKE2b-128 of the encoded bytes)."""
+    return hashlib.blake2b(image_bytes, digest_size=16).digest()
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckedRecord:
     """What a worker hands back for a good record."""
@@ -236,6 +241,7 @@ class CheckedRecord:
     height: int
     width: int
     digest: bytes
+    image_digest: bytes
     pixel_counts: np.ndarray  # int64 [256]: pixels per stored id (class ids, IGNORE_ID)
 
 
@@ -259,6 +265,7 @@ def check_record(
         height=height,
         width=width,
         digest=record_digest(key, image_bytes, mask_bytes),
+        image_digest=image_digest(image_bytes),
         pixel_counts=np.bincount(class_ids.ravel(), minlength=256).astype(np.int64),
     )
 

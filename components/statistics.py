@@ -1,8 +1,10 @@
 """Image and mask statistics of an ingested dataset: one streaming pass per split.
 
 TFDV summarises tables and cannot look inside an encoded image; this module does
-it for segmentation records. For each split it reads every record once and
-writes (see ``compute_statistics``):
+it for segmentation records. Ingest gathers them as it writes each record
+(``StatisticsCollector``, stored as the dataset's ``statistics.json``), so they
+cost no second read; ``compute_statistics`` gathers the same from the shards of
+a dataset written without them. For each split:
 
 - record count, skipped records (from dataset.json) and bytes (images, masks);
 - image height, width and aspect ratio (width / height): min, 5th percentile,
@@ -26,8 +28,8 @@ digest per image (about 100 bytes with Python's overhead): 1M images cost about
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
+import logging
 import math
 import posixpath
 import struct
@@ -38,6 +40,9 @@ import numpy as np
 import tensorflow as tf
 
 from components import dataset_info, schema
+from components.masks import image_digest
+
+logger = logging.getLogger(__name__)
 
 STATISTICS_FORMAT = 1
 STATISTICS_FILE = "statistics.json"
@@ -238,6 +243,94 @@ class _SplitAccumulator:
 BATCH_SIZE = 64
 
 
+class StatisticsCollector:
+    """Statistics gathered record by record, in each split's record order.
+
+    Ingest feeds it as it writes, so the statistics cost no second read of the data;
+    ``compute_statistics`` feeds it from the shards of a dataset written without them.
+    Both give the same result for the same records.
+    """
+
+    def __init__(self, classes: Sequence[str], ignore: int, splits: Iterable[str]):
+        self.classes = list(classes)
+        self.ignore = ignore
+        self.accumulators = {split: _SplitAccumulator(self.classes, ignore) for split in splits}
+        self._pending: dict[str, list[tuple]] = {split: [] for split in self.accumulators}
+        # digest → (split, file name), or a list of them once the image is seen again.
+        self._seen: dict[bytes, list[tuple[str, str]] | tuple[str, str]] = {}
+
+    def add(
+        self,
+        split: str,
+        image: bytes,
+        file_name: str,
+        *,
+        mask_size: int,
+        height: int,
+        width: int,
+        value_counts: np.ndarray,
+        digest: bytes | None = None,
+    ) -> None:
+        """One record; ``value_counts`` is [256] pixels per stored mask value."""
+        _remember(self._seen, digest or image_digest(image), split, file_name)
+        pending = self._pending[split]
+        pending.append((image, file_name, mask_size, height, width, value_counts))
+        if len(pending) >= BATCH_SIZE:
+            self._flush(split)
+
+    def add_batch(
+        self,
+        split: str,
+        images: Sequence[bytes],
+        names: Sequence[str],
+        mask_sizes: np.ndarray,
+        heights: np.ndarray,
+        widths: np.ndarray,
+        value_counts: np.ndarray,
+    ) -> None:
+        """Records given as parallel arrays; ``value_counts`` is [N, 256]."""
+        self._flush(split)
+        for image, name in zip(images, names, strict=True):
+            _remember(self._seen, image_digest(image), split, name)
+        self.accumulators[split].add_batch(images, names, mask_sizes, heights, widths, value_counts)
+
+    def _flush(self, split: str) -> None:
+        pending = self._pending[split]
+        if not pending:
+            return
+        images, names, mask_sizes, heights, widths, counts = zip(*pending, strict=True)
+        self.accumulators[split].add_batch(
+            list(images),
+            list(names),
+            np.asarray(mask_sizes, np.int64),
+            np.asarray(heights, np.int64),
+            np.asarray(widths, np.int64),
+            np.stack(counts),
+        )
+        pending.clear()
+
+    def num_records(self) -> int:
+        return sum(accumulator.num_records for accumulator in self.accumulators.values()) + sum(
+            len(pending) for pending in self._pending.values()
+        )
+
+    def result(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        """The statistics record, given the dataset.json of the records added."""
+        results: dict[str, Any] = {}
+        for split, accumulator in self.accumulators.items():
+            self._flush(split)
+            results[split] = accumulator.result()
+            results[split]["num_skipped"] = int(info["splits"][split].get("num_skipped", 0))
+        return {
+            "statistics_format": STATISTICS_FORMAT,
+            "classes": self.classes,
+            "ignore_id": self.ignore,
+            "fingerprint": info.get("fingerprint"),
+            "splits": results,
+            "duplicates": _duplicates(self._seen),
+        }
+
+
 _STATISTICS_SPEC = {key: schema.FEATURE_SPEC[key] for key in ("image", "mask", "file_name")}
 
 
@@ -292,10 +385,9 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
         docstring for what each split entry holds.
     """
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = list(info["classes"])
     ignore = ignore_id(info)
     wanted = sorted(info.get("splits", {})) if splits is None else list(splits)
-    accumulators = [_SplitAccumulator(classes, ignore) for _ in wanted]
+    collector = StatisticsCollector(info["classes"], ignore, wanted)
     split_paths = {}
     for split in wanted:
         entry = info["splits"].get(split)
@@ -311,8 +403,6 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
     expected = [
         int(info["splits"][split]["num_records"]) if split_paths[split] else 0 for split in wanted
     ]
-    # digest → (split, file name), or a list of them once the image is seen again.
-    seen: dict[bytes, list[tuple[str, str]] | tuple[str, str]] = {}
     if paths:
         try:
             for batch in _record_stream(paths, np.cumsum(expected)).as_numpy_iterator():
@@ -325,17 +415,14 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
                     )
                 for index in np.unique(ids).tolist():
                     rows = np.flatnonzero(ids == index)
-                    accumulators[index].add_batch(
+                    collector.add_batch(
+                        wanted[index],
                         [images[row] for row in rows],
                         [names[row] for row in rows],
                         mask_sizes[rows],
                         heights[rows],
                         widths[rows],
                         counts[rows],
-                    )
-                for index, image, name in zip(ids.tolist(), images, names, strict=True):
-                    _remember(
-                        seen, hashlib.blake2b(image, digest_size=16).digest(), wanted[index], name
                     )
         except tf.errors.DataLossError as error:
             for split in wanted:
@@ -345,24 +432,36 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
                     ) from None
             raise
     # Records are assigned to splits by dataset.json's counts, so their sum must hold.
-    read = sum(accumulator.num_records for accumulator in accumulators)
+    read = collector.num_records()
     if read != sum(expected):
         raise dataset_info.ShardIntegrityError(
             f"{dataset_dir}: the shards of splits {wanted} hold {read} records, but "
             f"dataset.json lists {sum(expected)} ({expected}); re-run ingest"
         )
-    results: dict[str, Any] = {}
-    for split, accumulator in zip(wanted, accumulators, strict=True):
-        results[split] = accumulator.result()
-        results[split]["num_skipped"] = int(info["splits"][split].get("num_skipped", 0))
-    return {
-        "statistics_format": STATISTICS_FORMAT,
-        "classes": classes,
-        "ignore_id": ignore,
-        "fingerprint": info.get("fingerprint"),
-        "splits": results,
-        "duplicates": _duplicates(seen),
-    }
+    return collector.result(info)
+
+
+def dataset_statistics(dataset_dir: str) -> dict[str, Any]:
+    """The statistics ingest stored with the dataset, or computed from its shards.
+
+    The stored ones are used only when they describe these records (same content
+    fingerprint as dataset.json); a dataset written without them, or by an older
+    ingest, is read once here.
+    """
+    info = dataset_info.load_dataset_info(dataset_dir)
+    path = posixpath.join(dataset_dir, STATISTICS_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as handle:
+            stored = json.load(handle)
+        if (
+            stored.get("statistics_format") == STATISTICS_FORMAT
+            and stored.get("fingerprint") is not None
+            and stored.get("fingerprint") == info.get("fingerprint")
+            and sorted(stored.get("splits", {})) == sorted(info.get("splits", {}))
+        ):
+            return stored
+        logger.warning("%s does not match dataset.json; reading the records again", path)
+    return compute_statistics(dataset_dir)
 
 
 def _remember(seen: dict, digest: bytes, split: str, file_name: str) -> None:
@@ -391,8 +490,7 @@ def _duplicates(seen: Mapping[bytes, Any]) -> dict[str, Any]:
         for split, names in by_split.items():
             if len(names) > 1:
                 within_counts[split] += len(names) - 1  # extra copies
-                if len(within[split]) < MAX_LISTED_FILES:
-                    within[split].append(sorted(names))
+                within[split].append(sorted(names))
         if len(by_split) > 1:
             leak = any(split in _LEAKY_SPLITS for split in by_split)
             leaked += leak
@@ -406,7 +504,10 @@ def _duplicates(seen: Mapping[bytes, Any]) -> dict[str, Any]:
     across.sort(key=lambda group: json.dumps(group["files"], sort_keys=True))
     return {
         "method": "BLAKE2b-128 of the encoded image bytes (exact duplicates only)",
-        "within": {split: groups for split, groups in sorted(within.items())},
+        # Sorted before the cut, so the listed groups do not depend on the reading order.
+        "within": {
+            split: sorted(groups)[:MAX_LISTED_FILES] for split, groups in sorted(within.items())
+        },
         "num_within": dict(sorted(within_counts.items())),
         "across": across[:MAX_LISTED_FILES],
         "num_across": len(across),

@@ -5,6 +5,7 @@ thing as a labelling tool, a camera or a careless copy would, ingests the copy a
 the check's verdict and figure; the unchanged copy passes every check.
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,9 +28,13 @@ def _write(root, image_size=SIZE):
 
 
 def _statistics(written, folder, output, **overrides):
+    """What ingest gathered as it wrote, checked against a separate read of its shards."""
     config = DataConfig(**{**written.data_config, "path": str(folder), **overrides})
     ingest_dataset(config, str(output))
-    return statistics.compute_statistics(str(output))
+    stored = statistics.dataset_statistics(str(output))
+    assert stored == json.loads((output / statistics.STATISTICS_FILE).read_text())
+    assert stored == json.loads(json.dumps(statistics.compute_statistics(str(output))))
+    return stored
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +180,16 @@ def test_a_split_left_empty_is_refused_by_ingest(production, copy, tmp_path):
             path.unlink()
     with pytest.raises(EmptySplitError, match="split 'validation' has no usable records"):
         _statistics(production["written"], copy, tmp_path / "out", validation_fraction=0.01)
+
+
+def test_statistics_are_read_again_when_not_stored_or_not_of_these_records(production, tmp_path):
+    config = DataConfig(**{**production["written"].data_config, "path": str(production["folder"])})
+    output = tmp_path / "out"
+    ingest_dataset(config, str(output), statistics=False)
+    assert not (output / statistics.STATISTICS_FILE).exists()
+    assert statistics.dataset_statistics(str(output)) == production["statistics"]
+    # A statistics.json of other records (another fingerprint) is not trusted.
+    stale = dict(production["statistics"], fingerprint={"dataset": "0" * 64, "splits": {}})
+    stale["splits"] = {split: {} for split in stale["splits"]}
+    (output / statistics.STATISTICS_FILE).write_text(json.dumps(stale))
+    assert statistics.dataset_statistics(str(output)) == production["statistics"]
