@@ -32,6 +32,9 @@ GCS_SCHEME = "gs://"
 GCS_FUSE_ROOT = "/gcs/"
 LOCK_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
+# A staged file this old belongs to a push that was killed mid-write (a live push writes
+# and publishes each file within seconds), so the next push removes it.
+STALE_STAGED_AFTER_S = 3600.0
 # google-cloud-storage sends an object of known size up to 8 MiB as one multipart request
 # and anything larger as a resumable session. Conditional writes stay multipart: one
 # request whose precondition the server checks atomically (and the only upload kind whose
@@ -147,6 +150,18 @@ class LocalStore(Store):
             raise DestinationError(
                 f"push destination {self.root!r} cannot be created: {error}"
             ) from error
+        self._remove_stale_staged()
+
+    def _remove_stale_staged(self) -> None:
+        """Deletes staged files left by killed pushes; a running push's are too recent."""
+        cutoff = time.time() - STALE_STAGED_AFTER_S
+        with os.scandir(self._staging) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".partial"):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # another push removed it
+                    if entry.stat().st_mtime < cutoff:
+                        os.remove(entry.path)
 
     def list_children(self, prefix: str) -> list[str]:
         directory = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root

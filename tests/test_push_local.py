@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from components import push as push_module
+from components import storage
 from components.push import (
     ChecksumMismatchError,
     push_model,
@@ -398,3 +399,21 @@ def test_local_compare_and_swap_refuses_a_stale_token(tmp_path):
     assert store.read_bytes("LATEST") == b"three"
     assert push_module.version_number("v000123") == 123
     assert push_module.version_number("latest") is None
+
+
+def test_a_push_removes_files_staged_by_killed_pushes_but_not_recent_ones(tmp_path, models):
+    destination = tmp_path / "dest"
+    push_model(str(models[0]), str(destination), run_id="run-1")
+    staging = destination / ".staging"
+    abandoned = staging / "0123abandoned.partial"  # left by a push killed an hour ago
+    abandoned.write_bytes(b"half a file")
+    old = abandoned.stat().st_mtime - storage.STALE_STAGED_AFTER_S - 60
+    os.utime(abandoned, (old, old))
+    in_flight = staging / "4567inflight.partial"  # another push writing right now
+    in_flight.write_bytes(b"being written")
+
+    push_model(str(models[1]), str(destination), run_id="run-2")
+
+    assert not abandoned.exists()
+    assert in_flight.read_bytes() == b"being written"
+    assert read_latest(destination)["version"] == "v000002"
