@@ -451,8 +451,11 @@ def dataset_statistics(dataset_dir: str) -> dict[str, Any]:
     info = dataset_info.load_dataset_info(dataset_dir)
     path = posixpath.join(dataset_dir, STATISTICS_FILE)
     if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as handle:
-            stored = json.load(handle)
+        try:
+            stored = read_json(path)
+        except ValueError as error:
+            stored = {}
+            logger.warning("%s; reading the records again", error)
         if (
             stored.get("statistics_format") == STATISTICS_FORMAT
             and stored.get("fingerprint") is not None
@@ -460,7 +463,8 @@ def dataset_statistics(dataset_dir: str) -> dict[str, Any]:
             and sorted(stored.get("splits", {})) == sorted(info.get("splits", {}))
         ):
             return stored
-        logger.warning("%s does not match dataset.json; reading the records again", path)
+        if stored:
+            logger.warning("%s does not match dataset.json; reading the records again", path)
     return compute_statistics(dataset_dir)
 
 

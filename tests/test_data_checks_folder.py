@@ -193,3 +193,5 @@ def test_statistics_are_read_again_when_not_stored_or_not_of_these_records(produ
     stale["splits"] = {split: {} for split in stale["splits"]}
     (output / statistics.STATISTICS_FILE).write_text(json.dumps(stale))
     assert statistics.dataset_statistics(str(output)) == production["statistics"]
+    (output / statistics.STATISTICS_FILE).write_text("{truncated")  # nor a damaged one
+    assert statistics.dataset_statistics(str(output)) == production["statistics"]
