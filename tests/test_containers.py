@@ -597,7 +597,7 @@ def test_build_local_makes_the_uv_stand_in_without_a_python3_that_has_pip(tmp_pa
     tools.mkdir()
     (tools / "docker").write_text(_DOCKER_STUB)
     (tools / "python3").write_text(
-        "#!/bin/sh\necho \"$0: No module named pip (a venv's python3)\" >&2\nexit 1\n"
+        '#!/bin/sh\necho "$0: No module named pip (a venv\'s python3)" >&2\nexit 1\n'
     )
     for tool in tools.iterdir():
         tool.chmod(0o755)
