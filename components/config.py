@@ -154,6 +154,80 @@ DEFAULT_CLASSES: tuple[dict[str, Any], ...] = tuple(
 )
 
 
+BeamRunner = Literal["DirectRunner", "DataflowRunner"]
+_GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+_GCP_PROJECT = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
+
+
+class BeamConfig(_Section):
+    """How ingest runs with ``data.engine=beam``: the Beam runner and its options.
+
+    Nothing here is a secret: the service account is a name, and Dataflow gets its
+    credentials from the environment (the pipeline's service account on Vertex AI).
+    """
+
+    runner: BeamRunner = Field(
+        default="DirectRunner",
+        description="'DirectRunner' (this machine) or 'DataflowRunner' (Google Cloud Dataflow).",
+    )
+    direct_num_workers: Annotated[int, Field(ge=0, le=256)] = Field(
+        default=2, description="DirectRunner: parallel workers; 0 = one per core."
+    )
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = Field(
+        default="multi_processing",
+        description="DirectRunner: workers as processes (true parallelism) or threads.",
+    )
+    project: str = Field(default="", description="DataflowRunner: the Google Cloud project.")
+    region: str = Field(default="", description="DataflowRunner: the region, e.g. us-central1.")
+    temp_location: str = Field(
+        default="", description="DataflowRunner: gs:// folder for temporary files (required)."
+    )
+    staging_location: str = Field(
+        default="", description="DataflowRunner: gs:// folder for staged code; '' = temp."
+    )
+    max_num_workers: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=10, description="DataflowRunner: autoscaling ceiling (cost ceiling too)."
+    )
+    machine_type: str = Field(
+        default="", description="DataflowRunner: worker machine type; '' = Dataflow's default."
+    )
+    service_account_email: str = Field(
+        default="", description="DataflowRunner: the workers' service account; '' = default."
+    )
+    sdk_container_image: str = Field(
+        default="",
+        description=(
+            "DataflowRunner: the workers' image; '' = runtime.cpu_image (it installs petseg "
+            "and the beam extra; see README, Scale out)."
+        ),
+    )
+    job_name: str = Field(default="", description="DataflowRunner: job name; '' = generated.")
+
+    @model_validator(mode="after")
+    def _dataflow_needs(self) -> BeamConfig:
+        if self.runner != "DataflowRunner":
+            return self
+        missing = [
+            name for name in ("project", "region", "temp_location") if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(
+                "DataflowRunner needs " + ", ".join(f"data.beam.{name}" for name in missing)
+            )
+        if not _GCP_PROJECT.fullmatch(self.project):
+            raise ValueError(f"data.beam.project {self.project!r} is not a project id")
+        if not _GCP_REGION.fullmatch(self.region):
+            raise ValueError(f"data.beam.region {self.region!r} is not a region like us-central1")
+        for name in ("temp_location", "staging_location"):
+            value = getattr(self, name)
+            if value and not value.startswith("gs://"):
+                raise ValueError(
+                    f"data.beam.{name} {value!r} is a local path; Dataflow workers cannot see "
+                    "it: give a gs:// folder"
+                )
+        return self
+
+
 class DataConfig(_Section):
     """Where the data comes from, what its masks mean, how it is split and written."""
 
@@ -228,6 +302,14 @@ class DataConfig(_Section):
     ingest_workers: Annotated[int, Field(ge=0, le=256)] = Field(
         default=0, description="Threads decoding and checking records; 0 = every core."
     )
+    engine: Literal["local", "beam"] = Field(
+        default="local",
+        description=(
+            "'local': threads in this process; 'beam': an Apache Beam pipeline (data.beam.*; "
+            "needs the beam extra). Both write the same records, dataset.json and statistics."
+        ),
+    )
+    beam: BeamConfig = Field(default_factory=BeamConfig)
     skip_unchanged: bool | None = Field(
         default=None,
         description=(
@@ -731,6 +813,10 @@ class PipelineConfig(_Section):
                 "training.class_weighting 'fixed' needs training.fixed_class_weights, one per "
                 f"class ({', '.join(names)}); the tutorial's default fits Oxford's classes only"
             )
+        beam = self.data.beam
+        if self.data.engine == "beam" and beam.runner == "DataflowRunner":
+            # Dataflow's workers run the CPU component image, which installs petseg and Beam.
+            beam.sdk_container_image = beam.sdk_container_image or self.runtime.cpu_image
         return self
 
     def to_json(self) -> str:
