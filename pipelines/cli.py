@@ -235,9 +235,7 @@ def _positive_int(text: str) -> int:
 
 
 class _VersionAction(argparse.Action):
-    """``--version``: the package version and the commit it was built from, looked up only
-    when asked (no git call on other commands).
-    """
+    """``--version``: version and commit, looked up only when asked (no git call otherwise)."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
         super().__init__(option_strings, dest, nargs=0, help="print version and commit, exit")
