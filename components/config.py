@@ -23,9 +23,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # The segmentation classes of the default dataset. Oxford-IIIT Pet trimaps store
 # 1 = pet, 2 = background, 3 = border; class ids are ``trimap - 1``.
@@ -60,12 +62,40 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the field and the value."""
 
 
+def _scalar_type(annotation: Any) -> Any:
+    """bool, int or float when a field holds one (optional or constrained), else None."""
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(members) != 1:
+            return None
+        return _scalar_type(members[0])
+    return annotation if annotation in (bool, int, float) else None
+
+
 class _Section(BaseModel):
     # Numbers become strings where a string is expected: `--set runtime.train_resources.cpu=4`
     # and a YAML `vertex_project: 123456789012` (a project number) are strings to the user.
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, frozen=False, coerce_numbers_to_str=True
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        # Pydantic would read `epochs: true` as 1 and `augment: 1` or "yes" as True: a
+        # switch and a count are never each other, and text is neither.
+        kind = _scalar_type(cls.model_fields[info.field_name].annotation)
+        if kind is bool and not isinstance(value, bool) and value is not None:
+            raise PydanticCustomError("bool_type", "must be true or false")
+        if kind is int and isinstance(value, bool):
+            raise PydanticCustomError("int_type", "must be a whole number, not true or false")
+        if kind is int and isinstance(value, str | float):
+            raise PydanticCustomError("int_type", "must be a whole number")
+        if kind is float and isinstance(value, bool):
+            raise PydanticCustomError("float_type", "must be a number, not true or false")
+        return value
 
 
 def _parse_colour(value: Any) -> Any:
@@ -848,6 +878,31 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges; its keys may be overridden on purpose
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = first_lines.get(key)
+            except TypeError:  # an unhashable key: PyYAML refuses it itself
+                continue
+            if first is not None:
+                where = f" (lines {first} and {line})" if first != line else ""
+                raise ConfigError(f"key {key!r} is given twice{where}; keep one")
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
@@ -867,7 +922,9 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} has an empty key")
     # YAML parsing turns '3' into 3, 'true' into True, '[1, 2]' into a list, 'null' into None.
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load_yaml(raw) if raw.strip() else ""
+    except ConfigError as error:
+        raise ConfigError(f"override {key.strip()}=...: {error}") from None
     except yaml.YAMLError:
         value = raw
     return path, value
@@ -921,7 +978,9 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = _load_yaml(path.read_text())
+        except ConfigError as error:
+            raise ConfigError(f"config file {str(path)!r}: {error}") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
         if loaded is None:
@@ -1029,8 +1088,8 @@ def parse_runtime_parameter(name: str, text: str) -> Any:
     if kind is str:
         return text
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = _load_yaml(text) if text.strip() else None
+    except (yaml.YAMLError, ConfigError):
         value = None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -8,7 +8,8 @@
 # missing bases are replaced by stand-ins made from those registries, tagged with the pinned
 # names and labelled petseg.stand-in=true:
 #   python:3.11.13-slim-bookworm       Debian bookworm (debootstrap) with Debian's python3 3.11
-#   ghcr.io/astral-sh/uv:0.13.8        a scratch image holding uv from its PyPI wheel
+#   ghcr.io/astral-sh/uv:0.13.8        a scratch image holding uv from its PyPI wheel (fetched by
+#                                      the host's uv, so no python3 with pip is needed)
 #   nvidia/cuda:*-runtime-* / -devel-*  the same Debian image; devel adds empty placeholders at
 #                                      the paths Dockerfile.gpu copies (ptxas, libdevice)
 # Every stand-in trusts the host's CA bundle (SSL_CERT_FILE), for TLS-inspecting proxies.
@@ -24,7 +25,7 @@ Usage: containers/build-local.sh [options]
 
   --only cpu|gpu      build one image (default: both)
   --tag TAG           tag of the built images (default: local)
-  --cache-dir DIR     where the Debian root file system and the uv wheel are kept between runs
+  --cache-dir DIR     where the Debian root file system is kept between runs
                       (default: $PETSEG_IMAGE_CACHE or ~/.cache/petseg-images)
   --no-pull           do not try to pull missing bases; use stand-ins at once
   -h, --help          show this help
@@ -118,26 +119,20 @@ make_python_stand_in() { # $1: tag
 }
 
 make_uv_stand_in() { # $1: tag like ghcr.io/astral-sh/uv:0.13.8
-  local version="${1##*:}" wheels="$CACHE/uv-wheel" dir platform
+  local version="${1##*:}" dir platform
   case "$(uname -m)" in
-    x86_64) platform=manylinux_2_17_x86_64 ;;
-    aarch64) platform=manylinux_2_17_aarch64 ;;
+    x86_64) platform=x86_64-manylinux_2_17 ;;
+    aarch64) platform=aarch64-manylinux_2_17 ;;
     *) die "no uv stand-in for $(uname -m)" ;;
   esac
-  mkdir -p "$wheels"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --platform "$platform" \
-    --dest "$wheels" "uv==$version" >&2
+  # uv unpacks its own PyPI wheel: whichever python3 comes first on PATH (under `uv run`, the
+  # project venv's, which has no pip) is not needed.
+  command -v uv >/dev/null || die "uv is not installed (python3 -m pip install uv==$version)"
   dir="$(mktemp -d)"
-  python3 - "$wheels" "$version" "$dir" <<'PY'
-import pathlib, sys, zipfile
-wheels, version, out = sys.argv[1:]
-wheel = next(pathlib.Path(wheels).glob(f"uv-{version}-*.whl"))
-with zipfile.ZipFile(wheel) as archive:
-    data = archive.read(f"uv-{version}.data/scripts/uv")
-target = pathlib.Path(out) / "uv"
-target.write_bytes(data)
-target.chmod(0o755)
-PY
+  uv pip install --quiet --no-deps --only-binary :all: --python-platform "$platform" \
+    --target "$dir/wheel" "uv==$version" >&2 \
+    || { rm -rf "$dir"; die "cannot fetch the uv $version wheel from the package index"; }
+  install -m 755 "$dir/wheel/bin/uv" "$dir/uv"
   tar --numeric-owner --owner=0 --group=0 -C "$dir" -cf - uv \
     | docker import --change "LABEL $STAND_IN_LABEL" - "$1" >/dev/null
   rm -rf "$dir"

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -181,3 +183,64 @@ def test_fixed_class_weights_follow_the_class_table():
                 "training.fixed_class_weights=[1, 2, 3]",
             ],
         )
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "shown"),
+    [
+        ("training.epochs=true", "training.epochs", "True"),
+        ("training.epochs=3.0", "training.epochs", "3.0"),
+        ("training.epochs='3'", "training.epochs", "'3'"),
+        ("training.augment=1", "training.augment", "1"),
+        ("training.augment=sometimes", "training.augment", "'sometimes'"),
+        ("data.skip_unchanged=0", "data.skip_unchanged", "0"),
+        ("training.learning_rate=false", "training.learning_rate", "False"),
+    ],
+)
+def test_booleans_and_whole_numbers_are_strict(override, field, shown):
+    # Pydantic alone reads `epochs=true` as 1 epoch and `augment=1` as on.
+    with pytest.raises(ConfigError) as error:
+        load_config("demo", overrides=[override])
+    assert f"{field}: must be " in str(error.value)
+    assert f"(got {shown})" in str(error.value)
+
+
+def test_strict_fields_still_take_their_own_types(tmp_path):
+    config = load_config(
+        "demo",
+        overrides=[
+            "training.epochs=3",
+            "training.augment=false",
+            "data.skip_unchanged=null",
+            "training.learning_rate=1e-3",  # YAML 1.1 text; a float field still parses it
+            "training.learning_rate=1",
+        ],
+    )
+    assert config.training.epochs == 3 and config.training.augment is False
+    assert config.data.skip_unchanged is None and config.training.learning_rate == 1.0
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  epochs: yes\n")
+    with pytest.raises(ConfigError, match=r"training\.epochs: must be a whole number"):
+        load_config("demo", config_file=path)
+
+
+def test_a_key_given_twice_in_yaml_names_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("training:\n  epochs: 3\n  batch_size: 4\n  epochs: 5\nname: x\n")
+    with pytest.raises(ConfigError) as error:
+        load_config("demo", config_file=path)
+    assert str(error.value) == (
+        f"config file {str(path)!r}: key 'epochs' is given twice (lines 2 and 4); keep one"
+    )
+    # The same key in two sections, and a YAML merge's overrides, are not duplicates.
+    path.write_text(
+        "base: &base {epochs: 2, batch_size: 4}\n"
+        "training:\n  <<: *base\n  epochs: 3\n"
+        "evaluation:\n  batch_size: 4\n"
+    )
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        load_config("demo", config_file=path)
+    with pytest.raises(
+        ConfigError, match=re.escape("override data.classes=...: key 'a' is given twice")
+    ):
+        load_config("demo", overrides=["data.classes={a: 1, a: 2}"])

@@ -570,3 +570,53 @@ def test_cloud_build_builds_both_images_and_pushes_both_tags():
     }
     builder, _, tag = step["name"].rpartition(":")
     assert builder and tag and tag != "latest"
+
+
+# A docker CLI stand-in for build-local.sh: the engine answers, the uv base is missing until
+# imported (the import's tar goes to $STUB_STATE/import.tar), every other image is present.
+_DOCKER_STUB = r"""#!/usr/bin/env bash
+state="$STUB_STATE"
+echo "$*" >>"$state/calls"
+case "$1" in
+  version) echo 27.0.0 ;;
+  pull) exit 1 ;;
+  import) cat >"$state/import.tar"; touch "$state/uv-imported" ;;
+  build) exit 0 ;;
+  image)
+    if [[ "$*" == *astral-sh/uv* && ! -e "$state/uv-imported" ]]; then exit 1; fi
+    if [[ "$*" == *'{{.Size}}'* ]]; then echo 123000000; fi ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.timeout(120)
+def test_build_local_makes_the_uv_stand_in_without_a_python3_that_has_pip(tmp_path):
+    # Under `uv run`, the first python3 on PATH is the project venv's, which has no pip.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").write_text(_DOCKER_STUB)
+    (tools / "python3").write_text(
+        '#!/bin/sh\necho "$0: No module named pip (a venv\'s python3)" >&2\nexit 1\n'
+    )
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    environment = {
+        **os.environ,
+        "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}",
+        "STUB_STATE": str(state),
+    }
+    result = subprocess.run(
+        ["bash", str(CONTAINERS / "build-local.sh"), "--only", "cpu", "--no-pull",
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, env=environment, cwd=ROOT, timeout=110,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "base ghcr.io/astral-sh/uv:0.13.8: stand-in" in result.stdout
+    assert "built petseg-cpu:local (123 MB)" in result.stdout
+    # The stand-in holds the uv binary of the pinned version, runnable.
+    subprocess.run(["tar", "-xf", str(state / "import.tar"), "-C", str(tmp_path)], check=True)
+    version = subprocess.run([str(tmp_path / "uv"), "--version"], capture_output=True, text=True)
+    assert version.stdout.split()[:2] == ["uv", "0.13.8"]
