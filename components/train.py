@@ -17,9 +17,8 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-from components import data, dataset_info, devices, provenance, schema, visualize
+from components import data, dataset_info, devices, distributed, provenance, schema, visualize
 from components import model as model_lib
 
 logger = logging.getLogger(__name__)
@@ -118,84 +117,50 @@ def sample_panels(images: np.ndarray, true_masks: np.ndarray, logits: np.ndarray
     )
 
 
-def _summary_metadata(plugin_name: str, data_class: int) -> summary_pb2.SummaryMetadata:
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name),
-        data_class=data_class,
-    )
+class SamplePredictions(keras.callbacks.Callback):
+    """The TensorBoard form of the tutorial's DisplayCallback, next to Keras' TensorBoard.
 
-
-def write_scalar(name: str, value: float, step: int) -> None:
-    """tf.summary.scalar's on-disk format, written with TensorFlow core alone.
-
-    TensorFlow 2.21 no longer installs the tensorboard package, whose tf.summary.scalar and
-    tf.summary.image (and so keras.callbacks.TensorBoard) fail without it; the event files
-    written here are the ones TensorBoard reads.
-    """
-    tf.summary.write(
-        name,
-        tf.constant(float(value), tf.float32),
-        step=step,
-        metadata=_summary_metadata("scalars", summary_pb2.DATA_CLASS_SCALAR),
-    )
-
-
-def write_images(name: str, images: np.ndarray, step: int) -> None:
-    """tf.summary.image's on-disk format (width, height, PNGs) for uint8 [N, H, W, 3]."""
-    images = np.asarray(images, dtype=np.uint8)
-    encoded = [tf.io.encode_png(image) for image in images]
-    tensor = tf.stack([tf.as_string(images.shape[2]), tf.as_string(images.shape[1]), *encoded])
-    tf.summary.write(
-        name,
-        tensor,
-        step=step,
-        metadata=_summary_metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
-    )
-
-
-class TensorBoardLogger(keras.callbacks.Callback):
-    """Per-epoch TensorBoard logs: metric scalars and sample predictions.
-
-    Scalars go to <log_dir>/train and <log_dir>/validation as Keras' own TensorBoard
-    callback lays them out (tags 'epoch_loss', 'epoch_mean_iou', ...). The samples are
-    the TensorBoard form of the tutorial's DisplayCallback: the same validation images
-    every epoch as image | true mask | predicted mask panels in <log_dir>/samples.
+    The same validation images every epoch as image | true mask | predicted mask panels,
+    written with tf.summary.image to <log_dir>/samples (keras.callbacks.TensorBoard writes
+    the epoch scalars to <log_dir>/train and <log_dir>/validation).
     """
 
-    def __init__(
-        self, log_dir: str, images: np.ndarray | None = None, masks: np.ndarray | None = None
-    ):
+    def __init__(self, log_dir: str, images: np.ndarray, masks: np.ndarray):
         super().__init__()
-        self.log_dir = log_dir
-        self.images = None if images is None else np.asarray(images, dtype=np.float32)
-        self.masks = None if masks is None else np.asarray(masks)
-        self._writers: dict[str, Any] = {}
-
-    def _writer(self, name: str):
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(posixpath.join(self.log_dir, name))
-        return self._writers[name]
+        self.log_dir = posixpath.join(log_dir, SAMPLES_DIR)
+        self.images = np.asarray(images, dtype=np.float32)
+        self.masks = np.asarray(masks)
+        self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writer(run).as_default():
-                write_scalar(f"epoch_{name}", value, step=epoch)
-        if self.images is not None and len(self.images):
-            logits = np.asarray(self.model(self.images, training=False))
-            with self._writer(SAMPLES_DIR).as_default():
-                write_images(
-                    "image_true_predicted",
-                    sample_panels(self.images, self.masks, logits),
-                    step=epoch,
-                )
-        for writer in self._writers.values():
-            writer.flush()
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        logits = np.asarray(self.model(self.images, training=False))
+        with self._writer.as_default():
+            tf.summary.image(
+                "image_true_predicted",
+                sample_panels(self.images, self.masks, logits),
+                step=epoch,
+                max_outputs=len(self.images),
+            )
+        self._writer.flush()
 
     def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def tensorboard_callbacks(
+    log_dir: str, images: np.ndarray | None, masks: np.ndarray | None
+) -> list[keras.callbacks.Callback]:
+    """Keras' TensorBoard (epoch scalars, tags 'epoch_loss', ...) plus the sample panels."""
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)
+    ]
+    if images is not None and len(images):
+        callbacks.append(SamplePredictions(log_dir, images, masks))
+    return callbacks
 
 
 def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
@@ -374,32 +339,48 @@ def train_model(
         training_config, class_weights_path, model_config.image_size, classes
     )
 
+    # Several workers (TF_CONFIG / CLUSTER_SPEC): each reads its own train shards, only the
+    # chief writes the outputs, and the global batch is batch_size x workers.
+    cluster = distributed.cluster_from_env()
+    if cluster.is_multi_worker:
+        train_shards = len(info["splits"][dataset_info.TRAIN_SPLIT]["shards"])
+        distributed.check_train_shards(train_shards, cluster, dataset_dir)
+    outputs = distributed.output_dirs(
+        model_dir, tensorboard_dir, posixpath.join(model_dir, BACKUP_DIR), cluster
+    )
     if runtime_plan is None:
         gpus, capabilities = devices.visible_gpus()
-        runtime_plan = devices.choose_runtime(gpus, training_config, capabilities)
+        runtime_plan = devices.choose_runtime(
+            gpus, training_config, capabilities, num_workers=cluster.num_workers
+        )
     logger.info("training runtime: %s", runtime_plan.describe())
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    strategy = devices.make_strategy(runtime_plan)
     if training_config.seed is not None:
         keras.utils.set_random_seed(training_config.seed)
 
-    batch_size = training_config.batch_size
-    train_dataset = data.make_dataset(
-        dataset_dir,
-        dataset_info.TRAIN_SPLIT,
-        model_config.image_size,
-        batch_size,
-        training=True,
-        augment=training_config.augment,
-        shuffle_buffer=training_config.shuffle_buffer,
-        cache=training_config.cache,
-        seed=training_config.seed,
-        class_weights=class_weights,
-        # Full batches keep shapes fixed (one XLA compile, even replica splits) as long as
-        # the split holds at least one batch.
-        drop_remainder=num_train >= batch_size,
-    )
+    batch_size = distributed.global_batch_size(training_config.batch_size, cluster)
+
+    def train_input(batch: int, file_shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+        return data.make_dataset(
+            dataset_dir,
+            dataset_info.TRAIN_SPLIT,
+            model_config.image_size,
+            batch,
+            training=True,
+            augment=training_config.augment,
+            shuffle_buffer=training_config.shuffle_buffer,
+            cache=training_config.cache,
+            seed=training_config.seed,
+            class_weights=class_weights,
+            # Full batches keep shapes fixed (one XLA compile, even replica splits) as long as
+            # the split holds at least one batch.
+            drop_remainder=num_train >= batch_size,
+            file_shard=file_shard,
+        )
+
+    train_dataset = train_input(batch_size)
     steps_per_epoch = training_config.steps_per_epoch
-    if steps_per_epoch is not None:
-        train_dataset = train_dataset.repeat()
     validation_dataset = data.make_dataset(
         dataset_dir,
         validation_split,
@@ -408,11 +389,16 @@ def train_model(
         training=False,
         cache=training_config.cache,
     )
+    if cluster.is_multi_worker:
+        steps_per_epoch = distributed.steps_per_epoch(num_train, batch_size, steps_per_epoch)
+        train_dataset = distributed.input_by_file(strategy, train_input, batch_size)
+        validation_dataset = distributed.shard_by_data(validation_dataset)
+    elif steps_per_epoch is not None:
+        train_dataset = train_dataset.repeat()
 
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(runtime_plan.precision_policy)
     try:
-        strategy = devices.make_strategy(runtime_plan)
         with strategy.scope():
             model = model_lib.build_unet(
                 model_config.image_size,
@@ -431,7 +417,7 @@ def train_model(
             )
 
         all_callbacks: list[keras.callbacks.Callback] = [
-            keras.callbacks.BackupAndRestore(backup_dir=posixpath.join(model_dir, BACKUP_DIR)),
+            distributed.backup_callback(outputs.backup_dir, cluster),
             keras.callbacks.TerminateOnNaN(),
         ]
         images = masks = None
@@ -447,7 +433,7 @@ def train_model(
                 cache=False,
             )
             images, masks = (tensor.numpy() for tensor in next(iter(samples)))
-        all_callbacks.append(TensorBoardLogger(tensorboard_dir, images, masks))
+        all_callbacks.extend(tensorboard_callbacks(outputs.tensorboard_dir, images, masks))
         all_callbacks.extend(callbacks or [])
 
         try:
@@ -496,6 +482,8 @@ def train_model(
             "devices": list(runtime_plan.devices),
             "precision_policy": runtime_plan.precision_policy,
             "jit_compile": runtime_plan.jit_compile,
+            "precision_reasons": list(runtime_plan.reasons),
+            **distributed.runtime_record(cluster, training_config.batch_size),
         },
         "dataset": {
             "uri": dataset_uri or dataset_dir,
@@ -510,6 +498,7 @@ def train_model(
         },
     }
     metadata.update(provenance.provenance())
-    model_lib.save_model_dir(to_save, model_dir, metadata)
+    model_lib.save_model_dir(to_save, outputs.model_dir, metadata)
+    distributed.remove_scratch(outputs)
     logger.info("final metrics: %s", metrics)
     return metrics
