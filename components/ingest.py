@@ -194,6 +194,49 @@ def _load(example: SourceExample) -> None:
         example.problem = f"file cannot be read ({error})"
 
 
+def check_example(example: SourceExample, table: masks.ClassTable) -> masks.CheckedRecord | str:
+    """Reads and checks one example: its checked record, or why it is a bad record."""
+    _load(example)
+    if example.problem:
+        return example.problem
+    item = (example.key, example.image, example.mask, example.mask_name)
+    return masks.check_chunk([item], table)[0]
+
+
+def serialize_record(
+    example: SourceExample, checked: masks.CheckedRecord, num_classes: int
+) -> bytes:
+    """The TFRecord bytes of a good example (the same bytes from either engine)."""
+    return schema.encode_example(
+        image_bytes=example.image,
+        class_ids=np.zeros((checked.height, checked.width), np.uint8),
+        file_name=example.file_name,
+        label=example.label,
+        species=example.species,
+        num_classes=num_classes,
+        mask_png=checked.mask_png,
+    )
+
+
+def add_to_statistics(
+    collector: data_statistics.StatisticsCollector,
+    split: str,
+    example: SourceExample,
+    checked: masks.CheckedRecord,
+) -> None:
+    """Adds one written record to the data statistics."""
+    collector.add(
+        split,
+        example.image,
+        example.file_name,
+        mask_size=len(checked.mask_png),
+        height=checked.height,
+        width=checked.width,
+        value_counts=checked.pixel_counts,
+        digest=checked.image_digest,
+    )
+
+
 def _chunks(stream: Iterable[SourceExample], size: int) -> Iterator[list[SourceExample]]:
     chunk: list[SourceExample] = []
     for example in stream:
@@ -345,31 +388,14 @@ class _SplitOutput:
         self.final_paths: list[str] = []
 
     def write(self, example: SourceExample, checked: masks.CheckedRecord) -> None:
-        serialized = schema.encode_example(
-            image_bytes=example.image,
-            class_ids=np.zeros((checked.height, checked.width), np.uint8),
-            file_name=example.file_name,
-            label=example.label,
-            species=example.species,
-            num_classes=self.num_classes,
-            mask_png=checked.mask_png,
-        )
+        serialized = serialize_record(example, checked, self.num_classes)
         self.writer.write(serialized)
         self.num_records += 1
         self.num_bytes += len(serialized)
         self.pixel_counts += checked.pixel_counts
         self.fingerprint.add(checked.digest)
         if self.collector is not None:
-            self.collector.add(
-                self.split,
-                example.image,
-                example.file_name,
-                mask_size=len(checked.mask_png),
-                height=checked.height,
-                width=checked.width,
-                value_counts=checked.pixel_counts,
-                digest=checked.image_digest,
-            )
+            add_to_statistics(self.collector, self.split, example, checked)
 
     def entry(self, output_dir: str, class_names: list[str]) -> dict[str, Any]:
         return split_entry(
