@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from components import ingest, masks, sources, splits
+from components import files, ingest, masks, sources, splits
 from components import statistics as data_statistics
 from components.config import IGNORE_ID, BeamConfig, DataConfig
 from components.sources import EmptySplitError, SourceExample
@@ -315,13 +315,12 @@ def _write_shard(
 
 
 def _save(value: Any, path: str) -> None:
-    with tf.io.gfile.GFile(path, "wb") as handle:
-        handle.write(pickle.dumps(value))
+    """Hands a combined result from the workers to the launcher (same SDK on both sides)."""
+    files.write_bytes(path, pickle.dumps(value))
 
 
 def _load_result(path: str) -> Any:
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        return pickle.loads(handle.read())
+    return pickle.loads(files.read_bytes(path))
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -470,11 +469,8 @@ def ingest_dataset(
                 fingerprint=totals.fingerprints[split].hexdigest(split),
             )
         info = ingest.dataset_record(data_config, description, placement.carved, split_entries)
-        if statistics:
-            collector = _load_result(posixpath.join(work_dir, _STATISTICS))
-            data_statistics.write_json(collector.result(info), statistics_path)
-        elif tf.io.gfile.exists(statistics_path):
-            tf.io.gfile.remove(statistics_path)
+        collector = _load_result(posixpath.join(work_dir, _STATISTICS)) if statistics else None
+        ingest.write_statistics(collector, info, statistics_path)
         ingest.finish_dataset(output_dir, info)
     except BaseException:
         for split in splits.SPLITS:

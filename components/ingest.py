@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from components import dataset_info, masks, schema, sources, splits
+from components import contracts, dataset_info, files, masks, schema, sources, splits
 from components import statistics as data_statistics
 from components.config import IGNORE_ID, DataConfig
 from components.sources import EmptySplitError, SourceExample
@@ -112,10 +112,7 @@ class BadRecordsError(BadRecordError):
 def raise_bad_records(records: list[dict[str, str]], output_dir: str) -> typing.NoReturn:
     """Writes every bad record to ``<output_dir>/bad_records.jsonl`` and raises one error."""
     listing = posixpath.join(output_dir, BAD_RECORDS_FILE)
-    tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(listing, "w") as handle:
-        for item in records:
-            handle.write(json.dumps(item, sort_keys=True) + "\n")
+    files.write_text(listing, "".join(json.dumps(item, sort_keys=True) + "\n" for item in records))
     raise BadRecordsError(records, listing)
 
 
@@ -644,12 +641,23 @@ def dataset_record(
     }
 
 
+def write_statistics(
+    collector: data_statistics.StatisticsCollector | None, info: dict[str, Any], path: str
+) -> None:
+    """Writes the gathered statistics (a Statistics contract), or removes a stale file."""
+    if collector is not None:
+        contracts.Statistics.from_dict(collector.result(info), path).write(path)
+    elif files.exists(path):  # An earlier ingest's, of other records.
+        files.remove(path)
+
+
 def finish_dataset(output_dir: str, info: dict[str, Any]) -> None:
     """Writes dataset.json (which marks the dataset complete); drops an old bad-record list."""
     stale = posixpath.join(output_dir, BAD_RECORDS_FILE)
-    if tf.io.gfile.exists(stale):
-        tf.io.gfile.remove(stale)
-    dataset_info.write_dataset_info(output_dir, info)
+    if files.exists(stale):
+        files.remove(stale)
+    path = dataset_info.info_path(output_dir)
+    contracts.DatasetInfo.from_dict(info, path).write(path)
 
 
 def ingest_dataset(
@@ -727,10 +735,7 @@ def ingest_dataset(
             split: output.entry(output_dir, class_names) for split, output in outputs.items()
         }
         info = dataset_record(data_config, description, carved, split_entries)
-        if collector is not None:
-            data_statistics.write_json(collector.result(info), statistics_path)
-        elif tf.io.gfile.exists(statistics_path):  # An earlier ingest's, of other records.
-            tf.io.gfile.remove(statistics_path)
+        write_statistics(collector, info, statistics_path)
         finish_dataset(output_dir, info)
     except BaseException:
         # A failed ingest (a bad record, a full disk) leaves no complete-looking shard of
