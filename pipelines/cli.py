@@ -132,7 +132,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         import logging
 
         from components import dataset_info
-        from components.ingest import BadRecordError, ingest_dataset
+        from components.beam_ingest import ingest_with_engine
+        from components.ingest import BadRecordError
         from components.sources import DatasetNotPreparedError, SourceError
 
         logging.basicConfig(
@@ -142,7 +143,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         )
         output = str(args.output)
         try:
-            info = ingest_dataset(config.data, output)
+            info = ingest_with_engine(config.data, output)
         except (BadRecordError, SourceError, DatasetNotPreparedError, FileNotFoundError) as error:
             print(f"error: {error}", file=console)
             return 1
