@@ -343,8 +343,8 @@ def train_model(
     # chief writes the outputs, and the global batch is batch_size x workers.
     cluster = distributed.cluster_from_env()
     if cluster.is_multi_worker:
-        train_shards = len(info["splits"][dataset_info.TRAIN_SPLIT]["shards"])
-        distributed.check_train_shards(train_shards, cluster, dataset_dir)
+        train_shards = dataset_info.shard_paths(dataset_dir, dataset_info.TRAIN_SPLIT, info)
+        distributed.check_train_shards(len(train_shards), cluster, dataset_dir)
     outputs = distributed.output_dirs(
         model_dir, tensorboard_dir, posixpath.join(model_dir, BACKUP_DIR), cluster
     )
