@@ -62,7 +62,7 @@ def test_bench_train_prints_input_and_training_rates(tmp_path):
         "--epochs=1",
         f"--data-dir={tmp_path}",
     )
-    for name in ("tutorial (tfds.load + map)", "petseg make_dataset"):
+    for name in ("tutorial (tfds.load + map)", "petseg make_dataset", "petseg, production augment"):
         assert re.search(rf"{re.escape(name)}\s+{NUMBER}\s+{NUMBER}", out), out
     assert re.search(rf"tutorial model\.fit .*\s{NUMBER}\n", out), out
     assert re.search(rf"petseg train step .*\s{NUMBER}\s+speed-up {NUMBER}x", out), out
