@@ -28,7 +28,8 @@ LOCAL_IMAGES = {"cpu_image": "petseg-cpu:local", "gpu_image": "petseg-gpu:local"
 EXECUTOR_OUTPUT = "executor_output.json"
 # The data check's one output must stay 'train' for the pipeline's dsl.If, so why it trains
 # (data changed, or no production model to compare with) is in its log line, read from there.
-_TRAINING_REASON = re.compile(r" INFO [\w.]+: (Training: .+)$")
+# ("[KFP Executor <time> INFO]: Training: ..." as the executor's logging formats it).
+_TRAINING_REASON = re.compile(r"\bINFO\b[^:]*: (Training: .+)$")
 # Skipped records named on the terminal; all of them are in the dataset's dataset.json.
 MAX_LISTED_SKIPPED = 10
 
