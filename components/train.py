@@ -467,6 +467,23 @@ def _final_metrics(
     return metrics
 
 
+def trained_on(info: dict[str, Any]) -> dict[str, Any]:
+    """What a model's metadata (and so its push manifest) says about the data it learnt.
+
+    ``source`` is the TFDS name, or the folder or manifest path of own data (gs:// too);
+    ``fingerprint``: a scheduled run whose data has it has nothing new to learn
+    (components/data_check.py).
+    """
+    source = info.get("source", {})
+    return {
+        "source": source.get("name") or source.get("path"),
+        "source_type": source.get("type", "tfds"),
+        "version": source.get("version"),
+        "fingerprint": dataset_info.dataset_fingerprint(info),
+        "split_fingerprints": dataset_info.fingerprint(info)["splits"],
+    }
+
+
 def train_model(
     dataset_dir: str,
     model_dir: str,
@@ -641,7 +658,6 @@ def train_model(
             training_config.fine_tune_from_block if training_config.fine_tune_epochs else None,
         )
     )
-    source = info.get("source", {})
     metadata = {
         "classes": classes,
         "ignore_id": dataset_info.ignore_id(info),
@@ -664,14 +680,9 @@ def train_model(
         },
         "dataset": {
             "uri": dataset_uri or dataset_dir,
-            "source": source.get("name"),
-            "version": source.get("version"),
+            **trained_on(info),
             "num_train_records": num_train,
             "validation_split": validation_split,
-            # What the model was trained on: a scheduled run whose data has this
-            # fingerprint has nothing new to learn (components/data_check.py).
-            "fingerprint": dataset_info.dataset_fingerprint(info),
-            "split_fingerprints": dataset_info.fingerprint(info)["splits"],
         },
     }
     metadata.update(provenance.provenance())
