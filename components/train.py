@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import posixpath
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from components import data, dataset_info, devices, distributed, provenance, schema, visualize
 from components import model as model_lib
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 # tutorial validated on test, which then no longer measures unseen data).
 VALIDATION_SPLIT = dataset_info.VALIDATION_SPLIT
 BACKUP_DIR = "_training_backup"
+# The fine-tuning phase backs up apart: its optimizer tracks the encoder's variables too.
+FINE_TUNE_BACKUP_DIR = "_training_backup_fine_tune"
+# What "best epoch" and early stopping watch: the validation split's mean IoU.
+MONITOR = "val_mean_iou"
 SAMPLES_DIR = "samples"
 METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy", "mean_iou")
 # BatchNorm momentum when the encoder starts from random weights. MobileNetV2's 0.999 suits
@@ -117,50 +123,84 @@ def sample_panels(images: np.ndarray, true_masks: np.ndarray, logits: np.ndarray
     )
 
 
-class SamplePredictions(keras.callbacks.Callback):
-    """The TensorBoard form of the tutorial's DisplayCallback, next to Keras' TensorBoard.
+def _summary_metadata(plugin_name: str, data_class: int) -> summary_pb2.SummaryMetadata:
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name),
+        data_class=data_class,
+    )
 
-    The same validation images every epoch as image | true mask | predicted mask panels,
-    written with tf.summary.image to <log_dir>/samples (keras.callbacks.TensorBoard writes
-    the epoch scalars to <log_dir>/train and <log_dir>/validation).
+
+def write_scalar(name: str, value: float, step: int) -> None:
+    """tf.summary.scalar's on-disk format, written with TensorFlow core alone.
+
+    TensorFlow 2.21 no longer installs the tensorboard package, whose tf.summary.scalar and
+    tf.summary.image (and so keras.callbacks.TensorBoard) fail without it; the event files
+    written here are the ones TensorBoard reads.
+    """
+    tf.summary.write(
+        name,
+        tf.constant(float(value), tf.float32),
+        step=step,
+        metadata=_summary_metadata("scalars", summary_pb2.DATA_CLASS_SCALAR),
+    )
+
+
+def write_images(name: str, images: np.ndarray, step: int) -> None:
+    """tf.summary.image's on-disk format (width, height, PNGs) for uint8 [N, H, W, 3]."""
+    images = np.asarray(images, dtype=np.uint8)
+    encoded = [tf.io.encode_png(image) for image in images]
+    tensor = tf.stack([tf.as_string(images.shape[2]), tf.as_string(images.shape[1]), *encoded])
+    tf.summary.write(
+        name,
+        tensor,
+        step=step,
+        metadata=_summary_metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
+    )
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Per-epoch TensorBoard logs: metric scalars and sample predictions.
+
+    Scalars go to <log_dir>/train and <log_dir>/validation as Keras' own TensorBoard
+    callback lays them out (tags 'epoch_loss', 'epoch_mean_iou', ...). The samples are
+    the TensorBoard form of the tutorial's DisplayCallback: the same validation images
+    every epoch as image | true mask | predicted mask panels in <log_dir>/samples.
     """
 
-    def __init__(self, log_dir: str, images: np.ndarray, masks: np.ndarray):
+    def __init__(
+        self, log_dir: str, images: np.ndarray | None = None, masks: np.ndarray | None = None
+    ):
         super().__init__()
-        self.log_dir = posixpath.join(log_dir, SAMPLES_DIR)
-        self.images = np.asarray(images, dtype=np.float32)
-        self.masks = np.asarray(masks)
-        self._writer = None
+        self.log_dir = log_dir
+        self.images = None if images is None else np.asarray(images, dtype=np.float32)
+        self.masks = None if masks is None else np.asarray(masks)
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(posixpath.join(self.log_dir, name))
+        return self._writers[name]
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        logits = np.asarray(self.model(self.images, training=False))
-        with self._writer.as_default():
-            tf.summary.image(
-                "image_true_predicted",
-                sample_panels(self.images, self.masks, logits),
-                step=epoch,
-                max_outputs=len(self.images),
-            )
-        self._writer.flush()
+        for key, value in (logs or {}).items():
+            run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(run).as_default():
+                write_scalar(f"epoch_{name}", value, step=epoch)
+        if self.images is not None and len(self.images):
+            logits = np.asarray(self.model(self.images, training=False))
+            with self._writer(SAMPLES_DIR).as_default():
+                write_images(
+                    "image_true_predicted",
+                    sample_panels(self.images, self.masks, logits),
+                    step=epoch,
+                )
+        for writer in self._writers.values():
+            writer.flush()
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-def tensorboard_callbacks(
-    log_dir: str, images: np.ndarray | None, masks: np.ndarray | None
-) -> list[keras.callbacks.Callback]:
-    """Keras' TensorBoard (epoch scalars, tags 'epoch_loss', ...) plus the sample panels."""
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)
-    ]
-    if images is not None and len(images):
-        callbacks.append(SamplePredictions(log_dir, images, masks))
-    return callbacks
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
 
 
 def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
@@ -197,7 +237,7 @@ class PixelAccuracy(keras.metrics.SparseCategoricalAccuracy):
 
 def _compile(
     model: keras.Model,
-    learning_rate: float,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     jit_compile: bool,
     num_classes: int,
     ignore_id: int = schema.IGNORE_ID,
@@ -221,6 +261,137 @@ def _compile(
         ],
         jit_compile=jit_compile,
     )
+
+
+def augmentation_for(training_config: Any) -> data.Augmentation:
+    """The input pipeline's augmentation from the config (flips, then the recipe's extras)."""
+    return data.Augmentation(
+        flip=True,
+        min_crop_scale=training_config.augment_min_crop_scale,
+        max_rotation_degrees=training_config.augment_max_rotation_degrees,
+        color_jitter=training_config.augment_color_jitter,
+    )
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One model.fit call: epochs [initial_epoch, epochs) at one learning rate.
+
+    The first phase trains what the config leaves trainable (with a pretrained encoder:
+    the decoder); the optional fine-tuning phase then unfreezes the encoder at a lower rate,
+    Keras' transfer-learning recipe. Epoch numbers run on across phases (TensorBoard).
+    """
+
+    name: str
+    initial_epoch: int
+    epochs: int
+    learning_rate: float
+    fine_tune: bool
+    backup_dir: str
+
+
+def training_phases(training_config: Any) -> list[Phase]:
+    phases = [
+        Phase("train", 0, training_config.epochs, training_config.learning_rate, False, BACKUP_DIR)
+    ]
+    if training_config.fine_tune_epochs:
+        phases.append(
+            Phase(
+                "fine_tune",
+                training_config.epochs,
+                training_config.epochs + training_config.fine_tune_epochs,
+                training_config.learning_rate * training_config.fine_tune_learning_rate_factor,
+                True,
+                FINE_TUNE_BACKUP_DIR,
+            )
+        )
+    return phases
+
+
+def learning_rate_for(
+    training_config: Any, phase: Phase, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The phase's rate, constant or decaying to 0 by a cosine over the phase's steps."""
+    if training_config.learning_rate_schedule == "cosine":
+        steps = max(1, (phase.epochs - phase.initial_epoch) * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps=steps)
+    return phase.learning_rate
+
+
+def unfreeze_encoder(model: keras.Model, from_block: int = 0) -> None:
+    """Makes the encoder trainable (from MobileNetV2's block ``from_block`` on; 0 = all).
+
+    Its BatchNorm layers stay frozen, which in Keras 3 also runs them in inference mode:
+    small batches of a few hundred photos would otherwise overwrite the ImageNet statistics
+    the pretrained convolutions depend on (Keras' transfer-learning guide).
+    """
+    encoder = model.get_layer(model_lib.ENCODER_NAME)
+    encoder.trainable = True
+    trainable = from_block == 0
+    for layer in encoder.layers:
+        if from_block and layer.name.startswith(f"block_{from_block}_"):
+            trainable = True
+        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+class KeepBestWeights(keras.callbacks.Callback):
+    """Remembers the weights and logs of the epoch with the highest ``monitor``, across fits.
+
+    One instance spans both phases, so the best epoch may be a head-training one; call
+    ``restore`` after the last fit. (Keras' EarlyStopping restores only when it stops.)
+    """
+
+    def __init__(self, monitor: str = MONITOR):
+        super().__init__()
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch: int | None = None
+        self.best_logs: dict[str, float] | None = None
+        self._weights: list[tuple[Any, np.ndarray]] | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
+            return
+        self.best, self.best_epoch = float(value), epoch
+        self.best_logs = {name: float(value) for name, value in logs.items()}
+        self._weights = [(variable, variable.numpy()) for variable in self.model.weights]
+
+    def restore(self) -> None:
+        for variable, value in self._weights or []:
+            variable.assign(value)
+
+
+def build_callbacks(
+    phase: Phase,
+    model_dir: str,
+    training_config: Any,
+    tensorboard_logger: keras.callbacks.Callback,
+    keeper: KeepBestWeights | None,
+    extra: list[keras.callbacks.Callback] | None,
+    cluster: distributed.Cluster | None = None,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of one phase's fit, built-in ones first, then the caller's.
+
+    Several workers: only the chief writes the backup, every worker restores from it.
+    """
+    callbacks: list[keras.callbacks.Callback] = [
+        distributed.backup_callback(
+            posixpath.join(model_dir, phase.backup_dir), cluster or distributed.Cluster()
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if keeper is not None:
+        callbacks.append(keeper)
+    if training_config.early_stopping_patience is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=MONITOR, mode="max", patience=training_config.early_stopping_patience
+            )
+        )
+    callbacks.append(tensorboard_logger)
+    callbacks.extend(extra or [])
+    return callbacks
 
 
 def _damaged_input_error(
@@ -247,7 +418,9 @@ def batchnorm_momentum_for(model_config: Any) -> float | None:
     return None if model_config.pretrained else FROM_SCRATCH_BATCHNORM_MOMENTUM
 
 
-def _float32_copy(trained: keras.Model, model_config: Any, num_classes: int) -> keras.Model:
+def _float32_copy(
+    trained: keras.Model, model_config: Any, num_classes: int, fine_tune_from_block: int | None
+) -> keras.Model:
     """Rebuilds a mixed-precision model in float32 with the trained weights.
 
     Mixed-precision variables are float32 already, so the copy is exact; the saved model
@@ -266,12 +439,14 @@ def _float32_copy(trained: keras.Model, model_config: Any, num_classes: int) -> 
         )
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
+    if fine_tune_from_block is not None:
+        unfreeze_encoder(copy, fine_tune_from_block)  # the same variables in the same order
     copy.set_weights(trained.get_weights())
     return copy
 
 
 def _final_metrics(
-    history: keras.callbacks.History,
+    history: keras.callbacks.History | None,
     model: keras.Model,
     train_dataset: tf.data.Dataset,
     validation_dataset: tf.data.Dataset,
@@ -282,7 +457,7 @@ def _final_metrics(
     A task resumed after its last epoch was checkpointed runs no epoch, so the metrics
     are then measured afresh on the restored model.
     """
-    if history.history:
+    if history is not None and history.history:
         logs = {name: values[-1] for name, values in history.history.items()}
     else:
         logs = dict(
@@ -296,6 +471,23 @@ def _final_metrics(
             if key in logs:
                 metrics[key] = float(logs[key])
     return metrics
+
+
+def trained_on(info: dict[str, Any]) -> dict[str, Any]:
+    """What a model's metadata (and so its push manifest) says about the data it learnt.
+
+    ``source`` is the TFDS name, or the folder or manifest path of own data (gs:// too);
+    ``fingerprint``: a scheduled run whose data has it has nothing new to learn
+    (components/data_check.py).
+    """
+    source = info.get("source", {})
+    return {
+        "source": source.get("name") or source.get("path"),
+        "source_type": source.get("type", "tfds"),
+        "version": source.get("version"),
+        "fingerprint": dataset_info.dataset_fingerprint(info),
+        "split_fingerprints": dataset_info.fingerprint(info)["splits"],
+    }
 
 
 def train_model(
@@ -345,9 +537,7 @@ def train_model(
     if cluster.is_multi_worker:
         train_shards = dataset_info.shard_paths(dataset_dir, dataset_info.TRAIN_SPLIT, info)
         distributed.check_train_shards(len(train_shards), cluster, dataset_dir)
-    outputs = distributed.output_dirs(
-        model_dir, tensorboard_dir, posixpath.join(model_dir, BACKUP_DIR), cluster
-    )
+    outputs = distributed.output_dirs(model_dir, tensorboard_dir, model_dir, cluster)
     if runtime_plan is None:
         gpus, capabilities = devices.visible_gpus()
         runtime_plan = devices.choose_runtime(
@@ -369,12 +559,13 @@ def train_model(
             batch,
             training=True,
             augment=training_config.augment,
+            augmentation=augmentation_for(training_config),
             shuffle_buffer=training_config.shuffle_buffer,
             cache=training_config.cache,
             seed=training_config.seed,
             class_weights=class_weights,
-            # Full batches keep shapes fixed (one XLA compile, even replica splits) as long as
-            # the split holds at least one batch.
+            # Full batches keep shapes fixed (one XLA compile, even replica splits) as long
+            # as the split holds at least one batch.
             drop_remainder=num_train >= batch_size,
             file_shard=file_shard,
         )
@@ -408,18 +599,7 @@ def train_model(
                 normalization=model_config.normalization,
                 batchnorm_momentum=batchnorm_momentum_for(model_config),
             )
-            _compile(
-                model,
-                training_config.learning_rate,
-                runtime_plan.jit_compile,
-                len(classes),
-                dataset_info.ignore_id(info),
-            )
 
-        all_callbacks: list[keras.callbacks.Callback] = [
-            distributed.backup_callback(outputs.backup_dir, cluster),
-            keras.callbacks.TerminateOnNaN(),
-        ]
         images = masks = None
         if training_config.tensorboard_images > 0:
             # A separate uncached read: taking a few elements of the cached validation input
@@ -433,19 +613,58 @@ def train_model(
                 cache=False,
             )
             images, masks = (tensor.numpy() for tensor in next(iter(samples)))
-        all_callbacks.extend(tensorboard_callbacks(outputs.tensorboard_dir, images, masks))
-        all_callbacks.extend(callbacks or [])
+        tensorboard_logger = TensorBoardLogger(outputs.tensorboard_dir, images, masks)
+        keeper = KeepBestWeights() if training_config.keep_best_epoch else None
+        phases = training_phases(training_config)
+        steps_in_epoch = steps_per_epoch or max(1, num_train // batch_size)
 
         try:
-            history = model.fit(
-                train_dataset,
-                epochs=training_config.epochs,
-                steps_per_epoch=steps_per_epoch,
-                validation_data=validation_dataset,
-                callbacks=all_callbacks,
-                shuffle=False,  # the input pipeline shuffles
-                verbose=2,
-            )
+            history = None
+            for index, phase in enumerate(phases):
+                if phase.fine_tune:
+                    unfreeze_encoder(model, training_config.fine_tune_from_block)
+                if any(
+                    tf.io.gfile.exists(posixpath.join(model_dir, later.backup_dir))
+                    for later in phases[index + 1 :]
+                ):
+                    continue  # a resumed task: a later phase had begun and restores itself
+                with strategy.scope():
+                    _compile(
+                        model,
+                        learning_rate_for(training_config, phase, steps_in_epoch),
+                        runtime_plan.jit_compile,
+                        len(classes),
+                        dataset_info.ignore_id(info),
+                    )
+                logger.info(
+                    "training phase %s: epochs %d-%d",
+                    phase.name,
+                    phase.initial_epoch + 1,
+                    phase.epochs,
+                )
+                history = model.fit(
+                    train_dataset,
+                    initial_epoch=phase.initial_epoch,
+                    epochs=phase.epochs,
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=validation_dataset,
+                    callbacks=build_callbacks(
+                        phase,
+                        model_dir,
+                        training_config,
+                        tensorboard_logger,
+                        keeper,
+                        callbacks,
+                        cluster=cluster,
+                    ),
+                    shuffle=False,  # the input pipeline shuffles
+                    verbose=2,
+                )
+            if keeper is not None and keeper.best_logs is not None:
+                keeper.restore()
+                history = keras.callbacks.History()
+                history.history = {name: [value] for name, value in keeper.best_logs.items()}
+                logger.info("kept epoch %d (%s %.4f)", keeper.best_epoch + 1, MONITOR, keeper.best)
             metrics = _final_metrics(
                 history, model, train_dataset, validation_dataset, steps_per_epoch
             )
@@ -463,9 +682,13 @@ def train_model(
     to_save = (
         model
         if runtime_plan.precision_policy == "float32"
-        else _float32_copy(model, model_config, len(classes))
+        else _float32_copy(
+            model,
+            model_config,
+            len(classes),
+            training_config.fine_tune_from_block if training_config.fine_tune_epochs else None,
+        )
     )
-    source = info.get("source", {})
     metadata = {
         "classes": classes,
         "ignore_id": dataset_info.ignore_id(info),
@@ -477,6 +700,9 @@ def train_model(
         "training": training_config.model_dump(mode="json"),
         "class_weights": class_weights,
         "metrics": metrics,
+        "best_epoch": None
+        if keeper is None or keeper.best_epoch is None
+        else keeper.best_epoch + 1,
         "runtime": {
             "strategy": runtime_plan.strategy,
             "devices": list(runtime_plan.devices),
@@ -487,14 +713,9 @@ def train_model(
         },
         "dataset": {
             "uri": dataset_uri or dataset_dir,
-            "source": source.get("name"),
-            "version": source.get("version"),
+            **trained_on(info),
             "num_train_records": num_train,
             "validation_split": validation_split,
-            # What the model was trained on: a scheduled run whose data has this
-            # fingerprint has nothing new to learn (components/data_check.py).
-            "fingerprint": dataset_info.dataset_fingerprint(info),
-            "split_fingerprints": dataset_info.fingerprint(info)["splits"],
         },
     }
     metadata.update(provenance.provenance())
