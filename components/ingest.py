@@ -15,11 +15,13 @@ written with the source's bytes unchanged, masks as PNG class ids (255 =
 ignore). A source without a validation (or test) split has one carved from
 train by a hash of each example's key (components.splits).
 
-A bad record stops ingest with an error naming it, unless the bad-record
-policy is ``skip``; then each skipped file and its reason go into dataset.json,
-so nothing disappears silently. Shards are written under a temporary name and
-renamed only when every split is written, so a crash never leaves a shard
-that looks complete. dataset.json also records the class table, pixel counts
+Bad records fail ingest once, after every record was checked, with an error
+naming them all (the first 20 in the message, every one in
+``bad_records.jsonl``), unless the bad-record policy is ``skip``; then each
+skipped file and its reason go into dataset.json, so nothing disappears
+silently. Shards are written under a temporary name and renamed only when
+every split is written, so a crash never leaves a shard that looks complete.
+dataset.json also records the class table, pixel counts
 and the content fingerprint of each split and of the whole dataset.
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import os
 import posixpath
@@ -67,6 +70,53 @@ class BadRecordError(ValueError):
         super().__init__(f"{file_name}: {reason}")
         self.file_name = file_name
         self.reason = reason
+
+
+BAD_RECORDS_FILE = "bad_records.jsonl"
+MAX_SHOWN_BAD_RECORDS = 20
+
+
+class BadRecordsError(BadRecordError):
+    """Bad records under the 'error' policy: every one, found in one pass.
+
+    ``records`` lists them all ({file_name, split, reason}, in source order) and
+    ``listing`` is the JSON Lines file holding them; the message shows the first
+    ``MAX_SHOWN_BAD_RECORDS`` and that file's path, so a user fixes them all at once.
+    """
+
+    def __init__(self, records: list[dict[str, str]], listing: str):
+        first = records[0]
+        super().__init__(first["file_name"], first["reason"])
+        self.records = records
+        self.listing = listing
+        advice = "set data.bad_record_policy=skip to skip and list such records instead"
+        if len(records) == 1:
+            message = (
+                f"{first['file_name']}: {first['reason']} (split {first['split']!r}; {advice}; "
+                f"listed in {listing})"
+            )
+        else:
+            lines = [
+                f"{len(records)} bad records ({advice}); all are listed in {listing}:",
+                *(
+                    f"  {item['file_name']}: {item['reason']} (split {item['split']!r})"
+                    for item in records[:MAX_SHOWN_BAD_RECORDS]
+                ),
+            ]
+            if len(records) > MAX_SHOWN_BAD_RECORDS:
+                lines.append(f"  ... and {len(records) - MAX_SHOWN_BAD_RECORDS} more")
+            message = "\n".join(lines)
+        ValueError.__init__(self, message)
+
+
+def raise_bad_records(records: list[dict[str, str]], output_dir: str) -> typing.NoReturn:
+    """Writes every bad record to ``<output_dir>/bad_records.jsonl`` and raises one error."""
+    listing = posixpath.join(output_dir, BAD_RECORDS_FILE)
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(listing, "w") as handle:
+        for item in records:
+            handle.write(json.dumps(item, sort_keys=True) + "\n")
+    raise BadRecordsError(records, listing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,20 +372,43 @@ class _SplitOutput:
             )
 
     def entry(self, output_dir: str, class_names: list[str]) -> dict[str, Any]:
-        counts = self.pixel_counts
-        return {
-            "num_records": self.num_records,
-            "shards": [posixpath.relpath(path, output_dir) for path in self.final_paths],
-            # Readers compare these with the files (dataset_info.shard_paths): a truncated
-            # shard is refused by name instead of failing mid-read without one.
-            "shard_sizes": [tf.io.gfile.stat(path).length for path in self.final_paths],
-            "num_skipped": len(self.skipped),
-            "skipped": self.skipped,
-            "num_bytes": self.num_bytes,
-            "pixel_counts": {name: int(counts[index]) for index, name in enumerate(class_names)},
-            "ignored_pixels": int(counts[IGNORE_ID]),
-            "fingerprint": self.fingerprint.hexdigest(self.split),
-        }
+        return split_entry(
+            output_dir,
+            class_names,
+            final_paths=self.final_paths,
+            num_records=self.num_records,
+            num_bytes=self.num_bytes,
+            skipped=self.skipped,
+            pixel_counts=self.pixel_counts,
+            fingerprint=self.fingerprint.hexdigest(self.split),
+        )
+
+
+def split_entry(
+    output_dir: str,
+    class_names: list[str],
+    *,
+    final_paths: list[str],
+    num_records: int,
+    num_bytes: int,
+    skipped: list[dict[str, str]],
+    pixel_counts: np.ndarray,
+    fingerprint: str,
+) -> dict[str, Any]:
+    """A split's entry in dataset.json (both engines write it through here)."""
+    return {
+        "num_records": num_records,
+        "shards": [posixpath.relpath(path, output_dir) for path in final_paths],
+        # Readers compare these with the files (dataset_info.shard_paths): a truncated
+        # shard is refused by name instead of failing mid-read without one.
+        "shard_sizes": [tf.io.gfile.stat(path).length for path in final_paths],
+        "num_skipped": len(skipped),
+        "skipped": skipped,
+        "num_bytes": num_bytes,
+        "pixel_counts": {name: int(pixel_counts[index]) for index, name in enumerate(class_names)},
+        "ignored_pixels": int(pixel_counts[IGNORE_ID]),
+        "fingerprint": fingerprint,
+    }
 
 
 def _write_examples(
@@ -346,9 +419,18 @@ def _write_examples(
     bad_record_policy: str,
     expected_records: int | None,
     progress_every: int,
-) -> int:
-    """Routes each checked example to its split's writer; returns how many were read."""
+) -> tuple[int, list[dict[str, str]]]:
+    """Routes each checked example to its split's writer.
+
+    Under the 'error' policy a bad record stops the writing, not the checking: every
+    record is still checked, so the caller can name all bad ones at once.
+
+    Returns:
+        How many records were read, and the bad ones under the 'error' policy
+        ({file_name, split, reason}, in source order).
+    """
     seen = 0
+    bad: list[dict[str, str]] = []
     started = time.monotonic()
     total = f"/{expected_records}" if expected_records else ""
     for example, result in checked:
@@ -357,14 +439,13 @@ def _write_examples(
         output.seen += 1
         if isinstance(result, str):
             if bad_record_policy == "error":
-                raise BadRecordError(
-                    example.file_name,
-                    f"{result} (split {output.split!r}; set data.bad_record_policy=skip "
-                    "to skip and list such records instead)",
+                bad.append(
+                    {"file_name": example.file_name, "split": output.split, "reason": result}
                 )
-            logger.warning("Skipping %s: %s", example.file_name, result)
-            output.skipped.append({"file_name": example.file_name, "reason": result})
-        else:
+            else:
+                logger.warning("Skipping %s: %s", example.file_name, result)
+                output.skipped.append({"file_name": example.file_name, "reason": result})
+        elif not bad:
             output.write(example, result)
         if seen % progress_every == 0:
             elapsed = max(time.monotonic() - started, 1e-9)
@@ -378,7 +459,7 @@ def _write_examples(
                 ),
                 seen / elapsed,
             )
-    return seen
+    return seen, bad
 
 
 def _check_policy(bad_record_policy: str, records_per_shard: int) -> None:
@@ -412,7 +493,8 @@ def write_split(
         num_bytes, pixel_counts, ignored_pixels, fingerprint.
 
     Raises:
-        BadRecordError: a bad record under the 'error' policy.
+        BadRecordsError: bad records under the 'error' policy (all of them, named and
+            listed in ``<output_dir>/bad_records.jsonl``).
         EmptySplitError: no record was written.
     """
     _check_policy(bad_record_policy, records_per_shard)
@@ -420,7 +502,7 @@ def write_split(
     output = _SplitOutput(output_dir, split, records_per_shard, table.num_classes, None)
     try:
         examples = (record.as_example(split) for record in records)
-        _write_examples(
+        _, bad = _write_examples(
             checked_examples(examples, table, workers=1),
             {split: output},
             lambda example: split,
@@ -428,6 +510,9 @@ def write_split(
             expected_records=expected_records,
             progress_every=progress_every,
         )
+        if bad:
+            output.writer.abort()
+            raise_bad_records(bad, output_dir)
         _raise_if_empty(output, None)
         output.final_paths = output.writer.finish()
     except BaseException:
@@ -446,6 +531,99 @@ def _raise_if_empty(output: _SplitOutput, carved: str | None) -> None:
     else:
         detail = "the source split is empty"
     raise EmptySplitError(f"split {output.split!r} has no usable records: {detail}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlacement:
+    """Which split each example goes to: the source's, or carved from train by key hash."""
+
+    carved: dict[str, str]  # split → the split it is carved from (train)
+    fractions: dict[str, float]
+    test_fraction: float
+
+    @classmethod
+    def for_source(cls, data_config: DataConfig, description: dict) -> SplitPlacement:
+        source_splits = set(description["splits"])
+        return cls(
+            carved={
+                split: splits.TRAIN
+                for split in (splits.VALIDATION, splits.TEST)
+                if split not in source_splits
+            },
+            fractions={
+                splits.VALIDATION: data_config.validation_fraction,
+                splits.TEST: data_config.test_fraction,
+            },
+            test_fraction=data_config.test_fraction,
+        )
+
+    def place(self, example: SourceExample) -> str:
+        split = example.split or splits.TRAIN
+        if split != splits.TRAIN or not self.carved:
+            return split
+        return splits.carve(
+            example.key,
+            validation_fraction=(
+                self.fractions[splits.VALIDATION] if splits.VALIDATION in self.carved else 0
+            ),
+            test_fraction=self.test_fraction,
+            carve_test=splits.TEST in self.carved,
+        )
+
+    def empty_detail(self, split: str, seen: int) -> str | None:
+        """Why a carved split may be empty (for EmptySplitError), None for a source split."""
+        if split not in self.carved:
+            return None
+        return (
+            f"carved from train at {split}_fraction {self.fractions[split]} ({seen} records "
+            f"read); raise data.{split}_fraction or add examples"
+        )
+
+
+def dataset_record(
+    data_config: DataConfig,
+    description: dict,
+    carved: dict[str, str],
+    split_entries: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """dataset.json's content from the split entries (both engines write it through here)."""
+    class_table = data_config.class_table()
+    for split in carved:
+        split_entries[split]["carved_from"] = splits.TRAIN
+    split_fingerprints = {split: entry["fingerprint"] for split, entry in split_entries.items()}
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "classes": data_config.class_names,
+        "class_table": class_table,
+        "ignore_id": IGNORE_ID,
+        "mask_format": data_config.mask_format,
+        "source": description,
+        "split_rule": {
+            "key": "hash of each example's key (file path without extension)",
+            "validation_fraction": data_config.validation_fraction,
+            "test_fraction": data_config.test_fraction,
+            "carved": carved,
+        },
+        "splits": split_entries,
+        "fingerprint": {
+            "dataset": splits.dataset_fingerprint(
+                split_fingerprints, class_table, data_config.mask_format
+            ),
+            "splits": split_fingerprints,
+        },
+        "bad_record_policy": data_config.bad_record_policy,
+        "records_per_shard": data_config.records_per_shard,
+        "image_encoding": IMAGE_ENCODING_NOTE,
+        "tensorflow_datasets_version": tfds.__version__,
+    }
+
+
+def finish_dataset(output_dir: str, info: dict[str, Any]) -> None:
+    """Writes dataset.json (which marks the dataset complete); drops an old bad-record list."""
+    stale = posixpath.join(output_dir, BAD_RECORDS_FILE)
+    if tf.io.gfile.exists(stale):
+        tf.io.gfile.remove(stale)
+    dataset_info.write_dataset_info(output_dir, info)
 
 
 def ingest_dataset(
@@ -471,35 +649,17 @@ def ingest_dataset(
 
     Raises:
         sources.SourceError: the source cannot be read as configured (named).
-        BadRecordError: a bad record under the 'error' policy (named).
+        BadRecordsError: bad records under the 'error' policy: every record is checked
+            first, then all bad ones are named (the first 20 in the message) and listed
+            in ``<output_dir>/bad_records.jsonl``.
         EmptySplitError: a split would have no records.
     """
     _check_policy(data_config.bad_record_policy, data_config.records_per_shard)
     table = masks.ClassTable.from_config(data_config)
-    class_table = data_config.class_table()
     class_names = data_config.class_names
     description, stream = sources.examples(data_config)
-    source_splits = set(description["splits"])
-    carved = {
-        split: splits.TRAIN
-        for split in (splits.VALIDATION, splits.TEST)
-        if split not in source_splits
-    }
-    fractions = {
-        splits.VALIDATION: data_config.validation_fraction,
-        splits.TEST: data_config.test_fraction,
-    }
-
-    def place(example: SourceExample) -> str:
-        split = example.split or splits.TRAIN
-        if split != splits.TRAIN or not carved:
-            return split
-        return splits.carve(
-            example.key,
-            validation_fraction=fractions[splits.VALIDATION] if splits.VALIDATION in carved else 0,
-            test_fraction=data_config.test_fraction,
-            carve_test=splits.TEST in carved,
-        )
+    placement = SplitPlacement.for_source(data_config, description)
+    carved, place = placement.carved, placement.place
 
     outputs: dict[str, _SplitOutput] = {}
     workers = workers or worker_count(data_config)
@@ -523,7 +683,7 @@ def ingest_dataset(
             workers,
             sorted(carved) or "nothing",
         )
-        seen = _write_examples(
+        seen, bad = _write_examples(
             checked_examples(stream, table, workers),
             outputs,
             place,
@@ -531,52 +691,21 @@ def ingest_dataset(
             expected_records=expected,
             progress_every=progress_every,
         )
+        if bad:
+            raise_bad_records(bad, output_dir)
         for split, output in outputs.items():
-            _raise_if_empty(
-                output,
-                f"carved from train at {split}_fraction {fractions[split]} ({seen} records "
-                f"read); raise data.{split}_fraction or add examples"
-                if split in carved
-                else None,
-            )
+            _raise_if_empty(output, placement.empty_detail(split, seen))
         for output in outputs.values():
             output.final_paths = output.writer.finish()
         split_entries = {
             split: output.entry(output_dir, class_names) for split, output in outputs.items()
         }
-        for split in carved:
-            split_entries[split]["carved_from"] = splits.TRAIN
-        split_fingerprints = {split: entry["fingerprint"] for split, entry in split_entries.items()}
-        info = {
-            "schema_version": schema.SCHEMA_VERSION,
-            "classes": class_names,
-            "class_table": class_table,
-            "ignore_id": IGNORE_ID,
-            "mask_format": data_config.mask_format,
-            "source": description,
-            "split_rule": {
-                "key": "hash of each example's key (file path without extension)",
-                "validation_fraction": data_config.validation_fraction,
-                "test_fraction": data_config.test_fraction,
-                "carved": carved,
-            },
-            "splits": split_entries,
-            "fingerprint": {
-                "dataset": splits.dataset_fingerprint(
-                    split_fingerprints, class_table, data_config.mask_format
-                ),
-                "splits": split_fingerprints,
-            },
-            "bad_record_policy": data_config.bad_record_policy,
-            "records_per_shard": data_config.records_per_shard,
-            "image_encoding": IMAGE_ENCODING_NOTE,
-            "tensorflow_datasets_version": tfds.__version__,
-        }
+        info = dataset_record(data_config, description, carved, split_entries)
         if collector is not None:
             data_statistics.write_json(collector.result(info), statistics_path)
         elif tf.io.gfile.exists(statistics_path):  # An earlier ingest's, of other records.
             tf.io.gfile.remove(statistics_path)
-        dataset_info.write_dataset_info(output_dir, info)
+        finish_dataset(output_dir, info)
     except BaseException:
         # A failed ingest (a bad record, a full disk) leaves no complete-looking shard of
         # any split behind, not only of the split that failed, and no dataset.json.

@@ -2,8 +2,8 @@
 
 Images get the commit at build time (``containers/build.sh`` passes it as the
 ``PETSEG_GIT_COMMIT`` build argument, which the Dockerfiles turn into an environment
-variable); a run from a source checkout asks git. Both are read when called, never at
-import.
+variable); a run from a source checkout asks git; a wheel built from a checkout carries it in
+``components/BUILD_COMMIT`` (setup.py writes it). All are read when called, never at import.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ GIT_COMMIT_ENV = "PETSEG_GIT_COMMIT"
 PACKAGE = "petseg"
 _GIT_TIMEOUT_S = 5.0
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_BUILD_COMMIT_FILE = Path(__file__).resolve().parent / "BUILD_COMMIT"
 
 
 def package_version() -> str:
@@ -28,7 +29,7 @@ def package_version() -> str:
 
 
 def git_commit() -> str:
-    """The commit petseg was built from: the build's, else the checkout's; '' when unknown.
+    """The commit petseg was built from: the image's, the checkout's or the wheel's; '' if unknown.
 
     A checkout with uncommitted changes gets a ``-dirty`` suffix, as the image tags do.
     """
@@ -36,7 +37,10 @@ def git_commit() -> str:
     if from_build:
         return from_build
     if not (_SOURCE_ROOT / ".git").exists():  # an installed wheel: no checkout around it
-        return ""
+        try:
+            return _BUILD_COMMIT_FILE.read_text().strip()
+        except OSError:
+            return ""
     try:
         commit = _git("rev-parse", "--short=12", "HEAD")
         dirty = _git("status", "--porcelain")

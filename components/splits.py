@@ -54,6 +54,12 @@ class Fingerprint:
         self.total = (self.total + int.from_bytes(digest, "big")) % _MODULUS
         self.count += 1
 
+    def merge(self, other: Fingerprint) -> Fingerprint:
+        """Adds another accumulator's digests (order-free, like add); returns self."""
+        self.total = (self.total + other.total) % _MODULUS
+        self.count += other.count
+        return self
+
     def hexdigest(self, split: str) -> str:
         payload = f"petseg-split-fingerprint-v1\0{split}\0{self.count}\0{self.total:064x}"
         return hashlib.sha256(payload.encode("ascii")).hexdigest()

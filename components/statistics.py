@@ -184,10 +184,36 @@ class _SplitAccumulator:
         present[:, self.ignore] = False
         held = present.sum(axis=1)
         self.empty_masks += int(np.sum(held == 0))
-        for row in np.flatnonzero(held == 1).tolist():
+        rows = np.flatnonzero(held == 1).tolist()
+        for row in rows:
             self.single_class[self._name(int(np.argmax(present[row])))] += 1
-            if len(self.single_class_files) < MAX_LISTED_FILES:
-                self.single_class_files.append(names[row])
+        # The first names in sorted order, not in reading order: the same list however the
+        # records were read or merged (a Beam combine merges partial results in any order).
+        self.single_class_files = sorted(self.single_class_files + [names[row] for row in rows])[
+            :MAX_LISTED_FILES
+        ]
+
+    def merge(self, other: _SplitAccumulator) -> None:
+        """Adds another accumulator's records (partial results of a parallel pass)."""
+        self.num_records += other.num_records
+        self.image_bytes += other.image_bytes
+        self.mask_bytes += other.mask_bytes
+        for mine, theirs in (
+            (self.heights, other.heights),
+            (self.widths, other.widths),
+            (self.aspects, other.aspects),
+            (self.size_bins, other.size_bins),
+            (self.channels, other.channels),
+            (self.encodings, other.encodings),
+            (self.single_class, other.single_class),
+        ):
+            mine.update(theirs)
+        self.value_pixels += other.value_pixels
+        self.value_images += other.value_images
+        self.single_class_files = sorted(self.single_class_files + other.single_class_files)[
+            :MAX_LISTED_FILES
+        ]
+        self.empty_masks += other.empty_masks
 
     def _name(self, value: int) -> str:
         return self.classes[value] if value < len(self.classes) else f"value {value}"
@@ -308,6 +334,18 @@ class StatisticsCollector:
             np.stack(counts),
         )
         pending.clear()
+
+    def merge(self, other: StatisticsCollector) -> StatisticsCollector:
+        """Adds another collector's records, as if they had been added here; returns self."""
+        for split in other.accumulators:
+            other._flush(split)
+        for split, accumulator in other.accumulators.items():
+            self._flush(split)
+            self.accumulators[split].merge(accumulator)
+        for digest, places in other._seen.items():
+            for split, file_name in [places] if isinstance(places, tuple) else places:
+                _remember(self._seen, digest, split, file_name)
+        return self
 
     def num_records(self) -> int:
         return sum(accumulator.num_records for accumulator in self.accumulators.values()) + sum(

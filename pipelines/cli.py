@@ -213,12 +213,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1] (a bad one exits 2, as every bad argument does)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return value
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: version and commit, looked up only when asked (no git call otherwise)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, help="print version and commit, exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from components import provenance
+
+        commit = provenance.git_commit() or "unknown"
+        print(f"petseg {provenance.package_version()} (commit {commit})")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petseg",
         description="Oxford-IIIT Pet segmentation pipeline (Kubeflow Pipelines).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_VersionAction)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     parent = _config_parent()
 
     show = commands.add_parser(
@@ -237,9 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     compile_cmd.set_defaults(handler=_cmd_compile)
 
     run = commands.add_parser(
-        "run", parents=[parent], help="run the whole pipeline here with kfp.local"
+        "run",
+        parents=[parent],
+        help="run the whole pipeline here with kfp.local",
+        usage="petseg run --local [options]",
     )
-    run.add_argument("--local", action="store_true", help="run with kfp.local (required)")
+    run.add_argument(
+        "--local",
+        action="store_true",
+        help="run on this machine with kfp.local (cloud runs: petseg submit)",
+    )
     run.add_argument(
         "--pipeline-root",
         type=Path,
@@ -312,9 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument(
         "--output", "-o", required=True, help="folder (or gs:// prefix) for the outputs"
     )
-    predict_cmd.add_argument("--batch-size", type=int, default=16, help="images per model call")
     predict_cmd.add_argument(
-        "--alpha", type=float, default=0.5, help="overlay colour weight, 0..1 (default 0.5)"
+        "--batch-size", type=_positive_int, default=16, help="images per model call"
+    )
+    predict_cmd.add_argument(
+        "--alpha", type=_fraction, default=0.5, help="overlay colour weight, 0..1 (default 0.5)"
     )
     predict_cmd.add_argument(
         "--verbose", action="store_true", help="show TensorFlow's own log lines"
@@ -338,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `petseg` alone: what it can do, not a usage error
+        parser.print_help()
+        return 0
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,60 @@ def test_failing_local_run_names_the_step_its_error_and_its_log(tmp_path, capsys
     assert log.parent.parent.parent == tmp_path / "root"
     text = log.read_text()
     assert "Traceback (most recent call last):" in text and "KFP Executor" in text
+
+
+def test_petseg_alone_prints_its_commands_not_a_usage_error(capsys):
+    assert main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.startswith("usage: petseg")
+    for command in ("config", "compile", "run", "ingest", "predict"):
+        assert f"\n    {command} " in captured.out
+
+
+def test_version_prints_the_package_version_and_commit(capsys, monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.setenv("PETSEG_GIT_COMMIT", "0123abcd4567")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    version = importlib.metadata.version("petseg")
+    assert capsys.readouterr().out == f"petseg {version} (commit 0123abcd4567)\n"
+    # From this checkout, without the image's variable: git's commit.
+    monkeypatch.delenv("PETSEG_GIT_COMMIT")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+        check=True,
+    ).stdout.strip()
+    assert capsys.readouterr().out.startswith(f"petseg {version} (commit {head}")
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["predict", "--model", "m", "--input", "i", "-o", "o", "--alpha", "2"],
+        ["predict", "--model", "m", "--input", "i", "-o", "o", "--alpha", "half"],
+        ["predict", "--model", "m", "--input", "i", "-o", "o", "--batch-size", "0"],
+        ["compile", "--target", "nowhere"],
+        ["no-such-command"],
+    ],
+)
+def test_bad_arguments_exit_2(arguments, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("petseg")
+
+
+def test_run_help_does_not_call_an_option_required(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: petseg run --local [options]")
+    assert "(required)" not in out

@@ -83,12 +83,17 @@ def substitute(text: str, args: dict[str, str]) -> str:
 
 
 def uv_sync_commands(instructions) -> list[list[str]]:
+    """Each `uv sync` command as it runs on x86_64 (a `set -- ...` before it fills "$@")."""
     commands = []
     for keyword, arguments in instructions:
         if keyword == "RUN" and "uv sync" in arguments:
             words = shlex.split(arguments)
             start = words.index("sync") - 1
-            commands.append(words[start:])
+            positional = re.search(r'uname -m\)" = x86_64 \]; then set -- ([^;]*);', arguments)
+            expanded = []
+            for word in words[start:]:
+                expanded += shlex.split(positional[1]) if word == "$@" and positional else [word]
+            commands.append(expanded)
     return commands
 
 
@@ -451,16 +456,24 @@ def test_image_python_satisfies_the_project(dockerfile):
 
 
 def test_cpu_image_installs_tensorflow_without_cuda_kernels_and_gpu_image_with_them():
-    # Each image syncs exactly one TensorFlow build from the lock (the groups conflict).
+    # The project depends on `tensorflow` (pip install brings it); the CPU image syncs the cpu
+    # group's tensorflow-cpu and skips tensorflow, so exactly one build lands in each image.
+    cpu_sync = uv_sync_commands(dockerfile_instructions(CONTAINERS / "Dockerfile.cpu"))
+    for command in cpu_sync:
+        skipped = {
+            command[i + 1] for i, word in enumerate(command) if word == "--no-install-package"
+        }
+        assert "tensorflow" in skipped and "cpu" in command, command
     args = build_args(dockerfile_instructions(CONTAINERS / "Dockerfile.cpu"))
     cpu = locked_closure({"cloud"}, False, image_python_version(args), groups=frozenset({"cpu"}))
-    gpu = locked_closure(set(), False, "3.11.13", groups=frozenset({"gpu"}))
-    assert "tensorflow-cpu" in cpu and "tensorflow" not in cpu
-    assert "tensorflow" in gpu and "tensorflow-cpu" not in gpu
+    assert {"tensorflow-cpu", "tensorflow"} <= cpu  # tensorflow: skipped by the sync above
+    assert "tensorflow-cpu" not in locked_closure(set(), False, "3.11.13")
     # Development (the default dev group) gets the full build, as before.
     assert "tensorflow" in locked_closure(set(), True, "3.11.13")
+    assert "tensorflow-cpu" not in locked_closure(set(), True, "3.11.13")
     assert {"tensorflow-cpu", "tensorflow"} <= image_installs(CONTAINERS / "Dockerfile.cpu")
-    assert "tensorflow-cpu" not in image_installs(CONTAINERS / "Dockerfile.gpu")
+    gpu_installs = image_installs(CONTAINERS / "Dockerfile.gpu")
+    assert "tensorflow" in gpu_installs and "tensorflow-cpu" not in gpu_installs
 
 
 def test_gpu_image_matches_tensorflow_cuda_build():

@@ -13,7 +13,9 @@ from PIL import Image
 from components import dataset_info, schema, sources, splits
 from components.config import DataConfig
 from components.ingest import (
+    BAD_RECORDS_FILE,
     BadRecordError,
+    BadRecordsError,
     EmptySplitError,
     SourceRecord,
     ingest_dataset,
@@ -316,3 +318,23 @@ def test_invalid_policy_and_shard_size_are_errors(tmp_path):
         write_split(iter([]), str(tmp_path), "train", records_per_shard=4, bad_record_policy="drop")
     with pytest.raises(ValueError, match="records_per_shard"):
         write_split(iter([]), str(tmp_path), "train", records_per_shard=0)
+
+
+def test_error_policy_checks_every_record_then_names_all_bad_ones(tmp_path):
+    bad_names = [f"bad_{i:02d}.jpg" for i in range(23)]
+    records = [_record("ok_0.jpg")] + [_record(name, trimap_value=7) for name in bad_names]
+    records.append(_record("ok_1.jpg"))
+    with pytest.raises(BadRecordsError) as failure:
+        write_split(iter(records), str(tmp_path), "train", records_per_shard=2)
+    message = str(failure.value)
+    listing = tmp_path / BAD_RECORDS_FILE
+    assert message.startswith("23 bad records") and str(listing) in message
+    shown = [line for line in message.splitlines() if line.startswith("  bad_")]
+    assert [line.split(":")[0].strip() for line in shown] == bad_names[:20]
+    assert "values [7] not in the class table" in shown[0] and "(split 'train')" in shown[0]
+    assert message.splitlines()[-1] == "  ... and 3 more"
+    listed = [json.loads(line) for line in listing.read_text().splitlines()]
+    assert [item["file_name"] for item in listed] == bad_names
+    assert {item["split"] for item in listed} == {"train"}
+    assert [item["file_name"] for item in failure.value.records] == bad_names
+    assert list((tmp_path / "train").iterdir()) == []
