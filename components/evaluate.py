@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
-from components import bootstrap, boundary, data, dataset_info, report, schema, slices
+from components import bootstrap, boundary, contracts, data, dataset_info, report, schema, slices
 from components.metrics import confusion_matrix, per_image_confusion, segmentation_metrics
 from components.model import METADATA_FILE, ModelMismatchError, load_metadata, load_model_dir
 
@@ -407,10 +407,13 @@ def score_models(
                 samples.append({**item(), "mean_iou": mean_iou})
             worst.offer(mean_iou, item)
             if len(models) > 1:
+                # Only images that changed: equal models have nothing to show.
                 change = float(ious[0][index] - ious[1][index])
                 with_ious = functools.partial(_with_iou, item, mean_iou)
-                worsened.offer(change, with_ious)
-                improved.offer(-change, with_ious)
+                if change < 0:
+                    worsened.offer(change, with_ious)
+                elif change > 0:
+                    improved.offer(-change, with_ious)
             if file_name in wanted:
                 predictions[file_name] = (predicted[0][index].copy(), mean_iou)
     num_images = len(facts["file_names"])
@@ -761,6 +764,7 @@ def run_evaluation(
     *,
     split: str = "test",
     baseline_note: str | None = None,
+    data_checks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Scores the candidate (and baseline), decides the blessing and writes the HTML report.
 
@@ -781,10 +785,11 @@ def run_evaluation(
         split: the split to score.
         baseline_note: where the baseline came from (or why there is none),
             added to the reasons.
+        data_checks: the data-check verdicts, rendered as the report's last section.
 
     Returns:
-        A JSON-ready dict: blessed, reasons, reason (the reasons joined),
-        candidate (metrics), baseline (metrics or None), baseline_dir,
+        A JSON-ready dict (``contracts.EvaluationOutcome``): blessed, reasons, reason
+        (the reasons joined), candidate (metrics), baseline (metrics or None), baseline_dir,
         baseline_status ('none', 'evaluated' or 'unusable: ...'), intervals
         (``bootstrap.paired_bootstrap`` without subsets), slices (``slices.slice_table``
         rows), changed (improved and worsened images by name and IoUs), report_path.
@@ -847,30 +852,32 @@ def run_evaluation(
         reasons.append(baseline_note)
     samples, worst = scored["samples"], scored["worst"]
     changed = {"improved": scored["improved"], "worsened": scored["worsened"]}
-    outcome = {
-        "blessed": blessed,
-        "reasons": reasons,
-        "reason": "; ".join(reasons),
-        "candidate": candidate,
-        "baseline": baseline,
-        "baseline_dir": baseline_model_dir,
-        "baseline_status": baseline_status,
-        "intervals": intervals,
-        "slices": slice_rows,
-        "changed": {
-            direction: [
-                {
-                    "file_name": item["file_name"],
-                    "mean_iou": item.get("mean_iou"),
-                    "baseline_mean_iou": item.get("baseline_mean_iou"),
-                    "change": item["change"],
-                }
-                for item in items
-            ]
-            for direction, items in changed.items()
-        },
-        "report_path": report_path,
-    }
+    outcome = contracts.EvaluationOutcome(
+        **{
+            "blessed": blessed,
+            "reasons": reasons,
+            "reason": "; ".join(reasons),
+            "candidate": candidate,
+            "baseline": baseline,
+            "baseline_dir": baseline_model_dir,
+            "baseline_status": baseline_status,
+            "intervals": intervals,
+            "slices": slice_rows,
+            "changed": {
+                direction: [
+                    {
+                        "file_name": item["file_name"],
+                        "mean_iou": item.get("mean_iou"),
+                        "baseline_mean_iou": item.get("baseline_mean_iou"),
+                        "change": item["change"],
+                    }
+                    for item in items
+                ]
+                for direction, items in changed.items()
+            },
+            "report_path": report_path,
+        }
+    ).to_dict()
     report.write_report(
         report_path,
         candidate=candidate,
@@ -882,6 +889,13 @@ def run_evaluation(
         baseline_predictions=(
             _baseline_predictions([*samples, *worst]) if baseline is not None else None
         ),
+        intervals=intervals,
+        slices=slice_rows,
+        changed=changed,
+        max_regression=evaluation_config.max_regression,
+        max_slice_regression=evaluation_config.max_slice_regression,
+        min_slice_images=evaluation_config.min_slice_images,
+        data_checks=data_checks,
     )
     return outcome
 

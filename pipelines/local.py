@@ -528,11 +528,11 @@ def format_summary(summary: LocalRunSummary) -> str:
                 # The verdicts get their own line below; list only the checks that found something.
                 numbers = {key: value for key, value in numbers.items() if value}
             if artifact_name == "metrics" and task_name == "evaluate":
-                # Slices and interval bounds are in the report; the interval gets one line below.
+                # Slices, boundary IoU and interval bounds are in the report; the interval
+                # gets one line below.
+                hidden = ("slice_", "mean_iou_", "boundary_iou_", "mean_boundary_iou")
                 numbers = {
-                    key: value
-                    for key, value in numbers.items()
-                    if not key.startswith("slice_") and not key.startswith("mean_iou_")
+                    key: value for key, value in numbers.items() if not key.startswith(hidden)
                 }
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))

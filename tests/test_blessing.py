@@ -465,7 +465,7 @@ def test_run_evaluation_reports_intervals_slices_and_changed_images(scored, tmp_
             bootstrap_samples=200,
             report_images=1,
             min_slice_images=1,
-            max_slice_regression=0.5,
+            max_slice_regression=0.0,
         ),
         scored["exact"],
         str(tmp_path / "report.html"),
@@ -477,10 +477,28 @@ def test_run_evaluation_reports_intervals_slices_and_changed_images(scored, tmp_
     )
     assert difference["low"] <= difference["estimate"] <= difference["high"] < 0
     assert bootstrap.describe_interval(difference) in outcome["reasons"][1]
-    assert outcome["blessed"] is True  # within the wide margin
-    names = [row["name"] for row in outcome["slices"]]
-    assert "image=<256 px" in names
+    # Within the wide overall margin, but every slice regresses: the reason names the slice.
+    assert outcome["blessed"] is False
+    assert any(r.startswith("slice image=<256 px (9 images): mean IoU") for r in outcome["reasons"])
+    rows = {row["name"]: row for row in outcome["slices"]}
+    assert rows["image=<256 px"]["failed"] and rows["image=<256 px"]["num_images"] == 9
     assert len(outcome["changed"]["worsened"]) == 3
+    assert outcome["outcome_format"] == 1  # written through contracts.EvaluationOutcome
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Slices</h2>" in page
+    assert "<tr class='failing'><th>image=&lt;256 px</th><td>9</td>" in page
+    assert page.count('<svg class="interval"') == 1 + len(outcome["slices"])
+    assert f"interval {difference['low']:+.4f} to {difference['high']:+.4f}" in page
+    assert "The 3 images whose mean IoU fell most against the baseline" in page
+    worsened = outcome["changed"]["worsened"][0]
+    assert (
+        f"<td class='name'>{worsened['file_name']}</td><td>{worsened['mean_iou']:.3f}</td>"
+        f"<td>{worsened['baseline_mean_iou']:.3f}</td>"
+        f'<td><span class="worse">{worsened["change"]:+.3f}</span></td>'
+    ) in page
+    # one sample and three worsened images, four pictures each (no improved: the exact model
+    # is never worse), plus the worst images (default 4)
+    assert page.count("data:image/png;base64,") == 4 * (1 + 3 + 4)
     scalars = evaluate.scalar_metrics(outcome)
     assert scalars["mean_iou_difference_low"] == difference["low"]
     assert scalars["slice_image_256_px_mean_iou"] == pytest.approx(outcome["candidate"]["mean_iou"])

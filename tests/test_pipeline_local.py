@@ -271,9 +271,7 @@ def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
         f"{low:+.4f} to {figures['mean_iou_difference_high']:+.4f}"
     ) in format_summary(summary)
     verdict = ">=" if low >= 0 else "<"
-    assert f"lower bound {low:+.4f} {verdict} -max_regression -0.0000" in (
-        summary.push_skip_reason
-    )
+    assert f"lower bound {low:+.4f} {verdict} -max_regression -0.0000" in (summary.push_skip_reason)
     # The predict step runs, predicts nothing and says why.
     predictions = summary.task("predict").artifacts["predictions"]
     assert predictions["metadata"]["predicted"] == 0
