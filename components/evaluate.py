@@ -157,6 +157,7 @@ def _batches(
                 "file_name": example["file_name"],
                 "label": example["label"],
                 "species": example["species"],
+                "slice": example["slice"],
                 "longer_side": tf.maximum(shape[0], shape[1]),
             }
         )
@@ -356,7 +357,13 @@ def score_models(
     )
     counts: list[list[np.ndarray]] = [[] for _ in models]
     bands: list[list[np.ndarray]] = [[] for _ in models]
-    facts: dict[str, list[Any]] = {"file_names": [], "label": [], "species": [], "longer_side": []}
+    facts: dict[str, list[Any]] = {
+        "file_names": [],
+        "label": [],
+        "species": [],
+        "longer_side": [],
+        "folder": [],
+    }
     samples: list[dict[str, Any]] = []
     worst = WorstImages(worst_k)
     # A change is challenger − production per image: most negative = worsened most.
@@ -387,6 +394,7 @@ def score_models(
         facts["label"].append(batch["label"].numpy())
         facts["species"].append(batch["species"].numpy())
         facts["longer_side"].append(batch["longer_side"].numpy())
+        facts["folder"] += [name.decode("utf-8") for name in batch["slice"].numpy()]
         for index, file_name in enumerate(file_names):
             keep_sample = len(samples) < num_samples
             if not (keep_sample or worst_k > 0 or changed_k > 0 or file_name in wanted):
@@ -423,6 +431,8 @@ def score_models(
     per_image: dict[str, Any] = {
         "file_names": facts["file_names"],
         **{key: np.concatenate(facts[key]) for key in ("label", "species", "longer_side")},
+        # Own data's slice per image; None when no record has one.
+        "folder": facts["folder"] if any(facts["folder"]) else None,
         "counts": [np.concatenate(parts) for parts in counts],
         "boundary": [np.concatenate(parts) for parts in bands],
     }

@@ -503,3 +503,51 @@ def test_run_evaluation_reports_intervals_slices_and_changed_images(scored, tmp_
     assert scalars["mean_iou_difference_low"] == difference["low"]
     assert scalars["slice_image_256_px_mean_iou"] == pytest.approx(outcome["candidate"]["mean_iou"])
     assert 0 < scalars["mean_boundary_iou"] < scalars["baseline_mean_boundary_iou"] <= 1.0
+
+
+# --- own data: the slice ingest stores ---------------------------------------------------------
+
+
+def test_own_data_slices_come_from_sub_folders_and_the_manifest_column(tmp_path):
+    import shutil
+
+    from components import dataset_info, schema, sources, synthetic_pets
+    from components.config import DataConfig
+    from components.ingest import ingest_dataset
+    from tests.recordsets import CLASS_COLOURS
+    from tests.test_evaluate import write_colour_model
+
+    written = synthetic_pets.write_folder_dataset(
+        str(tmp_path / "data"), {"train": 2, "test": 6}, image_size=32
+    )
+    root = tmp_path / "data" / "test"
+    for index, stem in enumerate(written.stems["test"]):
+        group = "indoor" if index % 3 == 0 else "garden"
+        for folder, extension in (("images", "jpg"), ("masks", "png")):
+            (root / folder / group).mkdir(exist_ok=True)
+            shutil.move(root / folder / f"{stem}.{extension}", root / folder / group)
+    config = DataConfig(**written.data_config)
+    ingest_dataset(config, str(tmp_path / "dataset"))
+    classes = dataset_info.class_names(dataset_info.load_dataset_info(str(tmp_path / "dataset")))
+    model = evaluate.load_scored_model(
+        write_colour_model(tmp_path / "model", CLASS_COLOURS, classes=classes), classes
+    )
+    per_image = evaluate.score_models([model], str(tmp_path / "dataset"))["per_image"]
+    expected = [name.split("/")[-2] for name in per_image["file_names"]]
+    assert per_image["folder"] == expected and set(expected) == {"indoor", "garden"}
+    found = evaluate.image_slices_of(per_image, classes, EvaluationConfig())
+    assert sorted(found["folder=indoor"].tolist()) == [
+        index for index, name in enumerate(expected) if name == "indoor"
+    ]
+    # A manifest's `slice` column; records without one keep the bytes they had before.
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(
+        "image,mask,slice\nimages/a.jpg,masks/a.png,night\nimages/b.jpg,masks/b.png,\n"
+    )
+    listed = list(sources.examples(DataConfig(source="manifest", path=str(manifest)))[1])
+    assert [example.slice for example in listed] == ["night", ""]
+    plain = dict(image_bytes=b"x", class_ids=np.zeros((2, 2), np.uint8), file_name="a.jpg")
+    assert schema.encode_example(**plain, slice_name="") == schema.encode_example(**plain)
+    parsed = schema.parse_example(schema.encode_example(**plain, slice_name="night"))
+    assert parsed["slice"].numpy() == b"night"
+    assert schema.parse_example(schema.encode_example(**plain))["slice"].numpy() == b""
