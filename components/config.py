@@ -200,8 +200,8 @@ class BeamConfig(_Section):
     sdk_container_image: str = Field(
         default="",
         description=(
-            "DataflowRunner: the workers' image; '' = runtime.cpu_image (it installs petseg "
-            "and the beam extra; see README, Scale out)."
+            "DataflowRunner: the workers' image (required): the CPU component image plus "
+            "Beam's boot program, built by containers/Dockerfile.dataflow."
         ),
     )
     job_name: str = Field(default="", description="DataflowRunner: job name; '' = generated.")
@@ -210,9 +210,8 @@ class BeamConfig(_Section):
     def _dataflow_needs(self) -> BeamConfig:
         if self.runner != "DataflowRunner":
             return self
-        missing = [
-            name for name in ("project", "region", "temp_location") if not getattr(self, name)
-        ]
+        required = ("project", "region", "temp_location", "sdk_container_image")
+        missing = [name for name in required if not getattr(self, name)]
         if missing:
             raise ValueError(
                 "DataflowRunner needs " + ", ".join(f"data.beam.{name}" for name in missing)
@@ -816,10 +815,6 @@ class PipelineConfig(_Section):
                 "training.class_weighting 'fixed' needs training.fixed_class_weights, one per "
                 f"class ({', '.join(names)}); the tutorial's default fits Oxford's classes only"
             )
-        beam = self.data.beam
-        if self.data.engine == "beam" and beam.runner == "DataflowRunner":
-            # Dataflow's workers run the CPU component image, which installs petseg and Beam.
-            beam.sdk_container_image = beam.sdk_container_image or self.runtime.cpu_image
         return self
 
     def to_json(self) -> str:
