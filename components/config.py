@@ -171,7 +171,11 @@ class BeamConfig(_Section):
         description="'DirectRunner' (this machine) or 'DataflowRunner' (Google Cloud Dataflow).",
     )
     direct_num_workers: Annotated[int, Field(ge=0, le=256)] = Field(
-        default=2, description="DirectRunner: parallel workers; 0 = one per core."
+        default=1,
+        description=(
+            "DirectRunner: parallel workers; 0 = one per core. Above 1, Beam 2.77's DirectRunner "
+            "lost or garbled records of real-size photos here (ingest then stops; README)."
+        ),
     )
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = Field(
         default="multi_threading",
