@@ -36,7 +36,7 @@ import os
 import posixpath
 import time
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -593,13 +593,20 @@ class SplitPlacement:
             carve_test=splits.TEST in self.carved,
         )
 
-    def empty_detail(self, split: str, seen: int) -> str | None:
-        """Why a carved split may be empty (for EmptySplitError), None for a source split."""
+    def empty_detail(self, split: str, placed: Mapping[str, int]) -> str | None:
+        """Why a carved split may be empty (for EmptySplitError), None for a source split.
+
+        Args:
+            split: the empty split.
+            placed: records read per split they were placed in.
+        """
         if split not in self.carved:
             return None
+        # Only the source's train records were candidates, not every split's.
+        from_train = sum(placed.get(name, 0) for name in (splits.TRAIN, *self.carved))
         return (
-            f"carved from train at {split}_fraction {self.fractions[split]} ({seen} records "
-            f"read); raise data.{split}_fraction or add examples"
+            f"carved from train at {split}_fraction {self.fractions[split]} ({from_train} train "
+            f"records read); raise data.{split}_fraction or add examples"
         )
 
 
@@ -717,7 +724,7 @@ def ingest_dataset(
             workers,
             sorted(carved) or "nothing",
         )
-        seen, bad = _write_examples(
+        _, bad = _write_examples(
             checked_examples(stream, table, workers),
             outputs,
             place,
@@ -727,8 +734,9 @@ def ingest_dataset(
         )
         if bad:
             raise_bad_records(bad, output_dir)
+        placed = {split: output.seen for split, output in outputs.items()}
         for split, output in outputs.items():
-            _raise_if_empty(output, placement.empty_detail(split, seen))
+            _raise_if_empty(output, placement.empty_detail(split, placed))
         for output in outputs.values():
             output.final_paths = output.writer.finish()
         split_entries = {

@@ -216,6 +216,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"unreadable: {failure['file']}: {failure['error']}", file=console)
         if len(summary.failed) > _MAX_LISTED_FAILURES:
             print(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more", file=console)
+        for other in summary.skipped[:_MAX_LISTED_FAILURES]:
+            print(f"not read: {other['file']}: {other['reason']}", file=console)
+        if len(summary.skipped) > _MAX_LISTED_FAILURES:
+            print(f"... and {len(summary.skipped) - _MAX_LISTED_FAILURES} more", file=console)
     print(summary.line())
     return summary.exit_code
 
@@ -347,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Writes, per image, a class-id mask PNG at the image's resolution (masks/), a "
             "colour overlay (overlays/) and a line of predictions.jsonl; unreadable images "
-            "are skipped and listed in failed.jsonl. Exit codes: 0 all predicted, 1 nothing "
-            "predicted (bad model or input), 2 bad command line, 3 some images unreadable."
+            "are skipped and listed in failed.jsonl, a folder's other files in skipped.jsonl. "
+            "Reads JPEG, PNG, GIF, BMP, WebP and TIFF, any case of extension. Exit codes: 0 all "
+            "predicted, 1 nothing predicted (bad model or input), 2 bad command line, 3 some "
+            "images unreadable."
         ),
     )
     predict_cmd.add_argument(
@@ -373,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_cmd.set_defaults(handler=_cmd_predict)
 
+    from pipelines.operate_cli import add_operate_commands
+
+    add_operate_commands(commands, parent=parent, config_loader=config_from_args)
     try:
         from pipelines.cloud_cli import add_cloud_commands
     except ImportError:  # cloud extras not installed: local commands still work

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import dataset_info, schema, sources, splits, synthetic_pets
+from components import dataset_info, schema, sources, splits, synthetic_pets, train
 from components.config import DataConfig
 from components.ingest import BadRecordError, ingest_dataset
 
@@ -372,3 +372,40 @@ def test_petseg_ingest_prints_counts_classes_frequencies_and_skips(tmp_path, cap
     assert main(arguments) == 1
     captured = capfd.readouterr()
     assert "error: images/pet_00003.jpg: image has no mask" in captured.out + captured.err
+
+
+def test_an_empty_carved_split_counts_the_train_records_it_was_carved_from(tmp_path):
+    # train/ and test/ folders; validation is carved from train's 6 records only.
+    written = synthetic_pets.write_folder_dataset(
+        str(tmp_path / "data"), {"train": 6, "test": 9}, image_size=32
+    )
+    config = _config(written, validation_fraction=0.001)
+    with pytest.raises(sources.EmptySplitError) as error:
+        ingest_dataset(config, str(tmp_path / "out"))
+    assert str(error.value) == (
+        "split 'validation' has no usable records: carved from train at validation_fraction "
+        "0.001 (6 train records read); raise data.validation_fraction or add examples"
+    )
+    # Ingested, the model trained on it records the folder, not `source: null`.
+    info = ingest_dataset(_config(written, validation_fraction=0.5), str(tmp_path / "out"))
+    facts = train.trained_on(info)
+    assert (facts["source"], facts["source_type"]) == (written.root, "folder")
+    assert facts["fingerprint"] == info["fingerprint"]["dataset"] != ""
+
+
+def test_an_empty_or_foreign_file_is_named_in_words_not_by_an_object_repr(tmp_path):
+    written = synthetic_pets.write_folder_dataset(str(tmp_path / "data"), 6, image_size=32)
+    root = tmp_path / "data"
+    (root / "images" / "pet_00001.jpg").write_bytes(b"")  # a 0-byte upload
+    (root / "masks" / "pet_00002.png").write_bytes(b"%PDF-1.4 not a picture")
+    info = ingest_dataset(_config(written, bad_record_policy="skip"), str(tmp_path / "out"))
+    reasons = {
+        entry["file_name"]: entry["reason"]
+        for split in info["splits"].values()
+        for entry in split["skipped"]
+    }
+    assert reasons == {
+        "images/pet_00001.jpg": "image does not decode (empty file, 0 bytes)",
+        "images/pet_00002.jpg": "mask masks/pet_00002.png does not decode (cannot identify "
+        "image file: not an image format Pillow reads)",
+    }
