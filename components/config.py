@@ -171,7 +171,11 @@ class BeamConfig(_Section):
         description="'DirectRunner' (this machine) or 'DataflowRunner' (Google Cloud Dataflow).",
     )
     direct_num_workers: Annotated[int, Field(ge=0, le=256)] = Field(
-        default=2, description="DirectRunner: parallel workers; 0 = one per core."
+        default=1,
+        description=(
+            "DirectRunner: parallel workers; 0 = one per core. Above 1, Beam 2.77's DirectRunner "
+            "lost or garbled records of real-size photos here (ingest then stops; README)."
+        ),
     )
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = Field(
         default="multi_threading",
@@ -200,8 +204,8 @@ class BeamConfig(_Section):
     sdk_container_image: str = Field(
         default="",
         description=(
-            "DataflowRunner: the workers' image; '' = runtime.cpu_image (it installs petseg "
-            "and the beam extra; see README, Scale out)."
+            "DataflowRunner: the workers' image (required): the CPU component image plus "
+            "Beam's boot program, built by containers/Dockerfile.dataflow."
         ),
     )
     job_name: str = Field(default="", description="DataflowRunner: job name; '' = generated.")
@@ -210,9 +214,8 @@ class BeamConfig(_Section):
     def _dataflow_needs(self) -> BeamConfig:
         if self.runner != "DataflowRunner":
             return self
-        missing = [
-            name for name in ("project", "region", "temp_location") if not getattr(self, name)
-        ]
+        required = ("project", "region", "temp_location", "sdk_container_image")
+        missing = [name for name in required if not getattr(self, name)]
         if missing:
             raise ValueError(
                 "DataflowRunner needs " + ", ".join(f"data.beam.{name}" for name in missing)
@@ -563,6 +566,57 @@ class EvaluationConfig(_Section):
         default=4, description="How many of the worst test images (by IoU) the report shows."
     )
     batch_size: PositiveInt = 32
+    blessing_rule: Literal["point", "confident"] = Field(
+        default="point",
+        description=(
+            "'point' compares the two mean IoUs; 'confident' blesses only when the lower bound "
+            "of the paired-bootstrap interval of challenger - production is >= -max_regression "
+            "(and > 0 with require_improvement), so chance differences do not flip the decision."
+        ),
+    )
+    bootstrap_samples: Annotated[int, Field(ge=10, le=100_000)] = Field(
+        default=1000, description="Paired bootstrap resamples of the test images."
+    )
+    bootstrap_seed: int = Field(default=0, description="Same seed, same intervals.")
+    max_slice_regression: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description=(
+            "No slice (species, breed, folder, object or image size) with at least "
+            "min_slice_images images may lose more mean IoU than this against production; "
+            "None = off."
+        ),
+    )
+    min_slice_images: PositiveInt = 30
+    object_small: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.10, description="Object-size slices: non-background fraction below = small."
+    )
+    object_large: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.40, description="Object-size slices: non-background fraction above = large."
+    )
+    image_side_edges: list[PositiveInt] = Field(
+        default_factory=lambda: [256, 512],
+        description="Image-size slices: ascending edges of the source image's longer side.",
+    )
+    boundary_band: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        default=0.02, description="Boundary IoU band width as a fraction of the image diagonal."
+    )
+    min_boundary_iou: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Lowest mean boundary IoU blessed; None = off."
+    )
+    report_changed_images: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=3,
+        description="Images whose IoU changed most against production, shown per direction.",
+    )
+
+    @model_validator(mode="after")
+    def _slice_settings(self) -> EvaluationConfig:
+        if self.object_small >= self.object_large:
+            raise ValueError(
+                f"object_small {self.object_small} must be below object_large {self.object_large}"
+            )
+        if self.image_side_edges != sorted(set(self.image_side_edges)):
+            raise ValueError(f"image_side_edges {self.image_side_edges} must be ascending")
+        return self
 
 
 class PushConfig(_Section):
@@ -870,10 +924,6 @@ class PipelineConfig(_Section):
                 "training.class_weighting 'fixed' needs training.fixed_class_weights, one per "
                 f"class ({', '.join(names)}); the tutorial's default fits Oxford's classes only"
             )
-        beam = self.data.beam
-        if self.data.engine == "beam" and beam.runner == "DataflowRunner":
-            # Dataflow's workers run the CPU component image, which installs petseg and Beam.
-            beam.sdk_container_image = beam.sdk_container_image or self.runtime.cpu_image
         return self
 
     def to_json(self) -> str:
@@ -946,7 +996,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "fine_tune_learning_rate_factor": 0.1,
             "keep_best_epoch": True,
         },
-        "evaluation": {"min_mean_iou": 0.5, "baseline": "latest"},
+        "evaluation": {"min_mean_iou": 0.5, "baseline": "latest", "blessing_rule": "confident"},
     },
 }
 

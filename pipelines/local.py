@@ -522,6 +522,26 @@ def _metric_lines(numbers: dict[str, Any], classes: list[str]) -> list[str]:
     return lines
 
 
+def _interval_line(summary: LocalRunSummary) -> str | None:
+    """The evaluation's 95% interval: of the difference to production, else of mean IoU."""
+    evaluate = summary.task("evaluate")
+    if evaluate is None:
+        return None
+    figures = evaluate.artifacts.get("metrics", {}).get("metadata", {})
+    if "mean_iou_difference_low" in figures:
+        low, high = figures["mean_iou_difference_low"], figures["mean_iou_difference_high"]
+        return (
+            f"mean IoU vs production: {figures['mean_iou_difference']:+.4f}, "
+            f"95% interval {low:+.4f} to {high:+.4f}"
+        )
+    if "mean_iou_low" in figures:
+        return (
+            f"mean IoU {figures['mean_iou']:.4f}, 95% interval "
+            f"{figures['mean_iou_low']:.4f} to {figures['mean_iou_high']:.4f}"
+        )
+    return None
+
+
 def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
     lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
@@ -549,6 +569,13 @@ def format_summary(summary: LocalRunSummary) -> str:
             if artifact_name == "check_metrics":
                 # The verdicts get their own line below; list only the checks that found something.
                 numbers = {key: value for key, value in numbers.items() if value}
+            if artifact_name == "metrics" and task_name == "evaluate":
+                # Slices, boundary IoU and interval bounds are in the report; the interval
+                # gets one line below.
+                hidden = ("slice_", "mean_iou_", "boundary_iou_", "mean_boundary_iou")
+                numbers = {
+                    key: value for key, value in numbers.items() if not key.startswith(hidden)
+                }
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))
         for key, value in shown_parameters.items():
@@ -574,6 +601,9 @@ def format_summary(summary: LocalRunSummary) -> str:
     if summary.data_unchanged:
         lines.append(summary.data_unchanged)
         return "\n".join(lines)
+    interval = _interval_line(summary)
+    if interval:
+        lines.append(interval)
     lines.append(f"blessed: {summary.blessed}")
     if summary.pushed_uri:
         lines.append(f"pushed model: {summary.pushed_uri}")

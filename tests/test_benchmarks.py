@@ -134,3 +134,37 @@ def test_bench_quality_prints_both_recipes_and_the_last_line(tmp_path):
         rf"tutorial mean_iou={NUMBER} pixel_accuracy={NUMBER}",
         last,
     ), last
+
+
+def test_bench_ingest_beam_prints_images_per_second_for_both_engines():
+    out = run_benchmark(
+        "bench_ingest_beam.py", "--generate", "6", "--image-size", "48", "--repeats", "1"
+    )
+    rows = {
+        match[1]: match.groups()[1:]
+        for match in re.finditer(
+            r"^(local \(threads\)|beam DirectRunner multi_threading)\s+(\d+)\s+([\d.]+)\s+"
+            r"([\d.]+)\s+([\d.]+)x\s+(True|False)$",
+            out,
+            re.MULTILINE,
+        )
+    }
+    assert set(rows) == {"local (threads)", "beam DirectRunner multi_threading"}, out
+    for records, seconds, images_per_second, _, same in rows.values():
+        assert int(records) == 6 and float(seconds) > 0 and float(images_per_second) > 0
+        assert same == "True"
+
+
+def test_bench_bootstrap_prints_both_timings_the_speed_up_and_both_intervals():
+    out = run_benchmark(
+        "bench_bootstrap.py", "--images", "60", "--samples", "40", "--naive-samples", "10"
+    )
+    assert "40 resamples of 60 images, 3 classes" in out, out
+    assert re.search(rf"vectorised: {NUMBER} s", out), out
+    assert re.search(rf"naive loop: {NUMBER} s \(timed on 10 resamples", out), out
+    assert re.search(rf"speed-up: +{NUMBER}x", out), out
+    low, high = (
+        float(value)
+        for value in re.search(r"vectorised ([+-][\d.]+) to ([+-][\d.]+)", out).groups()
+    )
+    assert low <= high
