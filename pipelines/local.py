@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -29,6 +30,12 @@ RUNNERS = ("subprocess", "docker")
 # What containers/build-local.sh tags; --runner docker uses them unless the config names others.
 LOCAL_IMAGES = {"cpu_image": "petseg-cpu:local", "gpu_image": "petseg-gpu:local"}
 EXECUTOR_OUTPUT = "executor_output.json"
+# The data check's one output must stay 'train' for the pipeline's dsl.If, so why it trains
+# (data changed, or no production model to compare with) is in its log line, read from there.
+# ("[KFP Executor <time> INFO]: Training: ..." as the executor's logging formats it).
+_TRAINING_REASON = re.compile(r"\bINFO\b[^:]*: (Training: .+)$")
+# Skipped records named on the terminal; all of them are in the dataset's dataset.json.
+MAX_LISTED_SKIPPED = 10
 
 
 @dataclass
@@ -73,6 +80,38 @@ class LocalRunSummary:
         check = self.task("check-data-changed")
         decision = None if check is None else check.parameters.get("Output")
         return decision if decision and decision != "train" else None
+
+    @property
+    def data_change_reason(self) -> str | None:
+        """Why the data check let training run, as its step logged it (None: not found)."""
+        check = self.task("check-data-changed")
+        if check is None or self.data_unchanged:
+            return None
+        try:
+            text = (self.run_dir / LOGS_DIR / f"{check.name}.log").read_text(errors="replace")
+        except OSError:
+            return None
+        reasons = [match[1] for match in map(_TRAINING_REASON.search, text.splitlines()) if match]
+        return reasons[-1] if reasons else None
+
+    def skipped_records(self) -> tuple[list[dict[str, str]], str | None]:
+        """Records ingest skipped ({split, file_name, reason}) and the dataset.json naming them."""
+        ingest = self.task("ingest")
+        uri = None if ingest is None else ingest.artifacts.get("dataset", {}).get("uri")
+        if not uri:
+            return [], None
+        path = os.path.join(uri, "dataset.json")
+        try:  # a local run's artifact is a local file (no TensorFlow import for this read)
+            with open(path) as handle:
+                splits = json.load(handle).get("splits", {})
+        except (OSError, ValueError):
+            return [], None
+        skipped = [
+            {"split": split, **record}
+            for split, entry in splits.items()
+            for record in entry.get("skipped", [])
+        ]
+        return skipped, path
 
     @property
     def push_skip_reason(self) -> str | None:
@@ -325,6 +364,9 @@ def key_figures(task: TaskResult) -> str:
         splits = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
         counts = ", ".join(f"{split} {int(n)}" for split, n in splits)
         figures.append(f"records {counts}")
+        skipped = sum(int(n) for n in (dataset.get("num_skipped") or {}).values())
+        if skipped:
+            figures.append(f"skipped {skipped} (listed after the run)")
     weights = task.artifacts.get("class_weights", {}).get("metadata", {})
     if weights.get("weights"):
         pairs = zip(weights.get("classes", []), weights["weights"], strict=False)
@@ -591,6 +633,26 @@ def _metric_lines(numbers: dict[str, Any], classes: list[str]) -> list[str]:
     return lines
 
 
+def _interval_line(summary: LocalRunSummary) -> str | None:
+    """The evaluation's 95% interval: of the difference to production, else of mean IoU."""
+    evaluate = summary.task("evaluate")
+    if evaluate is None:
+        return None
+    figures = evaluate.artifacts.get("metrics", {}).get("metadata", {})
+    if "mean_iou_difference_low" in figures:
+        low, high = figures["mean_iou_difference_low"], figures["mean_iou_difference_high"]
+        return (
+            f"mean IoU vs production: {figures['mean_iou_difference']:+.4f}, "
+            f"95% interval {low:+.4f} to {high:+.4f}"
+        )
+    if "mean_iou_low" in figures:
+        return (
+            f"mean IoU {figures['mean_iou']:.4f}, 95% interval "
+            f"{figures['mean_iou_low']:.4f} to {figures['mean_iou_high']:.4f}"
+        )
+    return None
+
+
 def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
     lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
@@ -618,6 +680,13 @@ def format_summary(summary: LocalRunSummary) -> str:
             if artifact_name == "check_metrics":
                 # The verdicts get their own line below; list only the checks that found something.
                 numbers = {key: value for key, value in numbers.items() if value}
+            if artifact_name == "metrics" and task_name == "evaluate":
+                # Slices, boundary IoU and interval bounds are in the report; the interval
+                # gets one line below.
+                hidden = ("slice_", "mean_iou_", "boundary_iou_", "mean_boundary_iou")
+                numbers = {
+                    key: value for key, value in numbers.items() if not key.startswith(hidden)
+                }
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))
         for key, value in shown_parameters.items():
@@ -629,9 +698,23 @@ def format_summary(summary: LocalRunSummary) -> str:
         errors = ", ".join(verdicts.get("errors") or []) or "no errors"
         warnings = ", ".join(verdicts.get("warnings") or []) or "no warnings"
         lines.append(f"data checks: {errors}, {warnings}")
+    skipped, listed_in = summary.skipped_records()
+    if skipped:
+        lines.append(f"skipped records: {len(skipped)}, all listed in {listed_in}")
+        lines.extend(
+            f"  {record['split']}: {record.get('file_name')}: {record.get('reason')}"
+            for record in skipped[:MAX_LISTED_SKIPPED]
+        )
+        if len(skipped) > MAX_LISTED_SKIPPED:
+            lines.append(f"  ... and {len(skipped) - MAX_LISTED_SKIPPED} more")
+    if summary.data_change_reason:
+        lines.append(summary.data_change_reason)
     if summary.data_unchanged:
         lines.append(summary.data_unchanged)
         return "\n".join(lines)
+    interval = _interval_line(summary)
+    if interval:
+        lines.append(interval)
     lines.append(f"blessed: {summary.blessed}")
     if summary.pushed_uri:
         lines.append(f"pushed model: {summary.pushed_uri}")

@@ -62,7 +62,7 @@ def test_bench_train_prints_input_and_training_rates(tmp_path):
         "--epochs=1",
         f"--data-dir={tmp_path}",
     )
-    for name in ("tutorial (tfds.load + map)", "petseg make_dataset"):
+    for name in ("tutorial (tfds.load + map)", "petseg make_dataset", "petseg, production augment"):
         assert re.search(rf"{re.escape(name)}\s+{NUMBER}\s+{NUMBER}", out), out
     assert re.search(rf"tutorial model\.fit .*\s{NUMBER}\n", out), out
     assert re.search(rf"petseg train step .*\s{NUMBER}\s+speed-up {NUMBER}x", out), out
@@ -105,3 +105,66 @@ def test_bench_images_prints_sizes_from_docker(tmp_path):
     assert "petseg-cpu:smoke: 1234 MB (goal <= 1500 MB: met); /opt/venv 900 MB" in out, out
     assert "petseg-gpu:smoke: 1234 MB; /opt/venv 900 MB, base and the rest 334 MB" in out, out
     assert re.search(r"^\s+300 MB\s+tensorflow$", out, flags=re.MULTILINE), out
+
+
+@pytest.mark.slow  # trains both recipes for a step or two on real photos
+def test_bench_quality_prints_both_recipes_and_the_last_line(tmp_path):
+    shared = Path(os.environ.get("PETSEG_SHARED_DATA") or REPO.parent / "shared" / "data")
+    if not shared.is_dir():
+        shared = REPO.parent.parent / "shared" / "data"  # a git worktree beside the others
+    out = run_benchmark(
+        "bench_quality.py",
+        f"--shared-data={shared}",
+        "--limit=40",
+        "--holdout-limit=4",
+        "--image-size=32",
+        "--epochs=1",
+        "--fine-tune-epochs=1",
+        "--batch-size=8",
+        f"--workdir={tmp_path}",
+    )
+    assert re.search(r"oxford_real 40 photos -> train \d+, validation \d+, test \d+", out), out
+    for recipe in ("tutorial", "production"):
+        for part, photos in (("combined", r"\d+"), ("carved test", r"\d+"), ("holdout", "4")):
+            row = rf"^{recipe}\s+{part}\s+{photos}\s+{NUMBER}\s+{NUMBER}(\s+{NUMBER}){{3}}"
+            assert re.search(row, out, flags=re.MULTILINE), (recipe, part, out)
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"quality: production mean_iou={NUMBER} pixel_accuracy={NUMBER} \| "
+        rf"tutorial mean_iou={NUMBER} pixel_accuracy={NUMBER}",
+        last,
+    ), last
+
+
+def test_bench_ingest_beam_prints_images_per_second_for_both_engines():
+    out = run_benchmark(
+        "bench_ingest_beam.py", "--generate", "6", "--image-size", "48", "--repeats", "1"
+    )
+    rows = {
+        match[1]: match.groups()[1:]
+        for match in re.finditer(
+            r"^(local \(threads\)|beam DirectRunner multi_threading)\s+(\d+)\s+([\d.]+)\s+"
+            r"([\d.]+)\s+([\d.]+)x\s+(True|False)$",
+            out,
+            re.MULTILINE,
+        )
+    }
+    assert set(rows) == {"local (threads)", "beam DirectRunner multi_threading"}, out
+    for records, seconds, images_per_second, _, same in rows.values():
+        assert int(records) == 6 and float(seconds) > 0 and float(images_per_second) > 0
+        assert same == "True"
+
+
+def test_bench_bootstrap_prints_both_timings_the_speed_up_and_both_intervals():
+    out = run_benchmark(
+        "bench_bootstrap.py", "--images", "60", "--samples", "40", "--naive-samples", "10"
+    )
+    assert "40 resamples of 60 images, 3 classes" in out, out
+    assert re.search(rf"vectorised: {NUMBER} s", out), out
+    assert re.search(rf"naive loop: {NUMBER} s \(timed on 10 resamples", out), out
+    assert re.search(rf"speed-up: +{NUMBER}x", out), out
+    low, high = (
+        float(value)
+        for value in re.search(r"vectorised ([+-][\d.]+) to ([+-][\d.]+)", out).groups()
+    )
+    assert low <= high
