@@ -168,3 +168,20 @@ def test_bench_bootstrap_prints_both_timings_the_speed_up_and_both_intervals():
         for value in re.search(r"vectorised ([+-][\d.]+) to ([+-][\d.]+)", out).groups()
     )
     assert low <= high
+
+
+@pytest.mark.slow  # two loopback training jobs: one worker, then two
+def test_bench_multiworker_prints_per_worker_rates_for_one_and_two_workers(tmp_path):
+    out = run_benchmark(
+        "bench_multiworker.py",
+        "--train-size=16",  # fewer leave the carved validation split empty
+        "--source-size=40",
+        "--image-size=32",
+        "--batch-size=2",
+        "--epochs=2",
+        f"--data-dir={tmp_path}",
+    )
+    assert re.search(rf"baseline, 1 worker : {NUMBER} images/s per worker, {NUMBER}", out), out
+    assert re.search(rf"2 loopback workers: {NUMBER} images/s per worker, {NUMBER}", out), out
+    assert re.search(r"global batch 4\)", out), out
+    assert re.search(rf"per-worker rate, 2 workers / 1: {NUMBER}", out), out
