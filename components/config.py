@@ -487,6 +487,14 @@ class TrainingConfig(_Section):
     mixed_precision: bool = Field(default=True, description="Used only when a GPU is visible.")
     xla: bool = Field(default=True, description="Used only when a GPU is visible.")
     tensorboard_images: Annotated[int, Field(ge=0)] = 3
+    replica_count: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1,
+        description=(
+            "Machines the train step runs on (Vertex AI only: a custom job with this many "
+            "replicas of the same machine and accelerator, under MultiWorkerMirroredStrategy). "
+            "batch_size is per replica: the global batch is batch_size x replica_count."
+        ),
+    )
     # The recipe for real photos (issue 16; README "Quality on real photos"). Each default
     # is the tutorial's; the production preset turns on what the benchmark showed helps.
     augment_min_crop_scale: Annotated[float, Field(gt=0, le=1)] = Field(
@@ -775,6 +783,13 @@ class RuntimeConfig(_Section):
     default_resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     train_resources: ResourcesConfig = Field(
         default_factory=lambda: ResourcesConfig(cpu="8", memory="32G")
+    )
+    train_machine_type: str = Field(
+        default="n1-standard-8",
+        description=(
+            "Vertex AI machine type of each train replica when training.replica_count > 1 "
+            "(the train step is then a custom job, which takes a machine type, not cpu/memory)."
+        ),
     )
     retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=2,

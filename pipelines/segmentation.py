@@ -117,6 +117,11 @@ def create_pipeline(
         runtime.cache_training_on_schedule if scheduled else True
     )
     has_accelerator = bool(runtime.accelerator_type) and runtime.accelerator_count > 0
+    # Several training machines: a Vertex AI custom job of replicas (refused elsewhere).
+    from pipelines.kubeflow import refuse_replicas
+
+    refuse_replicas(config.training, target)
+    multi_replica = config.training.replica_count > 1
     if has_accelerator and target == "kubeflow":
         # Refused here, before anything is compiled, when it cannot be requested.
         from pipelines.kubeflow import apply_kubernetes_gpu_scheduling, kubernetes_accelerator
@@ -140,12 +145,15 @@ def create_pipeline(
         cache: bool,
         gpu: bool = False,
         retries: int = 0,
+        launcher: bool = False,
     ):
         task.set_display_name(DISPLAY_NAMES[key])
         task.set_caching_options(cache)
         if retries:
             task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
-        if gpu:
+        if launcher:
+            pass  # a Google Cloud launcher task: its job spec names the image and machines
+        elif gpu:
             task.set_container_image(runtime.gpu_image)
             _resources(task, runtime.train_resources.cpu, runtime.train_resources.memory)
         else:
@@ -210,8 +218,13 @@ def create_pipeline(
             cache=cache_data,
         )
 
+        train_op = train
+        if multi_replica:
+            from pipelines.vertex import multi_replica_train
+
+            train_op = multi_replica_train(train, runtime, config.training)
         train_task = configure(
-            train(
+            train_op(
                 dataset=ingest_task.outputs["dataset"],
                 class_weights=weights_task.outputs["class_weights"],
                 model_config=resolved["model_config"],
@@ -223,8 +236,11 @@ def create_pipeline(
             # A preempted or evicted pod is started again and resumes from its checkpoint;
             # the retried attempt re-raises a recorded deterministic failure at once.
             retries=runtime.retries,
+            launcher=multi_replica,
         ).after(checks_task)
-        if has_accelerator and target == "kubeflow":
+        if multi_replica:
+            pass  # the custom job's worker pools carry the machine type and accelerator
+        elif has_accelerator and target == "kubeflow":
             # Kubernetes wants a resource name (nvidia.com/gpu) and a node selector.
             train_task.set_accelerator_type(kubeflow_gpu[0])
             train_task.set_accelerator_limit(runtime.accelerator_count)
