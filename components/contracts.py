@@ -43,6 +43,13 @@ class DatasetMismatchError(ContractError):
     """The dataset is not what this step was configured for."""
 
 
+def _problem(problem: Any) -> str:
+    """'field: what is wrong', or 'field <value> ...' for this module's own checks."""
+    field = ".".join(str(part) for part in problem["loc"]) or "(top)"
+    own = problem["msg"].removeprefix("Value error, ")
+    return f"{field} {own}" if own != problem["msg"] else f"{field}: {own}"
+
+
 class _Contract(BaseModel):
     """Shared read/write/version handling; subclasses name their file, field and version."""
 
@@ -71,10 +78,7 @@ class _Contract(BaseModel):
         try:
             return cls.model_validate(payload)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in problem['loc']) or '(top)'}: {problem['msg']}"
-                for problem in error.errors()
-            )
+            problems = "; ".join(_problem(problem) for problem in error.errors())
             raise cls.ERROR(f"{where}: {problems}") from None
 
     @classmethod

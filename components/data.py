@@ -122,7 +122,7 @@ def make_dataset(
     info = dataset_info.load_dataset_info(dataset_dir)
     if class_weights is not None:
         class_weights = [float(weight) for weight in class_weights]
-        classes = dataset_info.class_names(info)
+        classes = info.classes
         if len(class_weights) != len(classes):
             raise ValueError(
                 f"class_weights has {len(class_weights)} values; one per class of the "

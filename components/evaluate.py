@@ -132,7 +132,7 @@ def _model_image_size(model: Any, metadata: dict[str, Any], model_dir: str) -> i
 def _batches(
     dataset_dir: str,
     split: str,
-    info: dict[str, Any],
+    info: dataset_info.DatasetInfo,
     *,
     model_size: int,
     evaluation_size: int,
@@ -159,7 +159,7 @@ def _batches(
 
 
 def _checked(
-    batches: tf.data.Dataset, dataset_dir: str, split: str, info: dict[str, Any]
+    batches: tf.data.Dataset, dataset_dir: str, split: str, info: dataset_info.DatasetInfo
 ) -> Iterator[dict[str, tf.Tensor]]:
     """Iterates the batches; a damaged record fails with the shard's name, not an offset."""
     iterator = iter(batches)
@@ -287,8 +287,8 @@ def evaluate_model(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = dataset_info.class_names(info)
-    ignore_id = dataset_info.ignore_id(info)
+    classes = info.classes
+    ignore_id = info.ignore_id
     # Metadata first: a mismatched model is refused before its weights are loaded.
     metadata = load_metadata(model_dir)
     size_expected, normalization = _expected_from_config(

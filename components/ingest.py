@@ -702,7 +702,7 @@ def ingest_dataset(
         }
         info = dataset_record(data_config, description, carved, split_entries)
         if collector is not None:
-            data_statistics.write_json(collector.result(info), statistics_path)
+            data_statistics.write_statistics(collector.result(info), statistics_path)
         elif tf.io.gfile.exists(statistics_path):  # An earlier ingest's, of other records.
             tf.io.gfile.remove(statistics_path)
         finish_dataset(output_dir, info)

@@ -198,9 +198,9 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self._writers.clear()
 
 
-def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
-    splits = info.get("splits", {})
-    if int(splits.get(VALIDATION_SPLIT, {}).get("num_records", 0)) > 0:
+def _validation_split(info: dataset_info.DatasetInfo, dataset_dir: str) -> str:
+    splits = info.splits
+    if VALIDATION_SPLIT in splits and splits[VALIDATION_SPLIT].num_records > 0:
         return VALIDATION_SPLIT
     raise dataset_info.DatasetMismatchError(
         f"{dataset_info.info_path(dataset_dir)}: no non-empty {VALIDATION_SPLIT!r} split "
@@ -259,7 +259,7 @@ def _compile(
 
 
 def _damaged_input_error(
-    dataset_dir: str, info: dict, splits: tuple[str, ...], error: Exception
+    dataset_dir: str, info: dataset_info.DatasetInfo, splits: tuple[str, ...], error: Exception
 ) -> Exception:
     """A CRC failure inside fit reports only a byte offset; this names the damaged shard."""
     for split in dict.fromkeys(splits):
@@ -365,7 +365,7 @@ def train_model(
         Final metrics: loss, accuracy, mean_iou and their val_ counterparts.
     """
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = dataset_info.class_names(info)
+    classes = info.classes
     validation_split = _validation_split(info, dataset_dir)
     num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT, info)
     if num_train < 1:
@@ -427,7 +427,7 @@ def train_model(
                 training_config.learning_rate,
                 runtime_plan.jit_compile,
                 len(classes),
-                dataset_info.ignore_id(info),
+                info.ignore_id,
             )
 
         all_callbacks: list[keras.callbacks.Callback] = [
@@ -479,10 +479,10 @@ def train_model(
         if runtime_plan.precision_policy == "float32"
         else _float32_copy(model, model_config, len(classes))
     )
-    source = info.get("source", {})
+    source = info.source
     metadata = {
         "classes": classes,
-        "ignore_id": dataset_info.ignore_id(info),
+        "ignore_id": info.ignore_id,
         "image_size": model_config.image_size,
         "normalization": model_config.normalization,
         "encoder_weights": model_config.encoder_weights,
@@ -505,8 +505,8 @@ def train_model(
             "validation_split": validation_split,
             # What the model was trained on: a scheduled run whose data has this
             # fingerprint has nothing new to learn (components/data_check.py).
-            "fingerprint": dataset_info.dataset_fingerprint(info),
-            "split_fingerprints": dataset_info.fingerprint(info)["splits"],
+            "fingerprint": info.dataset_fingerprint,
+            "split_fingerprints": dict(info.fingerprint.splits),
         },
     }
     metadata.update(provenance.provenance())

@@ -361,7 +361,7 @@ def test_petseg_ingest_prints_counts_classes_frequencies_and_skips(tmp_path, cap
 
     assert main([*arguments, "--set", "data.bad_record_policy=skip"]) == 0
     printed = capfd.readouterr().out
-    info = dataset_info.load_dataset_info(str(tmp_path / "out"))
+    info = dataset_info.load_dataset_info(str(tmp_path / "out")).to_dict()
     assert "source: folder " in printed and "(test, validation carved from train)" in printed
     assert "  0 background <- 1" in printed and "  1 pet <- 2" in printed
     for split, entry in info["splits"].items():
