@@ -36,6 +36,10 @@ def data_statistics(
         check_metrics: each check's figure (``check/<name>``) and the error and
             warning counts.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import logging
     import shutil
 
@@ -70,6 +74,10 @@ def enforce_data_checks(statistics: Input[Artifact]):
     Args:
         statistics: ``data_statistics``' output directory; its ``checks.json`` is read.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import json
 
     # No TensorFlow here: the gate starts in seconds.
