@@ -17,7 +17,7 @@ version and names both, so a step never guesses at a layout it does not know. Th
 contracts that had no version field before (model metadata, evaluation outcome,
 push result, prediction summary) read a file without one as their first version.
 Facts a contract does not name are kept as they are (``extra="allow"``): a writer
-adding a fact never loses it on a round trip.
+adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components import files
 from components.config import IGNORE_ID
-from components.schema import SCHEMA_VERSION as DATASET_SCHEMA_VERSION  # with the records
+
+# dataset.json's and the records' layout (components.schema re-exports it as SCHEMA_VERSION).
+# 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
+DATASET_SCHEMA_VERSION = 2
 
 
 class ContractError(ValueError):

@@ -504,7 +504,7 @@ def train_model(
             "num_train_records": num_train,
             "validation_split": validation_split,
             # What the model was trained on: a scheduled run whose data has this
-            # fingerprint has nothing new to learn (components/data_check.py).
+            # fingerprint has nothing new to learn (components/skip_unchanged.py).
             "fingerprint": info.dataset_fingerprint,
             "split_fingerprints": dict(info.fingerprint.splits),
         },

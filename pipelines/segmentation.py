@@ -99,17 +99,17 @@ def create_pipeline(
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
-    from components.data_check import TRAIN as DATA_CHANGED
     from components.ops.class_weights import compute_class_weights
-    from components.ops.data_check import check_data_changed
-    from components.ops.data_checks import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics, enforce_data_checks
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.notify import notify_run_end
     from components.ops.predict import predict
     from components.ops.push import push
     from components.ops.resolve_config import resolve_config
+    from components.ops.skip_unchanged import check_data_changed
     from components.ops.train import train
+    from components.skip_unchanged import TRAIN as DATA_CHANGED
 
     runtime = config.runtime
     cache_data = runtime.enable_caching and not scheduled

@@ -79,10 +79,10 @@ def evaluate(
         )
 
     if data_statistics is not None:
-        from components import data_checks
+        from components import data_validation
 
-        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_checks.CHECKS_FILE}") as handle:
-            data_checks.add_to_report(report.path, json.load(handle))
+        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_validation.CHECKS_FILE}") as handle:
+            data_validation.add_to_report(report.path, json.load(handle))
 
     for name, value in core.scalar_metrics(outcome).items():
         metrics.log_metric(name, value)

@@ -27,7 +27,7 @@ def check_data_changed(dataset: Input[Dataset], push_config: str) -> str:
     import logging
 
     from components.config import PushConfig, section_from_json
-    from components.data_check import decide
+    from components.skip_unchanged import decide
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
