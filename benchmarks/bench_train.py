@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     import keras
     import tensorflow as tf
 
-    from components import data, devices, sources
+    from components import data, devices, schema, sources
     from components import model as model_lib
     from components import train as train_lib
     from components.config import DataConfig, TrainingConfig
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     def our_compile(model):
-        train_lib._compile(model, 1e-3, plan.jit_compile)
+        train_lib._compile(model, 1e-3, plan.jit_compile, schema.NUM_CLASSES)
 
     theirs_rate = train_throughput(
         build, tutorial_compile, theirs, steps, args.epochs, batch, tf.distribute.get_strategy()

@@ -130,7 +130,11 @@ def _classes_missing_in_train(statistics, _production):
 def _cross_split_duplicates(statistics, _production):
     duplicates = statistics["duplicates"]
     examples = [
-        " = ".join(f"{split}/{files[0]}" for split, files in group["files"].items())
+        # A folder source's names already start with their split ("test/images/x.jpg").
+        " = ".join(
+            files[0] if files[0].startswith(f"{split}/") else f"{split}/{files[0]}"
+            for split, files in group["files"].items()
+        )
         for group in duplicates["across"]
     ]
     detail = (

@@ -36,14 +36,14 @@ import os
 import posixpath
 import time
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from components import dataset_info, masks, schema, sources, splits
+from components import contracts, dataset_info, files, masks, schema, sources, splits
 from components import statistics as data_statistics
 from components.config import IGNORE_ID, DataConfig
 from components.sources import EmptySplitError, SourceExample
@@ -112,10 +112,7 @@ class BadRecordsError(BadRecordError):
 def raise_bad_records(records: list[dict[str, str]], output_dir: str) -> typing.NoReturn:
     """Writes every bad record to ``<output_dir>/bad_records.jsonl`` and raises one error."""
     listing = posixpath.join(output_dir, BAD_RECORDS_FILE)
-    tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(listing, "w") as handle:
-        for item in records:
-            handle.write(json.dumps(item, sort_keys=True) + "\n")
+    files.write_text(listing, "".join(json.dumps(item, sort_keys=True) + "\n" for item in records))
     raise BadRecordsError(records, listing)
 
 
@@ -192,6 +189,49 @@ def _load(example: SourceExample) -> None:
         example.problem = f"file cannot be read ({error})"
     except IsADirectoryError as error:
         example.problem = f"file cannot be read ({error})"
+
+
+def check_example(example: SourceExample, table: masks.ClassTable) -> masks.CheckedRecord | str:
+    """Reads and checks one example: its checked record, or why it is a bad record."""
+    _load(example)
+    if example.problem:
+        return example.problem
+    item = (example.key, example.image, example.mask, example.mask_name)
+    return masks.check_chunk([item], table)[0]
+
+
+def serialize_record(
+    example: SourceExample, checked: masks.CheckedRecord, num_classes: int
+) -> bytes:
+    """The TFRecord bytes of a good example (the same bytes from either engine)."""
+    return schema.encode_example(
+        image_bytes=example.image,
+        class_ids=np.zeros((checked.height, checked.width), np.uint8),
+        file_name=example.file_name,
+        label=example.label,
+        species=example.species,
+        num_classes=num_classes,
+        mask_png=checked.mask_png,
+    )
+
+
+def add_to_statistics(
+    collector: data_statistics.StatisticsCollector,
+    split: str,
+    example: SourceExample,
+    checked: masks.CheckedRecord,
+) -> None:
+    """Adds one written record to the data statistics."""
+    collector.add(
+        split,
+        example.image,
+        example.file_name,
+        mask_size=len(checked.mask_png),
+        height=checked.height,
+        width=checked.width,
+        value_counts=checked.pixel_counts,
+        digest=checked.image_digest,
+    )
 
 
 def _chunks(stream: Iterable[SourceExample], size: int) -> Iterator[list[SourceExample]]:
@@ -345,31 +385,14 @@ class _SplitOutput:
         self.final_paths: list[str] = []
 
     def write(self, example: SourceExample, checked: masks.CheckedRecord) -> None:
-        serialized = schema.encode_example(
-            image_bytes=example.image,
-            class_ids=np.zeros((checked.height, checked.width), np.uint8),
-            file_name=example.file_name,
-            label=example.label,
-            species=example.species,
-            num_classes=self.num_classes,
-            mask_png=checked.mask_png,
-        )
+        serialized = serialize_record(example, checked, self.num_classes)
         self.writer.write(serialized)
         self.num_records += 1
         self.num_bytes += len(serialized)
         self.pixel_counts += checked.pixel_counts
         self.fingerprint.add(checked.digest)
         if self.collector is not None:
-            self.collector.add(
-                self.split,
-                example.image,
-                example.file_name,
-                mask_size=len(checked.mask_png),
-                height=checked.height,
-                width=checked.width,
-                value_counts=checked.pixel_counts,
-                digest=checked.image_digest,
-            )
+            add_to_statistics(self.collector, self.split, example, checked)
 
     def entry(self, output_dir: str, class_names: list[str]) -> dict[str, Any]:
         return split_entry(
@@ -570,13 +593,20 @@ class SplitPlacement:
             carve_test=splits.TEST in self.carved,
         )
 
-    def empty_detail(self, split: str, seen: int) -> str | None:
-        """Why a carved split may be empty (for EmptySplitError), None for a source split."""
+    def empty_detail(self, split: str, placed: Mapping[str, int]) -> str | None:
+        """Why a carved split may be empty (for EmptySplitError), None for a source split.
+
+        Args:
+            split: the empty split.
+            placed: records read per split they were placed in.
+        """
         if split not in self.carved:
             return None
+        # Only the source's train records were candidates, not every split's.
+        from_train = sum(placed.get(name, 0) for name in (splits.TRAIN, *self.carved))
         return (
-            f"carved from train at {split}_fraction {self.fractions[split]} ({seen} records "
-            f"read); raise data.{split}_fraction or add examples"
+            f"carved from train at {split}_fraction {self.fractions[split]} ({from_train} train "
+            f"records read); raise data.{split}_fraction or add examples"
         )
 
 
@@ -618,12 +648,23 @@ def dataset_record(
     }
 
 
+def write_statistics(
+    collector: data_statistics.StatisticsCollector | None, info: dict[str, Any], path: str
+) -> None:
+    """Writes the gathered statistics (a Statistics contract), or removes a stale file."""
+    if collector is not None:
+        contracts.Statistics.from_dict(collector.result(info), path).write(path)
+    elif files.exists(path):  # An earlier ingest's, of other records.
+        files.remove(path)
+
+
 def finish_dataset(output_dir: str, info: dict[str, Any]) -> None:
     """Writes dataset.json (which marks the dataset complete); drops an old bad-record list."""
     stale = posixpath.join(output_dir, BAD_RECORDS_FILE)
-    if tf.io.gfile.exists(stale):
-        tf.io.gfile.remove(stale)
-    dataset_info.write_dataset_info(output_dir, info)
+    if files.exists(stale):
+        files.remove(stale)
+    path = dataset_info.info_path(output_dir)
+    contracts.DatasetInfo.from_dict(info, path).write(path)
 
 
 def ingest_dataset(
@@ -683,7 +724,7 @@ def ingest_dataset(
             workers,
             sorted(carved) or "nothing",
         )
-        seen, bad = _write_examples(
+        _, bad = _write_examples(
             checked_examples(stream, table, workers),
             outputs,
             place,
@@ -693,18 +734,16 @@ def ingest_dataset(
         )
         if bad:
             raise_bad_records(bad, output_dir)
+        placed = {split: output.seen for split, output in outputs.items()}
         for split, output in outputs.items():
-            _raise_if_empty(output, placement.empty_detail(split, seen))
+            _raise_if_empty(output, placement.empty_detail(split, placed))
         for output in outputs.values():
             output.final_paths = output.writer.finish()
         split_entries = {
             split: output.entry(output_dir, class_names) for split, output in outputs.items()
         }
         info = dataset_record(data_config, description, carved, split_entries)
-        if collector is not None:
-            data_statistics.write_statistics(collector.result(info), statistics_path)
-        elif tf.io.gfile.exists(statistics_path):  # An earlier ingest's, of other records.
-            tf.io.gfile.remove(statistics_path)
+        write_statistics(collector, info, statistics_path)
         finish_dataset(output_dir, info)
     except BaseException:
         # A failed ingest (a bad record, a full disk) leaves no complete-looking shard of

@@ -10,11 +10,15 @@ fractions and mean confidence. For each readable image the output folder gets::
     <output>/predictions.jsonl       one line: file, mask, overlay, height, width,
                                      class_fractions {class: fraction}, mean_confidence
     <output>/failed.jsonl            one line per unreadable image: file, error
+    <output>/skipped.jsonl           one line per other file of the input folder: file, reason
 
 ``<name>`` is the image's path relative to the input folder (or glob base, or gs:// prefix)
 without its extension, so sub-folders never collide; two inputs that differ only by
 extension keep it (``cat.jpg.png``). An unreadable image is skipped and listed; the others
-are still predicted.
+are still predicted. A folder's files whose names are not images' (``notes.txt``) are listed
+as skipped, with the reason, never dropped without a word. Extensions match in any case;
+TIFF, which TensorFlow's decoder (and so the served model) does not read, goes through
+Pillow and reaches the model as PNG.
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ from components import visualize
 from components.model import MASK_PNG_OUTPUT, METADATA_FILE, SAVED_MODEL_DIR, SERVING_SIGNATURE
 from components.storage import GCS_SCHEME, parse_gcs_uri
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff",
+)  # fmt: skip
 MASKS_DIR = "masks"
 OVERLAYS_DIR = "overlays"
 PREDICTIONS_FILE = "predictions.jsonl"
 FAILED_FILE = "failed.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_ALPHA = 0.5
 # Exit codes of `petseg predict` (the CLI returns them; the pipeline step records the counts).
@@ -71,6 +78,7 @@ class PredictSummary:
     classes: list[str]
     predicted: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # not images, by name
 
     @property
     def exit_code(self) -> int:
@@ -83,6 +91,11 @@ class PredictSummary:
                 f"; {len(self.failed)} unreadable, skipped and listed in "
                 f"{_join(self.output, FAILED_FILE)}"
             )
+        if self.skipped:
+            text += (
+                f"; {len(self.skipped)} other file(s) not read (not images), listed in "
+                f"{_join(self.output, SKIPPED_FILE)}"
+            )
         return text
 
 
@@ -94,6 +107,15 @@ def _join(root: str, *parts: str) -> str:
 
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _not_an_image(uri: str) -> dict[str, str]:
+    extension = os.path.splitext(uri)[1] or "no extension"
+    return {
+        "file": uri,
+        "reason": f"not an image file name ({extension}); predict reads "
+        + ", ".join(IMAGE_EXTENSIONS),
+    }
 
 
 def _has_glob(text: str) -> bool:
@@ -127,7 +149,9 @@ def _gcs_client(gcs_client: Any) -> Any:
     return make_gcs_client()
 
 
-def list_inputs(spec: str, *, gcs_client: Any = None) -> list[InputImage]:
+def list_inputs(
+    spec: str, *, gcs_client: Any = None, skipped: list[dict[str, str]] | None = None
+) -> list[InputImage]:
     """The images an input names, in a stable (sorted) order.
 
     Args:
@@ -136,15 +160,18 @@ def list_inputs(spec: str, *, gcs_client: Any = None) -> list[InputImage]:
             object, prefix or glob.
         gcs_client: a google-cloud-storage client for gs:// inputs (default: ADC, or the
             emulator named by STORAGE_EMULATOR_HOST).
+        skipped: gets ``{file, reason}`` for each file of a folder or prefix that is not
+            an image by its name (a glob's or a file's matches are all tried).
 
     Raises:
         PredictError: the input does not exist or holds no image.
     """
+    others: list[dict[str, str]] = [] if skipped is None else skipped
     spec = spec.strip()
     if not spec:
         raise PredictError("--input is empty; give an image file, a folder, a glob or gs:// prefix")
     if spec.startswith(GCS_SCHEME):
-        images = _list_gcs(spec, _gcs_client(gcs_client))
+        images = _list_gcs(spec, _gcs_client(gcs_client), others)
     elif _has_glob(spec):
         base = _glob_base(spec)
         matches = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
@@ -152,17 +179,20 @@ def list_inputs(spec: str, *, gcs_client: Any = None) -> list[InputImage]:
     elif os.path.isfile(spec):
         images = [InputImage(spec, os.path.splitext(os.path.basename(spec))[0])]
     elif os.path.isdir(spec):
-        paths = sorted(
-            os.path.join(root, name)
-            for root, _, names in os.walk(spec)
-            for name in names
-            if _is_image_name(name)
+        files = sorted(
+            os.path.join(root, name) for root, _, names in os.walk(spec) for name in names
         )
+        paths = [path for path in files if _is_image_name(path)]
+        others.extend(_not_an_image(path) for path in files if not _is_image_name(path))
         images = _images(paths, [os.path.relpath(path, spec) for path in paths])
     else:
         raise PredictError(f"--input {spec!r}: no such file or folder")
     if not images:
-        raise PredictError(f"--input {spec!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)})")
+        also = f"; its {len(others)} file(s) are not images, e.g. {others[0]['file']}"
+        raise PredictError(
+            f"--input {spec!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)})"
+            + (also if others else "")
+        )
     return images
 
 
@@ -176,7 +206,7 @@ def _glob_base(pattern: str) -> str:
     return "/".join(fixed) or "."
 
 
-def _list_gcs(spec: str, client: Any) -> list[InputImage]:
+def _list_gcs(spec: str, client: Any, skipped: list[dict[str, str]]) -> list[InputImage]:
     bucket_name, prefix = parse_gcs_uri(spec.rstrip("/") if not _has_glob(spec) else spec)
     bucket_uri = f"{GCS_SCHEME}{bucket_name}"
     if _has_glob(prefix):
@@ -193,11 +223,15 @@ def _list_gcs(spec: str, client: Any) -> list[InputImage]:
                 )
             ]
         folder = f"{prefix}/" if prefix else ""
-        names = [
+        listed = [
             b.name
             for b in client.list_blobs(bucket_name, prefix=folder or None)
-            if _is_image_name(b.name)
+            if not b.name.endswith("/")  # a console-made "folder" placeholder
         ]
+        names = [name for name in listed if _is_image_name(name)]
+        skipped.extend(
+            _not_an_image(f"{bucket_uri}/{name}") for name in listed if not _is_image_name(name)
+        )
         relative = [name[len(folder) :] for name in names]
     return _images([f"{bucket_uri}/{name}" for name in names], relative)
 
@@ -314,8 +348,13 @@ class Predictor:
         return {name: value.numpy() for name, value in outputs.items()}
 
 
-def _decode(encoded: bytes) -> np.ndarray:
-    """Decodes as serving will (TensorFlow's decoder); raises ValueError on unreadable bytes."""
+def _decode(encoded: bytes) -> tuple[bytes, np.ndarray]:
+    """(bytes for the served model, RGB pixels); raises ValueError on unreadable bytes.
+
+    TensorFlow's decoder, the served model's own, reads JPEG, PNG, GIF, BMP and WebP; what it
+    cannot read but Pillow can (TIFF) is handed to the model as a lossless PNG of the same
+    pixels.
+    """
     import tensorflow as tf
 
     from components.dataset_info import reader_message
@@ -323,10 +362,29 @@ def _decode(encoded: bytes) -> np.ndarray:
     try:
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        raise ValueError(f"not a readable image: {reader_message(error)}") from None
+        converted = _pillow_png(encoded)
+        if converted is None:
+            raise ValueError(f"not a readable image: {reader_message(error)}") from None
+        return converted
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"empty image ({image.shape[0]}x{image.shape[1]})")
-    return image.numpy()
+    return encoded, image.numpy()
+
+
+def _pillow_png(encoded: bytes) -> tuple[bytes, np.ndarray] | None:
+    """(PNG bytes, RGB pixels) of an image Pillow reads (first frame), else None."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(encoded)) as opened:
+            pixels = np.asarray(opened.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        return None
+    return visualize.encode_png(pixels), pixels
 
 
 class _Output:
@@ -335,7 +393,11 @@ class _Output:
     def __init__(self, root: str, gcs_client: Any):
         self.root = root.rstrip("/") if root.startswith(GCS_SCHEME) else root
         self._store = None
-        self._lines: dict[str, list[str]] = {PREDICTIONS_FILE: [], FAILED_FILE: []}
+        self._lines: dict[str, list[str]] = {
+            PREDICTIONS_FILE: [],
+            FAILED_FILE: [],
+            SKIPPED_FILE: [],
+        }
         if root.startswith(GCS_SCHEME):
             from components.storage import GcsStore
 
@@ -378,8 +440,7 @@ def _batches(
     batch: list[tuple[InputImage, bytes, np.ndarray]] = []
     for image in images:
         try:
-            encoded = _read_bytes(image.uri, client)
-            pixels = _decode(encoded)
+            encoded, pixels = _decode(_read_bytes(image.uri, client))
         except Exception as error:  # any read or decode failure skips this image only
             failed.append({"file": image.uri, "error": str(error) or type(error).__name__})
             continue
@@ -428,7 +489,8 @@ def predict(
         raise PredictError("--output is empty; give a folder or gs:// prefix")
     needs_gcs = any(text.startswith(GCS_SCHEME) for text in (model, inputs, output))
     client = _gcs_client(gcs_client) if needs_gcs else None
-    images = list_inputs(inputs, gcs_client=client)
+    skipped: list[dict[str, str]] = []
+    images = list_inputs(inputs, gcs_client=client, skipped=skipped)
     temporary = None
     if cache_dir is None:
         temporary = cache_dir = tempfile.mkdtemp(prefix="petseg-predict-")
@@ -437,7 +499,9 @@ def predict(
         summary = PredictSummary(
             output=output, model_dir=predictor.model_dir, classes=predictor.classes
         )
+        summary.skipped = skipped
         sink = _Output(output, client)
+        sink.append(SKIPPED_FILE, skipped)
         done = 0
         reported_failures = 0
         try:
@@ -523,8 +587,9 @@ def predict_pushed_model(
         alpha: the overlay's colour weight.
 
     Returns:
-        The artifact's metadata: predicted, unreadable, model, version, input, classes and
-        skip_reason ('' when it ran; why not, when nothing was pushed).
+        The artifact's metadata: predicted, unreadable, skipped (files not images, by name),
+        model, version, input, classes and skip_reason ('' when it ran; why not, when
+        nothing was pushed).
 
     Raises:
         PredictError: the input or the pushed model cannot be used.
@@ -542,6 +607,8 @@ def predict_pushed_model(
         "predicted": summary.predicted,
         "unreadable": len(summary.failed),
         "unreadable_files": [failure["file"] for failure in summary.failed[:20]],
+        "skipped": len(summary.skipped),
+        "skipped_files": [other["file"] for other in summary.skipped[:20]],
         "input": inputs,
         "model": model_uri,
         "version": pushed.get("version", ""),

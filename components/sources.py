@@ -391,7 +391,11 @@ def _tfds_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExampl
                     data_config.image_feature: tfds.decode.SkipDecoding(),
                     data_config.mask_feature: tfds.decode.SkipDecoding(),
                 },
-                read_config=tfds.ReadConfig(add_tfds_id=not has_file_name),
+                # Shard by shard, each in record order (not TFDS's default interleaving of
+                # 16 files): the order the Beam engine reproduces (components.beam_ingest).
+                read_config=tfds.ReadConfig(
+                    add_tfds_id=not has_file_name, interleave_cycle_length=1
+                ),
             )
             for example in dataset.as_numpy_iterator():
                 key_bytes = example["file_name"] if has_file_name else example["tfds_id"]

@@ -132,7 +132,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         import logging
 
         from components import dataset_info
-        from components.ingest import BadRecordError, ingest_dataset
+        from components.beam_ingest import ingest_with_engine
+        from components.ingest import BadRecordError
         from components.sources import DatasetNotPreparedError, SourceError
 
         logging.basicConfig(
@@ -142,7 +143,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         )
         output = str(args.output)
         try:
-            info = ingest_dataset(config.data, output)
+            info = ingest_with_engine(config.data, output)
         except (BadRecordError, SourceError, DatasetNotPreparedError, FileNotFoundError) as error:
             print(f"error: {error}", file=console)
             return 1
@@ -209,6 +210,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"unreadable: {failure['file']}: {failure['error']}", file=console)
         if len(summary.failed) > _MAX_LISTED_FAILURES:
             print(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more", file=console)
+        for other in summary.skipped[:_MAX_LISTED_FAILURES]:
+            print(f"not read: {other['file']}: {other['reason']}", file=console)
+        if len(summary.skipped) > _MAX_LISTED_FAILURES:
+            print(f"... and {len(summary.skipped) - _MAX_LISTED_FAILURES} more", file=console)
     print(summary.line())
     return summary.exit_code
 
@@ -340,8 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Writes, per image, a class-id mask PNG at the image's resolution (masks/), a "
             "colour overlay (overlays/) and a line of predictions.jsonl; unreadable images "
-            "are skipped and listed in failed.jsonl. Exit codes: 0 all predicted, 1 nothing "
-            "predicted (bad model or input), 2 bad command line, 3 some images unreadable."
+            "are skipped and listed in failed.jsonl, a folder's other files in skipped.jsonl. "
+            "Reads JPEG, PNG, GIF, BMP, WebP and TIFF, any case of extension. Exit codes: 0 all "
+            "predicted, 1 nothing predicted (bad model or input), 2 bad command line, 3 some "
+            "images unreadable."
         ),
     )
     predict_cmd.add_argument(

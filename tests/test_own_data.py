@@ -372,3 +372,17 @@ def test_petseg_ingest_prints_counts_classes_frequencies_and_skips(tmp_path, cap
     assert main(arguments) == 1
     captured = capfd.readouterr()
     assert "error: images/pet_00003.jpg: image has no mask" in captured.out + captured.err
+
+
+def test_an_empty_carved_split_counts_the_train_records_it_was_carved_from(tmp_path):
+    # train/ and test/ folders; validation is carved from train's 6 records only.
+    written = synthetic_pets.write_folder_dataset(
+        str(tmp_path / "data"), {"train": 6, "test": 9}, image_size=32
+    )
+    config = _config(written, validation_fraction=0.001)
+    with pytest.raises(sources.EmptySplitError) as error:
+        ingest_dataset(config, str(tmp_path / "out"))
+    assert str(error.value) == (
+        "split 'validation' has no usable records: carved from train at validation_fraction "
+        "0.001 (6 train records read); raise data.validation_fraction or add examples"
+    )

@@ -49,7 +49,8 @@ def test_wheel_installs_into_a_clean_venv_with_tensorflow_and_every_component(tm
     if uv is None:
         pytest.skip("uv is not installed")
     wheels = tmp_path / "dist"
-    _run(uv, "build", "--wheel", "--out-dir", str(wheels), str(ROOT))
+    # An sdist, then the wheel from it (outside this checkout, which gets no build/ folder).
+    _run(uv, "build", "--out-dir", str(wheels), str(ROOT))
     (wheel,) = wheels.glob("petseg-*.whl")
     lock_versions = tmp_path / "constraints.txt"
     _run(

@@ -60,7 +60,7 @@ def photos(tmp_path_factory):
     for name, image in images.items():
         _save(folder / name, image)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    (folder / "notes.txt").write_text("not an image, not listed")
+    (folder / "notes.txt").write_text("not an image: listed as not read")
     decoded = {name: _read_png(folder / name) if name.endswith(".png") else None for name in images}
     decoded["wide.jpg"] = tf.io.decode_jpeg((folder / "wide.jpg").read_bytes()).numpy()
     return folder, decoded
@@ -125,13 +125,19 @@ def test_cli_names_the_unreadable_file_and_exits_3(model_dir, photos, tmp_path, 
     assert code == 3
     assert captured.out == (
         f"predicted 3 image(s) into {output}; 1 unreadable, skipped and listed in "
-        f"{output / 'failed.jsonl'}\n"
+        f"{output / 'failed.jsonl'}; 1 other file(s) not read (not images), listed in "
+        f"{output / 'skipped.jsonl'}\n"
     )
-    # Quiet: only the unreadable file is named on stderr, no TensorFlow start-up lines.
+    # Quiet: only the unreadable file and the file that is no image are named on stderr, no
+    # TensorFlow start-up lines.
     assert captured.err.splitlines() == [
         f"unreadable: {folder / 'broken.jpg'}: not a readable image: "
-        + _jsonl(output / "failed.jsonl")[0]["error"].removeprefix("not a readable image: ")
+        + _jsonl(output / "failed.jsonl")[0]["error"].removeprefix("not a readable image: "),
+        f"not read: {folder / 'notes.txt'}: " + _jsonl(output / "skipped.jsonl")[0]["reason"],
     ]
+    assert _jsonl(output / "skipped.jsonl")[0]["reason"].startswith(
+        "not an image file name (.txt); predict reads .jpg, .jpeg, .png"
+    )
 
 
 def test_cli_exit_codes_for_success_bad_model_and_bad_command_line(
@@ -321,3 +327,62 @@ def test_cli_reports_a_damaged_model_in_one_line(model_dir, photos, tmp_path, ca
     assert code == 1
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
     assert "--verbose for details" in err
+
+
+def test_reads_any_case_of_extension_webp_and_tiff_and_names_every_file_it_does_not_read(
+    model_dir, tmp_path, capfd
+):
+    folder = tmp_path / "in"
+    rng = np.random.default_rng(7)
+    images = {
+        "UPPER.JPG": rng.integers(0, 256, (24, 40, 3), dtype=np.uint8),
+        "mixed.Png": rng.integers(0, 256, (33, 17, 3), dtype=np.uint8),
+        "photo.webp": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+        "scan.TIF": rng.integers(0, 256, (45, 26, 3), dtype=np.uint8),
+        "gray.tiff": rng.integers(0, 256, (16, 50), dtype=np.uint8),
+    }
+    folder.mkdir()
+    for name, image in images.items():
+        Image.fromarray(image).save(folder / name, lossless=True)  # lossless: WebP
+    for other in ("README", "labels.csv", "photo.heic"):
+        (folder / other).write_text("no image")
+
+    output = tmp_path / "out"
+    code = main(["predict", "--model", model_dir, "--input", str(folder), "-o", str(output)])
+    captured = capfd.readouterr()
+    assert code == 0
+    rows = {Path(row["file"]).name: row for row in _jsonl(output / "predictions.jsonl")}
+    assert sorted(rows) == sorted(images)
+    palette = visualize.class_palette(3)
+    for name, image in images.items():
+        mask = _read_png(output / rows[name]["mask"])
+        assert mask.shape == image.shape[:2]
+        rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+        if name.endswith(".JPG"):  # lossy: the pixels are the decoder's
+            rgb = tf.io.decode_jpeg((folder / name).read_bytes()).numpy()
+        overlay = _read_png(output / rows[name]["overlay"])
+        np.testing.assert_array_equal(overlay, visualize.overlay(rgb, mask, palette, 0.5))
+    # The TIFF reaches the model as the same pixels the PNG of it would.
+    png = tmp_path / "scan.png"
+    Image.fromarray(images["scan.TIF"]).save(png)
+    served = _serve(model_dir, png)
+    np.testing.assert_array_equal(
+        _read_png(output / rows["scan.TIF"]["mask"]),
+        np.asarray(Image.open(io.BytesIO(served[model_lib.MASK_PNG_OUTPUT]))),
+    )
+    skipped = _jsonl(output / "skipped.jsonl")
+    assert [Path(row["file"]).name for row in skipped] == ["README", "labels.csv", "photo.heic"]
+    assert skipped[0]["reason"].startswith("not an image file name (no extension)")
+    assert skipped[2]["reason"].startswith("not an image file name (.heic)")
+    assert captured.err.splitlines() == [
+        f"not read: {row['file']}: {row['reason']}" for row in skipped
+    ]
+    assert captured.out.endswith(
+        f"; 3 other file(s) not read (not images), listed in {output / 'skipped.jsonl'}\n"
+    )
+
+    # A folder of nothing but other files says what it found.
+    for name in images:
+        (folder / name).unlink()
+    with pytest.raises(predict_lib.PredictError, match=r"its 3 file\(s\) are not images, e.g. "):
+        predict_lib.predict(model_dir, str(folder), str(tmp_path / "none"))

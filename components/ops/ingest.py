@@ -23,8 +23,8 @@ def ingest(data_config: str, dataset: Output[Dataset]):
 
     import logging
 
+    from components.beam_ingest import ingest_with_engine
     from components.config import DataConfig, section_from_json
-    from components.ingest import ingest_dataset
     from components.retry import retry_transient
 
     logging.basicConfig(
@@ -32,7 +32,7 @@ def ingest(data_config: str, dataset: Output[Dataset]):
     )
     config = section_from_json(DataConfig, data_config)
     # Shards are written under temporary names, so a repeat after a dropped download is safe.
-    info = retry_transient(lambda: ingest_dataset(config, dataset.path), what="ingest")
+    info = retry_transient(lambda: ingest_with_engine(config, dataset.path), what="ingest")
 
     splits = info["splits"]
     dataset.metadata.update(
