@@ -21,6 +21,7 @@ from tensorflow.core.framework import summary_pb2
 
 from components import data, dataset_info, devices, provenance, schema, visualize
 from components import model as model_lib
+from components.config import ModelConfig, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ClassWeightsMismatchError(ValueError):
 
 
 def resolve_class_weights(
-    training_config: Any,
+    training_config: TrainingConfig,
     class_weights_path: str | None,
     image_size: int | None = None,
     classes: list[str] | None = None,
@@ -270,19 +271,18 @@ def _damaged_input_error(
     return dataset_info.damaged_shard_error(dataset_dir, splits[0], train_paths, error)
 
 
-def batchnorm_momentum_for(model_config: Any) -> float | None:
+def batchnorm_momentum_for(model_config: ModelConfig) -> float | None:
     """The configured momentum; else None (the tutorial's) pretrained, a faster one from scratch.
 
     A randomly initialised encoder at MobileNetV2's 0.999 fits the training data but its
     moving statistics lag so far behind that inference predicts only background.
     """
-    configured = getattr(model_config, "batchnorm_momentum", None)
-    if configured is not None:
-        return configured
+    if model_config.batchnorm_momentum is not None:
+        return model_config.batchnorm_momentum
     return None if model_config.pretrained else FROM_SCRATCH_BATCHNORM_MOMENTUM
 
 
-def _float32_copy(trained: keras.Model, model_config: Any, num_classes: int) -> keras.Model:
+def _float32_copy(trained: keras.Model, model_config: ModelConfig, num_classes: int) -> keras.Model:
     """Rebuilds a mixed-precision model in float32 with the trained weights.
 
     Mixed-precision variables are float32 already, so the copy is exact; the saved model
@@ -337,8 +337,8 @@ def train_model(
     dataset_dir: str,
     model_dir: str,
     tensorboard_dir: str,
-    model_config: Any,
-    training_config: Any,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
     class_weights_path: str | None,
     dataset_uri: str = "",
     *,
