@@ -152,6 +152,7 @@ class DatasetInfo(_Contract):
     split_rule: dict[str, Any] = Field(default_factory=dict)
     splits: dict[str, SplitEntry] = Field(default_factory=dict)
     fingerprint: Fingerprint = Field(default_factory=Fingerprint)
+    bad_record_policy: str = ""
 
     @field_validator("classes")
     @classmethod
@@ -183,6 +184,29 @@ class DatasetInfo(_Contract):
             "ignore_values": [],
             "ignore_colors": [],
         }
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The Dataset artifact's metadata: the facts later steps check, and counts per split."""
+        source = self.source
+        metadata: dict[str, Any] = {
+            "source_type": source["type"],
+            "source_name": source.get("name") or source.get("path", ""),
+            "source_version": source.get("version", ""),
+            "source_config": source.get("config") or "",
+            "schema_version": self.schema_version,
+            "classes": self.classes,
+            "ignore_id": self.ignore_id,
+            "fingerprint": self.fingerprint.dataset,
+            "split_fingerprints": dict(self.fingerprint.splits),
+            "bad_record_policy": self.bad_record_policy,
+            "splits": sorted(self.splits),
+            "num_records": {name: split.num_records for name, split in self.splits.items()},
+            "num_skipped": {name: split.num_skipped for name, split in self.splits.items()},
+            "shards": {name: split.shards for name, split in self.splits.items()},
+        }
+        for name, split in self.splits.items():
+            metadata[f"num_{name}_records"] = split.num_records
+        return metadata
 
     def check_classes(self, expected: list[str] | tuple[str, ...], where: str = "") -> None:
         """Refuses a dataset whose class list differs from ``expected`` (e.g. a model's)."""
