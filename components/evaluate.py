@@ -468,12 +468,16 @@ def resolve_baseline(
     if setting == "none":
         return None, "evaluation.baseline is 'none'"
     if setting != "latest":
+        from components.versions import check_not_incomplete
+
+        check_not_incomplete(setting)  # a killed push's version is never a baseline
         return setting, f"baseline {setting} (evaluation.baseline)"
     if not push_destination:
         return None, "evaluation.baseline is 'latest' but push.destination is empty"
     try:
         # Imported here: push is optional for evaluation, and heavy clients load lazily.
-        from components.push import resolve_latest_model
+        # A damaged or incomplete LATEST stops here with one line offering the ways out.
+        from components.versions import resolve_production_model as resolve_latest_model
     except ImportError as error:
         raise RuntimeError(
             "evaluation.baseline is 'latest' but components.push.resolve_latest_model is not "

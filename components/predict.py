@@ -263,6 +263,12 @@ def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
     model = model.strip()
     if not model:
         raise PredictError("--model is empty; give a model directory or a push destination")
+    from components.versions import VersionError, check_not_incomplete
+
+    try:
+        check_not_incomplete(model)  # a killed push's version: say so, not "no SavedModel"
+    except VersionError as error:
+        raise PredictError(str(error)) from None
     if not model.startswith(GCS_SCHEME):
         if os.path.isfile(os.path.join(model, METADATA_FILE)):
             return model

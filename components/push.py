@@ -258,7 +258,8 @@ def push_model(
     version, manifest_bytes, resuming = _find_or_claim_version(store, digest, run_id)
     reused = manifest_bytes is not None
     if not reused:
-        _upload_and_verify(store, version, files, resuming=resuming)
+        again = push_again_command(model_dir, store.uri, extra_files)
+        _upload_and_verify(store, version, files, resuming=resuming, again=again)
         manifest = {
             "manifest_format": MANIFEST_FORMAT,
             "version": version,
@@ -370,8 +371,19 @@ def _matches(info, model_file: ModelFile) -> bool:
     )
 
 
+def push_again_command(
+    model_dir: str, destination: str, extra_files: dict[str, str] | None = None
+) -> str:
+    """The command that pushes the same model (same digest) again, resuming its version."""
+    command = f"petseg push --model {os.path.abspath(model_dir)} --destination {destination}"
+    statistics_dirs = sorted({os.path.dirname(path) for path in (extra_files or {}).values()})
+    for directory in statistics_dirs:
+        command += f" --data-statistics {os.path.abspath(directory)}"
+    return command
+
+
 def _upload_and_verify(
-    store: Store, version: str, files: list[ModelFile], *, resuming: bool
+    store: Store, version: str, files: list[ModelFile], *, resuming: bool, again: str = ""
 ) -> None:
     for model_file in files:
         key = _version_key(version, model_file.relative_path)
@@ -384,6 +396,7 @@ def _upload_and_verify(
             raise PushError(
                 f"uploading {model_file.local_path} to {store.key_uri(key)} failed: {error}. "
                 f"LATEST is unchanged; pushing the same model again resumes {version}"
+                + (f": {again}" if again else "")
             ) from error
         if not _verified(store, key, model_file):
             raise PushError(

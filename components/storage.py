@@ -127,6 +127,19 @@ class Store(ABC):
     def compare_and_swap(self, key: str, data: bytes, expected: Token) -> bool:
         """Replaces key with data only if it still matches expected; True on success."""
 
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key under prefix (a "directory" key), recursively, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Removes an object; an absent one is no error (another cleaner got there first)."""
+
+    def remove_stale_staging(self, older_than_s: float = 3600.0) -> list[str]:
+        """Removes what killed writes left outside the versions; returns what it removed."""
+        del older_than_s  # GCS publishes an object only when complete: nothing is staged
+        return []
+
 
 class LocalStore(Store):
     """A directory on a local (POSIX) file system."""
@@ -152,16 +165,48 @@ class LocalStore(Store):
             ) from error
         self._remove_stale_staged()
 
-    def _remove_stale_staged(self) -> None:
+    def _remove_stale_staged(self, older_than_s: float = STALE_STAGED_AFTER_S) -> list[str]:
         """Deletes staged files left by killed pushes; a running push's are too recent."""
-        cutoff = time.time() - STALE_STAGED_AFTER_S
-        with os.scandir(self._staging) as entries:
-            for entry in entries:
-                if not entry.name.endswith(".partial"):
-                    continue
-                with contextlib.suppress(FileNotFoundError):  # another push removed it
-                    if entry.stat().st_mtime < cutoff:
-                        os.remove(entry.path)
+        cutoff = time.time() - older_than_s
+        removed = []
+        try:
+            entries = list(os.scandir(self._staging))
+        except FileNotFoundError:
+            return removed
+        for entry in entries:
+            if not entry.name.endswith(".partial"):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # another push removed it
+                if entry.stat().st_mtime < cutoff:
+                    os.remove(entry.path)
+                    removed.append(entry.path)
+        return removed
+
+    def remove_stale_staging(self, older_than_s: float = STALE_STAGED_AFTER_S) -> list[str]:
+        return self._remove_stale_staged(older_than_s)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        directory = self._path(prefix.rstrip("/"))
+        keys = []
+        for root, directories, names in os.walk(directory):
+            directories.sort()
+            for name in names:
+                relative = os.path.relpath(os.path.join(root, name), self.root)
+                keys.append(relative.replace(os.sep, "/"))
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        # Empty parent folders go too, up to (not including) the root.
+        parent = os.path.dirname(path)
+        while parent != self.root and parent.startswith(self.root + os.sep):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
 
     def list_children(self, prefix: str) -> list[str]:
         directory = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
@@ -432,6 +477,20 @@ class GcsStore(Store):
 
     def compare_and_swap(self, key: str, data: bytes, expected: Token) -> bool:
         return self._conditional_write(key, data, generation=int(expected))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full_prefix = self._name(prefix.rstrip("/")) + "/"
+        base = f"{self.prefix}/" if self.prefix else ""
+        blobs = self.client.list_blobs(
+            self.bucket_name, prefix=full_prefix, timeout=self.timeout_s, retry=self._retry()
+        )
+        return sorted(blob.name[len(base) :] for blob in blobs)
+
+    def delete(self, key: str) -> None:
+        from google.api_core import exceptions
+
+        with contextlib.suppress(exceptions.NotFound):
+            self._blob(key).delete(timeout=self.timeout_s, retry=self._retry())
 
     def _conditional_write(self, key: str, data: bytes, generation: int) -> bool:
         from google.api_core import exceptions

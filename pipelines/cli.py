@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_cmd.set_defaults(handler=_cmd_predict)
 
+    from pipelines.operate_cli import add_operate_commands
+
+    add_operate_commands(commands, parent=parent, config_loader=config_from_args)
     try:
         from pipelines.cloud_cli import add_cloud_commands
     except ImportError:  # cloud extras not installed: local commands still work
