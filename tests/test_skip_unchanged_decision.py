@@ -1,4 +1,4 @@
-"""data_check.decide: skip only when production was trained on this very data."""
+"""skip_unchanged.decide: skip only when production was trained on this very data."""
 
 import json
 from pathlib import Path
