@@ -484,6 +484,45 @@ class TrainingConfig(_Section):
     mixed_precision: bool = Field(default=True, description="Used only when a GPU is visible.")
     xla: bool = Field(default=True, description="Used only when a GPU is visible.")
     tensorboard_images: Annotated[int, Field(ge=0)] = 3
+    # The recipe for real photos (issue 16; README "Quality on real photos"). Each default
+    # is the tutorial's; the production preset turns on what the benchmark showed helps.
+    augment_min_crop_scale: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=1.0,
+        description="With augment: random square crops of at least this share of the area, "
+        "resized back (random scale and position); 1 = none.",
+    )
+    augment_max_rotation_degrees: Annotated[float, Field(ge=0, le=180)] = Field(
+        default=0.0, description="With augment: random rotation within +-this; 0 = none."
+    )
+    augment_color_jitter: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.0,
+        description="With augment: brightness, contrast and saturation jitter; 0 = none.",
+    )
+    learning_rate_schedule: Literal["constant", "cosine"] = Field(
+        default="constant",
+        description="'cosine' decays each phase's learning rate to 0 over its steps.",
+    )
+    fine_tune_epochs: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="Epochs after the first `epochs` with the encoder unfrozen (its "
+        "BatchNorm kept in inference mode); 0 = no fine-tuning phase.",
+    )
+    fine_tune_learning_rate_factor: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.1, description="Fine-tuning learning rate = learning_rate * this."
+    )
+    fine_tune_from_block: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=0,
+        description="Fine-tune MobileNetV2 from this block on (block_N_...); 0 = all.",
+    )
+    keep_best_epoch: bool = Field(
+        default=False,
+        description="Keep the weights of the epoch with the best validation mean IoU.",
+    )
+    early_stopping_patience: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Stop a phase after this many epochs without a better validation "
+        "mean IoU; None = never.",
+    )
 
     @field_validator("fixed_class_weights")
     @classmethod

@@ -9,7 +9,9 @@ shuffle, flips) is reproducible.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import tensorflow as tf
 
@@ -54,10 +56,129 @@ def _decode_and_resize(serialized: tf.Tensor, image_size: int) -> tuple[tf.Tenso
     return resize_example(example["image"], example["mask"], image_size)
 
 
-def _flip_pair(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    # The same stateless seed for both makes the flip identical for image and mask.
-    image = tf.image.stateless_random_flip_left_right(image, seed)
-    mask = tf.image.stateless_random_flip_left_right(mask, seed)
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to each training example, the same geometry for image and mask.
+
+    The defaults are the tutorial's: horizontal flips only. Geometry (crop, rotation) moves
+    image and mask together (bilinear for the image, nearest-neighbour for the mask, so no
+    label is invented); pixels a rotation brings in from outside the frame are ignored
+    (the ignore id), so ignored pixels stay ignored and no fake background is learned.
+    Colour jitter touches the image only.
+
+    Attributes:
+        flip: random horizontal flips.
+        min_crop_scale: a random square crop of this share of the area or more (1 = none),
+            resized back to the full side: random scale and position.
+        max_rotation_degrees: random rotation in [-d, d] degrees (0 = none).
+        color_jitter: random brightness (+-jitter*255), contrast and saturation
+            (factor in [1-jitter, 1+jitter]) (0 = none).
+    """
+
+    flip: bool = True
+    min_crop_scale: float = 1.0
+    max_rotation_degrees: float = 0.0
+    color_jitter: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 < self.min_crop_scale <= 1.0:
+            raise ValueError(f"min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
+        if not 0.0 <= self.max_rotation_degrees <= 180.0:
+            raise ValueError(
+                f"max_rotation_degrees must be in [0, 180], got {self.max_rotation_degrees}"
+            )
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+
+
+FLIPS_ONLY = Augmentation()
+
+
+def _random_crop_pair(image, mask, seed, min_scale: float):
+    """A random square crop (side sqrt(scale) of the image's) resized back to the full side."""
+    size = tf.shape(image)[0]
+    side_fraction = tf.random.stateless_uniform([], seed, math.sqrt(min_scale), 1.0)
+    side = tf.maximum(1, tf.cast(tf.cast(size, tf.float32) * side_fraction, tf.int32))
+    offsets = tf.random.stateless_uniform(
+        [2], seed + tf.constant([1, 0], seed.dtype), 0, size - side + 1, dtype=tf.int32
+    )
+    image = tf.image.crop_to_bounding_box(image, offsets[0], offsets[1], side, side)
+    mask = tf.image.crop_to_bounding_box(mask, offsets[0], offsets[1], side, side)
+    return resize_image(image, size), resize_mask(mask, size)
+
+
+def _rotate(image, angle, interpolation: str, fill_value: float):
+    """Rotates [S, S, C] about its centre (TensorFlow's projective transform, no Keras)."""
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    centre = (size - 1.0) / 2.0
+    # Output pixel (x, y) reads the input at the inverse rotation about the centre.
+    transform = tf.stack(
+        [
+            cos,
+            -sin,
+            centre - cos * centre + sin * centre,
+            sin,
+            cos,
+            centre - sin * centre - cos * centre,
+            0.0,
+            0.0,
+        ]
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.shape(image)[:2],
+        fill_value=tf.constant(fill_value, tf.float32),
+        interpolation=interpolation,
+        fill_mode="CONSTANT",
+    )[0]
+
+
+def _jitter_colour(image, seed, strength: float):
+    pixels = tf.cast(image, tf.float32)
+    pixels = tf.image.stateless_random_brightness(pixels, strength * 255.0, seed)
+    pixels = tf.image.stateless_random_contrast(
+        pixels, 1.0 - strength, 1.0 + strength, seed + tf.constant([2, 0], seed.dtype)
+    )
+    pixels = tf.image.stateless_random_saturation(
+        pixels, 1.0 - strength, 1.0 + strength, seed + tf.constant([3, 0], seed.dtype)
+    )
+    return tf.saturate_cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+
+
+def augment_pair(
+    image: tf.Tensor,
+    mask: tf.Tensor,
+    seed: tf.Tensor,
+    augmentation: Augmentation = FLIPS_ONLY,
+    ignore_id: int = schema.IGNORE_ID,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Applies ``augmentation`` to a uint8 image [S, S, 3] and mask [S, S, 1].
+
+    ``seed`` is a stateless seed (int64 [2]): the same seed gives the same result, and
+    every geometric change is drawn once and applied to both image and mask.
+    """
+    seed = tf.cast(seed, tf.int64)
+    if augmentation.flip:
+        # The same stateless seed for both makes the flip identical for image and mask.
+        image = tf.image.stateless_random_flip_left_right(image, seed)
+        mask = tf.image.stateless_random_flip_left_right(mask, seed)
+    if augmentation.min_crop_scale < 1.0:
+        image, mask = _random_crop_pair(
+            image, mask, seed + tf.constant([10, 0], tf.int64), augmentation.min_crop_scale
+        )
+    if augmentation.max_rotation_degrees > 0:
+        limit = augmentation.max_rotation_degrees * math.pi / 180.0
+        angle = tf.random.stateless_uniform(
+            [], seed + tf.constant([20, 0], tf.int64), -limit, limit
+        )
+        image = _rotate(image, angle, "BILINEAR", 0.0)
+        mask = _rotate(mask, angle, "NEAREST", float(ignore_id))
+    if augmentation.color_jitter > 0:
+        image = _jitter_colour(
+            image, seed + tf.constant([30, 0], tf.int64), augmentation.color_jitter
+        )
     return image, mask
 
 
@@ -86,6 +207,7 @@ def make_dataset(
     seed: int | None = None,
     class_weights: list[float] | None = None,
     drop_remainder: bool = False,
+    augmentation: Augmentation = FLIPS_ONLY,
 ) -> tf.data.Dataset:
     """Builds the batched input of one split of an ingested dataset.
 
@@ -96,13 +218,15 @@ def make_dataset(
         batch_size: examples per batch.
         training: reads shards in parallel and shuffles; otherwise records come in stored
             order (decoding is parallel either way).
-        augment: random horizontal flips, the same for image and mask (training only).
+        augment: applies ``augmentation`` (training only); off, examples come unchanged.
         shuffle_buffer: examples in the shuffle buffer.
         cache: keeps the resized examples in memory when they fit under CACHE_LIMIT_BYTES.
         seed: makes shard order, shuffle and augmentation reproducible; None = random.
         class_weights: one weight per class of the dataset; adds a per-pixel sample weight
             to each element (0 for ignored pixels).
         drop_remainder: drops a last partial batch (fixed shapes for XLA and replicas).
+        augmentation: what ``augment`` does; default the tutorial's flips. It runs after
+            the cache, on the cached uint8 examples, so cached epochs stay fast.
 
     Returns:
         Elements (image float32 [B, S, S, 3] in 0..255, mask uint8 [B, S, S, 1] class ids,
@@ -163,8 +287,11 @@ def make_dataset(
     if training and augment:
         # One stateless seed per example, drawn afresh each epoch but reproducible from `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ignore_id = dataset_info.ignore_id(info)
         examples = tf.data.Dataset.zip(examples, seeds).map(
-            lambda pair, example_seed: _flip_pair(pair[0], pair[1], example_seed),
+            lambda pair, example_seed: augment_pair(
+                pair[0], pair[1], example_seed, augmentation, ignore_id
+            ),
             num_parallel_calls=AUTOTUNE,
         )
     batches = examples.batch(batch_size, drop_remainder=drop_remainder)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,23 @@ class ClassTable:
         except RecordError:
             raise
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-            raise RecordError(f"mask {mask_name} does not decode ({error})") from None
+            reason = _decode_error(error, mask_bytes)
+            raise RecordError(f"mask {mask_name} does not decode ({reason})") from None
+
+
+# Pillow names the stream it read in its messages ("cannot identify image file
+# <_io.BytesIO object at 0x7f...>"): a memory address, meaningless to the reader.
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _decode_error(error: BaseException, data: bytes) -> str:
+    """Why Pillow could not decode ``data``, in words (no object reprs)."""
+    if not data:
+        return "empty file, 0 bytes"
+    message = _OBJECT_REPR.sub("", str(error)).strip()
+    if isinstance(error, UnidentifiedImageError):
+        return f"{message or 'cannot identify image file'}: not an image format Pillow reads"
+    return message or type(error).__name__
 
 
 def _values(image: Image.Image, mask_name: str) -> np.ndarray:
@@ -198,7 +215,7 @@ def image_size(image_bytes: bytes) -> tuple[int, int]:
             image.load()
             width, height = image.size
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise RecordError(f"image does not decode ({error})") from None
+        raise RecordError(f"image does not decode ({_decode_error(error, image_bytes)})") from None
     except Image.DecompressionBombError as error:
         raise RecordError(f"image does not decode ({error})") from None
     if image_format not in TF_IMAGE_FORMATS:

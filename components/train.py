@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import posixpath
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 # tutorial validated on test, which then no longer measures unseen data).
 VALIDATION_SPLIT = dataset_info.VALIDATION_SPLIT
 BACKUP_DIR = "_training_backup"
+# The fine-tuning phase backs up apart: its optimizer tracks the encoder's variables too.
+FINE_TUNE_BACKUP_DIR = "_training_backup_fine_tune"
+# What "best epoch" and early stopping watch: the validation split's mean IoU.
+MONITOR = "val_mean_iou"
 SAMPLES_DIR = "samples"
 METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy", "mean_iou")
 # BatchNorm momentum when the encoder starts from random weights. MobileNetV2's 0.999 suits
@@ -233,7 +238,7 @@ class PixelAccuracy(keras.metrics.SparseCategoricalAccuracy):
 
 def _compile(
     model: keras.Model,
-    learning_rate: float,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     jit_compile: bool,
     num_classes: int,
     ignore_id: int = schema.IGNORE_ID,
@@ -259,6 +264,131 @@ def _compile(
     )
 
 
+def augmentation_for(training_config: Any) -> data.Augmentation:
+    """The input pipeline's augmentation from the config (flips, then the recipe's extras)."""
+    return data.Augmentation(
+        flip=True,
+        min_crop_scale=training_config.augment_min_crop_scale,
+        max_rotation_degrees=training_config.augment_max_rotation_degrees,
+        color_jitter=training_config.augment_color_jitter,
+    )
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One model.fit call: epochs [initial_epoch, epochs) at one learning rate.
+
+    The first phase trains what the config leaves trainable (with a pretrained encoder:
+    the decoder); the optional fine-tuning phase then unfreezes the encoder at a lower rate,
+    Keras' transfer-learning recipe. Epoch numbers run on across phases (TensorBoard).
+    """
+
+    name: str
+    initial_epoch: int
+    epochs: int
+    learning_rate: float
+    fine_tune: bool
+    backup_dir: str
+
+
+def training_phases(training_config: Any) -> list[Phase]:
+    phases = [
+        Phase("train", 0, training_config.epochs, training_config.learning_rate, False, BACKUP_DIR)
+    ]
+    if training_config.fine_tune_epochs:
+        phases.append(
+            Phase(
+                "fine_tune",
+                training_config.epochs,
+                training_config.epochs + training_config.fine_tune_epochs,
+                training_config.learning_rate * training_config.fine_tune_learning_rate_factor,
+                True,
+                FINE_TUNE_BACKUP_DIR,
+            )
+        )
+    return phases
+
+
+def learning_rate_for(
+    training_config: Any, phase: Phase, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The phase's rate, constant or decaying to 0 by a cosine over the phase's steps."""
+    if training_config.learning_rate_schedule == "cosine":
+        steps = max(1, (phase.epochs - phase.initial_epoch) * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps=steps)
+    return phase.learning_rate
+
+
+def unfreeze_encoder(model: keras.Model, from_block: int = 0) -> None:
+    """Makes the encoder trainable (from MobileNetV2's block ``from_block`` on; 0 = all).
+
+    Its BatchNorm layers stay frozen, which in Keras 3 also runs them in inference mode:
+    small batches of a few hundred photos would otherwise overwrite the ImageNet statistics
+    the pretrained convolutions depend on (Keras' transfer-learning guide).
+    """
+    encoder = model.get_layer(model_lib.ENCODER_NAME)
+    encoder.trainable = True
+    trainable = from_block == 0
+    for layer in encoder.layers:
+        if from_block and layer.name.startswith(f"block_{from_block}_"):
+            trainable = True
+        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+class KeepBestWeights(keras.callbacks.Callback):
+    """Remembers the weights and logs of the epoch with the highest ``monitor``, across fits.
+
+    One instance spans both phases, so the best epoch may be a head-training one; call
+    ``restore`` after the last fit. (Keras' EarlyStopping restores only when it stops.)
+    """
+
+    def __init__(self, monitor: str = MONITOR):
+        super().__init__()
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch: int | None = None
+        self.best_logs: dict[str, float] | None = None
+        self._weights: list[tuple[Any, np.ndarray]] | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
+            return
+        self.best, self.best_epoch = float(value), epoch
+        self.best_logs = {name: float(value) for name, value in logs.items()}
+        self._weights = [(variable, variable.numpy()) for variable in self.model.weights]
+
+    def restore(self) -> None:
+        for variable, value in self._weights or []:
+            variable.assign(value)
+
+
+def build_callbacks(
+    phase: Phase,
+    model_dir: str,
+    training_config: Any,
+    tensorboard_logger: keras.callbacks.Callback,
+    keeper: KeepBestWeights | None,
+    extra: list[keras.callbacks.Callback] | None,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of one phase's fit, built-in ones first, then the caller's."""
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(backup_dir=posixpath.join(model_dir, phase.backup_dir)),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if keeper is not None:
+        callbacks.append(keeper)
+    if training_config.early_stopping_patience is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=MONITOR, mode="max", patience=training_config.early_stopping_patience
+            )
+        )
+    callbacks.append(tensorboard_logger)
+    callbacks.extend(extra or [])
+    return callbacks
+
+
 def _damaged_input_error(
     dataset_dir: str, info: dataset_info.DatasetInfo, splits: tuple[str, ...], error: Exception
 ) -> Exception:
@@ -282,7 +412,12 @@ def batchnorm_momentum_for(model_config: ModelConfig) -> float | None:
     return None if model_config.pretrained else FROM_SCRATCH_BATCHNORM_MOMENTUM
 
 
-def _float32_copy(trained: keras.Model, model_config: ModelConfig, num_classes: int) -> keras.Model:
+def _float32_copy(
+    trained: keras.Model,
+    model_config: ModelConfig,
+    num_classes: int,
+    fine_tune_from_block: int | None,
+) -> keras.Model:
     """Rebuilds a mixed-precision model in float32 with the trained weights.
 
     Mixed-precision variables are float32 already, so the copy is exact; the saved model
@@ -301,12 +436,14 @@ def _float32_copy(trained: keras.Model, model_config: ModelConfig, num_classes: 
         )
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
+    if fine_tune_from_block is not None:
+        unfreeze_encoder(copy, fine_tune_from_block)  # the same variables in the same order
     copy.set_weights(trained.get_weights())
     return copy
 
 
 def _final_metrics(
-    history: keras.callbacks.History,
+    history: keras.callbacks.History | None,
     model: keras.Model,
     train_dataset: tf.data.Dataset,
     validation_dataset: tf.data.Dataset,
@@ -317,7 +454,7 @@ def _final_metrics(
     A task resumed after its last epoch was checkpointed runs no epoch, so the metrics
     are then measured afresh on the restored model.
     """
-    if history.history:
+    if history is not None and history.history:
         logs = {name: values[-1] for name, values in history.history.items()}
     else:
         logs = dict(
@@ -331,6 +468,23 @@ def _final_metrics(
             if key in logs:
                 metrics[key] = float(logs[key])
     return metrics
+
+
+def trained_on(info: dataset_info.DatasetInfo) -> dict[str, Any]:
+    """What a model's metadata (and so its push manifest) says about the data it learnt.
+
+    ``source`` is the TFDS name, or the folder or manifest path of own data (gs:// too);
+    ``fingerprint``: a scheduled run whose data has it has nothing new to learn
+    (components/skip_unchanged.py).
+    """
+    source = info.source
+    return {
+        "source": source.get("name") or source.get("path"),
+        "source_type": source.get("type", "tfds"),
+        "version": source.get("version"),
+        "fingerprint": info.dataset_fingerprint,
+        "split_fingerprints": dict(info.fingerprint.splits),
+    }
 
 
 def train_model(
@@ -389,6 +543,7 @@ def train_model(
         batch_size,
         training=True,
         augment=training_config.augment,
+        augmentation=augmentation_for(training_config),
         shuffle_buffer=training_config.shuffle_buffer,
         cache=training_config.cache,
         seed=training_config.seed,
@@ -422,18 +577,7 @@ def train_model(
                 normalization=model_config.normalization,
                 batchnorm_momentum=batchnorm_momentum_for(model_config),
             )
-            _compile(
-                model,
-                training_config.learning_rate,
-                runtime_plan.jit_compile,
-                len(classes),
-                info.ignore_id,
-            )
 
-        all_callbacks: list[keras.callbacks.Callback] = [
-            keras.callbacks.BackupAndRestore(backup_dir=posixpath.join(model_dir, BACKUP_DIR)),
-            keras.callbacks.TerminateOnNaN(),
-        ]
         images = masks = None
         if training_config.tensorboard_images > 0:
             # A separate uncached read: taking a few elements of the cached validation input
@@ -447,19 +591,52 @@ def train_model(
                 cache=False,
             )
             images, masks = (tensor.numpy() for tensor in next(iter(samples)))
-        all_callbacks.append(TensorBoardLogger(tensorboard_dir, images, masks))
-        all_callbacks.extend(callbacks or [])
+        tensorboard_logger = TensorBoardLogger(tensorboard_dir, images, masks)
+        keeper = KeepBestWeights() if training_config.keep_best_epoch else None
+        phases = training_phases(training_config)
+        steps_in_epoch = steps_per_epoch or max(1, num_train // batch_size)
 
         try:
-            history = model.fit(
-                train_dataset,
-                epochs=training_config.epochs,
-                steps_per_epoch=steps_per_epoch,
-                validation_data=validation_dataset,
-                callbacks=all_callbacks,
-                shuffle=False,  # the input pipeline shuffles
-                verbose=2,
-            )
+            history = None
+            for index, phase in enumerate(phases):
+                if phase.fine_tune:
+                    unfreeze_encoder(model, training_config.fine_tune_from_block)
+                if any(
+                    tf.io.gfile.exists(posixpath.join(model_dir, later.backup_dir))
+                    for later in phases[index + 1 :]
+                ):
+                    continue  # a resumed task: a later phase had begun and restores itself
+                with strategy.scope():
+                    _compile(
+                        model,
+                        learning_rate_for(training_config, phase, steps_in_epoch),
+                        runtime_plan.jit_compile,
+                        len(classes),
+                        info.ignore_id,
+                    )
+                logger.info(
+                    "training phase %s: epochs %d-%d",
+                    phase.name,
+                    phase.initial_epoch + 1,
+                    phase.epochs,
+                )
+                history = model.fit(
+                    train_dataset,
+                    initial_epoch=phase.initial_epoch,
+                    epochs=phase.epochs,
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=validation_dataset,
+                    callbacks=build_callbacks(
+                        phase, model_dir, training_config, tensorboard_logger, keeper, callbacks
+                    ),
+                    shuffle=False,  # the input pipeline shuffles
+                    verbose=2,
+                )
+            if keeper is not None and keeper.best_logs is not None:
+                keeper.restore()
+                history = keras.callbacks.History()
+                history.history = {name: [value] for name, value in keeper.best_logs.items()}
+                logger.info("kept epoch %d (%s %.4f)", keeper.best_epoch + 1, MONITOR, keeper.best)
             metrics = _final_metrics(
                 history, model, train_dataset, validation_dataset, steps_per_epoch
             )
@@ -477,9 +654,13 @@ def train_model(
     to_save = (
         model
         if runtime_plan.precision_policy == "float32"
-        else _float32_copy(model, model_config, len(classes))
+        else _float32_copy(
+            model,
+            model_config,
+            len(classes),
+            training_config.fine_tune_from_block if training_config.fine_tune_epochs else None,
+        )
     )
-    source = info.source
     metadata = {
         "classes": classes,
         "ignore_id": info.ignore_id,
@@ -491,6 +672,9 @@ def train_model(
         "training": training_config.model_dump(mode="json"),
         "class_weights": class_weights,
         "metrics": metrics,
+        "best_epoch": None
+        if keeper is None or keeper.best_epoch is None
+        else keeper.best_epoch + 1,
         "runtime": {
             "strategy": runtime_plan.strategy,
             "devices": list(runtime_plan.devices),
@@ -499,14 +683,9 @@ def train_model(
         },
         "dataset": {
             "uri": dataset_uri or dataset_dir,
-            "source": source.get("name"),
-            "version": source.get("version"),
+            **trained_on(info),
             "num_train_records": num_train,
             "validation_split": validation_split,
-            # What the model was trained on: a scheduled run whose data has this
-            # fingerprint has nothing new to learn (components/skip_unchanged.py).
-            "fingerprint": info.dataset_fingerprint,
-            "split_fingerprints": dict(info.fingerprint.splits),
         },
     }
     metadata.update(provenance.provenance())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -26,6 +27,12 @@ RUNNERS = ("subprocess", "docker")
 # What containers/build-local.sh tags; --runner docker uses them unless the config names others.
 LOCAL_IMAGES = {"cpu_image": "petseg-cpu:local", "gpu_image": "petseg-gpu:local"}
 EXECUTOR_OUTPUT = "executor_output.json"
+# The data check's one output must stay 'train' for the pipeline's dsl.If, so why it trains
+# (data changed, or no production model to compare with) is in its log line, read from there.
+# ("[KFP Executor <time> INFO]: Training: ..." as the executor's logging formats it).
+_TRAINING_REASON = re.compile(r"\bINFO\b[^:]*: (Training: .+)$")
+# Skipped records named on the terminal; all of them are in the dataset's dataset.json.
+MAX_LISTED_SKIPPED = 10
 
 
 @dataclass
@@ -70,6 +77,38 @@ class LocalRunSummary:
         check = self.task("check-data-changed")
         decision = None if check is None else check.parameters.get("Output")
         return decision if decision and decision != "train" else None
+
+    @property
+    def data_change_reason(self) -> str | None:
+        """Why the data check let training run, as its step logged it (None: not found)."""
+        check = self.task("check-data-changed")
+        if check is None or self.data_unchanged:
+            return None
+        try:
+            text = (self.run_dir / LOGS_DIR / f"{check.name}.log").read_text(errors="replace")
+        except OSError:
+            return None
+        reasons = [match[1] for match in map(_TRAINING_REASON.search, text.splitlines()) if match]
+        return reasons[-1] if reasons else None
+
+    def skipped_records(self) -> tuple[list[dict[str, str]], str | None]:
+        """Records ingest skipped ({split, file_name, reason}) and the dataset.json naming them."""
+        ingest = self.task("ingest")
+        uri = None if ingest is None else ingest.artifacts.get("dataset", {}).get("uri")
+        if not uri:
+            return [], None
+        path = os.path.join(uri, "dataset.json")
+        try:  # a local run's artifact is a local file (no TensorFlow import for this read)
+            with open(path) as handle:
+                splits = json.load(handle).get("splits", {})
+        except (OSError, ValueError):
+            return [], None
+        skipped = [
+            {"split": split, **record}
+            for split, entry in splits.items()
+            for record in entry.get("skipped", [])
+        ]
+        return skipped, path
 
     @property
     def push_skip_reason(self) -> str | None:
@@ -204,6 +243,9 @@ def key_figures(task: TaskResult) -> str:
         splits = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
         counts = ", ".join(f"{split} {int(n)}" for split, n in splits)
         figures.append(f"records {counts}")
+        skipped = sum(int(n) for n in (dataset.get("num_skipped") or {}).values())
+        if skipped:
+            figures.append(f"skipped {skipped} (listed after the run)")
     weights = task.artifacts.get("class_weights", {}).get("metadata", {})
     if weights.get("weights"):
         pairs = zip(weights.get("classes", []), weights["weights"], strict=False)
@@ -498,6 +540,17 @@ def format_summary(summary: LocalRunSummary) -> str:
         errors = ", ".join(verdicts.get("errors") or []) or "no errors"
         warnings = ", ".join(verdicts.get("warnings") or []) or "no warnings"
         lines.append(f"data checks: {errors}, {warnings}")
+    skipped, listed_in = summary.skipped_records()
+    if skipped:
+        lines.append(f"skipped records: {len(skipped)}, all listed in {listed_in}")
+        lines.extend(
+            f"  {record['split']}: {record.get('file_name')}: {record.get('reason')}"
+            for record in skipped[:MAX_LISTED_SKIPPED]
+        )
+        if len(skipped) > MAX_LISTED_SKIPPED:
+            lines.append(f"  ... and {len(skipped) - MAX_LISTED_SKIPPED} more")
+    if summary.data_change_reason:
+        lines.append(summary.data_change_reason)
     if summary.data_unchanged:
         lines.append(summary.data_unchanged)
         return "\n".join(lines)

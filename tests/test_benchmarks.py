@@ -105,3 +105,32 @@ def test_bench_images_prints_sizes_from_docker(tmp_path):
     assert "petseg-cpu:smoke: 1234 MB (goal <= 1500 MB: met); /opt/venv 900 MB" in out, out
     assert "petseg-gpu:smoke: 1234 MB; /opt/venv 900 MB, base and the rest 334 MB" in out, out
     assert re.search(r"^\s+300 MB\s+tensorflow$", out, flags=re.MULTILINE), out
+
+
+@pytest.mark.slow  # trains both recipes for a step or two on real photos
+def test_bench_quality_prints_both_recipes_and_the_last_line(tmp_path):
+    shared = Path(os.environ.get("PETSEG_SHARED_DATA") or REPO.parent / "shared" / "data")
+    if not shared.is_dir():
+        shared = REPO.parent.parent / "shared" / "data"  # a git worktree beside the others
+    out = run_benchmark(
+        "bench_quality.py",
+        f"--shared-data={shared}",
+        "--limit=40",
+        "--holdout-limit=4",
+        "--image-size=32",
+        "--epochs=1",
+        "--fine-tune-epochs=1",
+        "--batch-size=8",
+        f"--workdir={tmp_path}",
+    )
+    assert re.search(r"oxford_real 40 photos -> train \d+, validation \d+, test \d+", out), out
+    for recipe in ("tutorial", "production"):
+        for part, photos in (("combined", r"\d+"), ("carved test", r"\d+"), ("holdout", "4")):
+            row = rf"^{recipe}\s+{part}\s+{photos}\s+{NUMBER}\s+{NUMBER}(\s+{NUMBER}){{3}}"
+            assert re.search(row, out, flags=re.MULTILINE), (recipe, part, out)
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"quality: production mean_iou={NUMBER} pixel_accuracy={NUMBER} \| "
+        rf"tutorial mean_iou={NUMBER} pixel_accuracy={NUMBER}",
+        last,
+    ), last

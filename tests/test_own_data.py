@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import dataset_info, schema, sources, splits, synthetic_pets
+from components import dataset_info, schema, sources, splits, synthetic_pets, train
 from components.config import DataConfig
 from components.ingest import BadRecordError, ingest_dataset
 
@@ -386,3 +386,26 @@ def test_an_empty_carved_split_counts_the_train_records_it_was_carved_from(tmp_p
         "split 'validation' has no usable records: carved from train at validation_fraction "
         "0.001 (6 train records read); raise data.validation_fraction or add examples"
     )
+    # Ingested, the model trained on it records the folder, not `source: null`.
+    info = ingest_dataset(_config(written, validation_fraction=0.5), str(tmp_path / "out"))
+    facts = train.trained_on(dataset_info.DatasetInfo.from_dict(info))
+    assert (facts["source"], facts["source_type"]) == (written.root, "folder")
+    assert facts["fingerprint"] == info["fingerprint"]["dataset"] != ""
+
+
+def test_an_empty_or_foreign_file_is_named_in_words_not_by_an_object_repr(tmp_path):
+    written = synthetic_pets.write_folder_dataset(str(tmp_path / "data"), 6, image_size=32)
+    root = tmp_path / "data"
+    (root / "images" / "pet_00001.jpg").write_bytes(b"")  # a 0-byte upload
+    (root / "masks" / "pet_00002.png").write_bytes(b"%PDF-1.4 not a picture")
+    info = ingest_dataset(_config(written, bad_record_policy="skip"), str(tmp_path / "out"))
+    reasons = {
+        entry["file_name"]: entry["reason"]
+        for split in info["splits"].values()
+        for entry in split["skipped"]
+    }
+    assert reasons == {
+        "images/pet_00001.jpg": "image does not decode (empty file, 0 bytes)",
+        "images/pet_00002.jpg": "mask masks/pet_00002.png does not decode (cannot identify "
+        "image file: not an image format Pillow reads)",
+    }

@@ -23,11 +23,13 @@ def _oxford_order(classes):
 
 
 def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
-    data = synthetic_pets.write_folder_dataset(str(tmp_path / "data"), 12, image_size=32)
+    data = synthetic_pets.write_folder_dataset(str(tmp_path / "data"), 13, image_size=32)
+    (Path(data.root) / "masks" / "pet_00012.png").unlink()  # a record ingest skips
     models = tmp_path / "models"
     overrides = [
         "data.source=folder",
         f"data.path={data.root}",
+        "data.bad_record_policy=skip",
         "data.validation_fraction=0.25",
         "data.test_fraction=0.25",
         # Oxford's class names and order over the folder's values (background 1, border 2,
@@ -46,6 +48,13 @@ def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
 
     first = run_local(config, pipeline_root=root, scheduled=True)
     assert first.task("check-data-changed").parameters["Output"] == "train"
+    # On the terminal: why it trains, and which file was skipped (all in dataset.json).
+    printed = format_summary(first).splitlines()
+    assert f"Training: {models} holds no model yet" in printed
+    dataset_json = Path(first.task("ingest").artifacts["dataset"]["uri"]) / "dataset.json"
+    assert f"skipped records: 1, all listed in {dataset_json}" in printed
+    (skipped_line,) = [line for line in printed if "pet_00012" in line]
+    assert ": images/pet_00012.jpg: image has no mask (looked for " in skipped_line
     assert first.pushed_uri is not None
     version, manifest = latest_manifest(str(models))
     ingested = json.loads(
@@ -54,6 +63,10 @@ def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
     fingerprint = ingested["fingerprint"]["dataset"]
     # The pushed model records the data it was trained on, in its manifest and metadata.
     assert skip_unchanged.production_fingerprint(manifest) == fingerprint
+    assert (manifest["dataset"]["source"], manifest["dataset"]["source_type"]) == (
+        data.root,
+        "folder",
+    )
     assert first.task("train").artifacts["model"]["metadata"]["data_fingerprint"] == fingerprint
 
     second = run_local(config, pipeline_root=root, scheduled=True)
@@ -65,9 +78,13 @@ def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
     assert decision in format_summary(second)
     assert latest_manifest(str(models))[0] == version
 
-    synthetic_pets.write_folder_dataset(data.root, 1, image_size=32, start=12)
+    synthetic_pets.write_folder_dataset(data.root, 1, image_size=32, start=13)
     third = run_local(config, pipeline_root=root, scheduled=True)
     assert third.task("check-data-changed").parameters["Output"] == "train"
+    reason = third.data_change_reason
+    assert reason.startswith("Training: data changed (fingerprint "), reason
+    assert f"production {version} was trained on {fingerprint[:12]})" in reason
+    assert reason in format_summary(third).splitlines()
     assert third.task("train") is not None and third.task("evaluate") is not None
     assert third.data_unchanged is None
     trained_on = third.task("train").artifacts["model"]["metadata"]["data_fingerprint"]
