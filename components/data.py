@@ -287,7 +287,7 @@ def make_dataset(
     if training and augment:
         # One stateless seed per example, drawn afresh each epoch but reproducible from `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ignore_id = dataset_info.ignore_id(info)
+        ignore_id = info.ignore_id
         examples = tf.data.Dataset.zip(examples, seeds).map(
             lambda pair, example_seed: augment_pair(
                 pair[0], pair[1], example_seed, augmentation, ignore_id
