@@ -7,13 +7,19 @@ mapping (``ingest.check_example``), the split placement, the record bytes
 statistics (``statistics.StatisticsCollector``, merged by a ``CombineFn``, so they cost
 no second read)::
 
-    source ─► check + place ─┬─► totals per split (CombineFn) ──────────┐ side input
-                             ├─► key by (split, shard) ─► GroupByKey ─► write shard
+    source ─► check + place ─┬─► totals per split, bad records (CombineFn)
+                             ├─► positions by split ─► shard numbers ─┐
+                             ├─► records by position ─────────────────┴─► CoGroupByKey
+                             │       ─► GroupByKey (split, shard) ─► write shard
                              └─► statistics (CombineFn)
+
+The launcher then checks that the shards hold exactly the records that were checked good
+(a runner that drops records stops ingest), renames the shards and writes dataset.json.
 
 Where examples come from: a folder or manifest is listed by the launcher, which writes
 the list (paths only) to a work file that workers read in parallel and fetch the files
-themselves; a TFDS dataset is read shard by shard by workers (``tfds.beam.ReadFromTFDS``).
+themselves; a prepared TFDS dataset is read shard by shard by workers, each of which makes
+the builder again from the config (a builder object does not pickle).
 
 What equals the local engine's output, for the same data and config: the keys of each
 split, every record's bytes (so the decoded image and mask of each key), the class-pixel
@@ -31,7 +37,6 @@ engine and the demo never need it.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import math
@@ -201,11 +206,11 @@ def _check(
 
 
 class _Totals:
-    """Per split: records read, good positions (for shard numbers), pixel counts, fingerprint."""
+    """Per split: records read and good, pixel counts, fingerprint; and the bad records."""
 
     def __init__(self) -> None:
         self.seen = dict.fromkeys(splits.SPLITS, 0)
-        self.good: dict[str, list[tuple[int, ...]]] = {split: [] for split in splits.SPLITS}
+        self.good = dict.fromkeys(splits.SPLITS, 0)
         self.pixel_counts = {split: np.zeros(256, np.int64) for split in splits.SPLITS}
         self.fingerprints = {split: splits.Fingerprint() for split in splits.SPLITS}
         self.bad: list[tuple[tuple[int, ...], dict[str, str]]] = []
@@ -236,7 +241,7 @@ def _totals_combine_fn():
                 entry = {"file_name": example.file_name, "split": split, "reason": result}
                 totals.bad.append((position, entry))
             else:
-                totals.good[split].append(position)
+                totals.good[split] += 1
                 totals.pixel_counts[split] += result.pixel_counts
                 totals.fingerprints[split].add(result.digest)
             return totals
@@ -248,8 +253,6 @@ def _totals_combine_fn():
             return merged
 
         def extract_output(self, totals):
-            for split in splits.SPLITS:
-                totals.good[split].sort()
             totals.bad.sort(key=lambda item: item[0])
             return totals
 
@@ -288,20 +291,31 @@ def _statistics_combine_fn(class_names: list[str]):
     return StatisticsCombineFn()
 
 
-def _shard_of(element, totals: _Totals, records_per_shard: int):
-    position, split, _, _ = element
-    rank = bisect.bisect_left(totals.good[split], position)
-    return (split, rank // records_per_shard), element
+def _shard_numbers(keyed, records_per_shard: int):
+    """(split, positions of its good records) → ((split, position), (shard, shard count)).
+
+    Small elements (positions only); the records themselves are joined to their shard
+    number by key. (A side input of every position, the obvious alternative, lost
+    records on the DirectRunner with several threads in Beam 2.77.)
+    """
+    split, positions = keyed
+    ordered = sorted(positions)
+    count = math.ceil(len(ordered) / records_per_shard)
+    for rank, position in enumerate(ordered):
+        yield (split, position), (rank // records_per_shard, count)
 
 
-def _write_shard(
-    keyed, totals: _Totals, output_dir: str, records_per_shard: int, policy: str, num_classes: int
-):
+def _by_shard(joined):
+    """A record with its shard number → ((split, shard, shard count), record)."""
+    (split, _), groups = joined
+    ((shard, count),) = list(groups["shard"])
+    for element in groups["record"]:
+        yield (split, shard, count), element
+
+
+def _write_shard(keyed, output_dir: str, num_classes: int):
     """Writes one shard (its records in source order) under a temporary name."""
-    (split, index), elements = keyed
-    if policy == "error" and totals.bad:
-        return []  # Ingest fails naming every bad record; nothing is written.
-    count = math.ceil(len(totals.good[split]) / records_per_shard)
+    (split, index, count), elements = keyed
     final = posixpath.join(output_dir, split, ingest.schema.shard_file_name(split, index, count))
     temporary = final + ingest._INCOMPLETE_SUFFIX
     records = sorted(elements, key=lambda element: element[0])
@@ -408,21 +422,25 @@ def ingest_dataset(
             checked = examples | "Check" >> beam.Map(_check, table=table, placement=placement)
             totals = checked | "Totals" >> beam.CombineGlobally(_totals_combine_fn())
             good = checked | "Good" >> beam.Filter(lambda element: not isinstance(element[3], str))
-            totals_side = beam.pvalue.AsSingleton(totals)
-            shards = (
+            # Under the 'error' policy with bad records the shards are written all the same
+            # and removed below, before anything is renamed to a final name.
+            shard_numbers = (
                 good
-                | "KeyByShard"
-                >> beam.Map(_shard_of, totals=totals_side, records_per_shard=records_per_shard)
+                | "Positions" >> beam.Map(lambda element: (element[1], element[0]))
+                | "PositionsBySplit" >> beam.GroupByKey()
+                | "ShardNumbers"
+                >> beam.FlatMap(_shard_numbers, records_per_shard=records_per_shard)
+            )
+            records = good | "KeyByPosition" >> beam.Map(
+                lambda element: ((element[1], element[0]), element)
+            )
+            shards = (
+                {"shard": shard_numbers, "record": records}
+                | "JoinShardNumbers" >> beam.CoGroupByKey()
+                | "KeyByShard" >> beam.FlatMap(_by_shard)
                 | "GroupShards" >> beam.GroupByKey()
                 | "WriteShards"
-                >> beam.FlatMap(
-                    _write_shard,
-                    totals=totals_side,
-                    output_dir=output_dir,
-                    records_per_shard=records_per_shard,
-                    policy=data_config.bad_record_policy,
-                    num_classes=len(class_names),
-                )
+                >> beam.FlatMap(_write_shard, output_dir=output_dir, num_classes=len(class_names))
                 | "ListShards" >> beam.combiners.ToList()
             )
             results = [("Totals", totals, _TOTALS), ("Shards", shards, _SHARDS)]
@@ -450,6 +468,13 @@ def ingest_dataset(
         split_entries = {}
         for split in splits.SPLITS:
             shards = sorted(item for item in written if item[0] == split)
+            in_shards = sum(item[3] for item in shards)
+            if in_shards != totals.good[split]:  # A runner that drops or repeats records.
+                raise RuntimeError(
+                    f"Beam wrote {in_shards} records of split {split!r} but checked "
+                    f"{totals.good[split]} good ones; ingest stopped rather than write a "
+                    "wrong dataset (rerun, or use data.engine=local)"
+                )
             final_paths = []
             for _, _, final, _, _ in shards:
                 tf.io.gfile.rename(final + ingest._INCOMPLETE_SUFFIX, final, overwrite=True)
@@ -458,7 +483,7 @@ def ingest_dataset(
                 output_dir,
                 class_names,
                 final_paths=final_paths,
-                num_records=sum(item[3] for item in shards),
+                num_records=in_shards,
                 num_bytes=sum(item[4] for item in shards),
                 skipped=[
                     {"file_name": entry["file_name"], "reason": entry["reason"]}

@@ -171,7 +171,11 @@ class BeamConfig(_Section):
         description="'DirectRunner' (this machine) or 'DataflowRunner' (Google Cloud Dataflow).",
     )
     direct_num_workers: Annotated[int, Field(ge=0, le=256)] = Field(
-        default=2, description="DirectRunner: parallel workers; 0 = one per core."
+        default=1,
+        description=(
+            "DirectRunner: parallel workers; 0 = one per core. Above 1, Beam 2.77's DirectRunner "
+            "lost or garbled records of real-size photos here (ingest then stops; README)."
+        ),
     )
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = Field(
         default="multi_threading",
@@ -200,8 +204,8 @@ class BeamConfig(_Section):
     sdk_container_image: str = Field(
         default="",
         description=(
-            "DataflowRunner: the workers' image; '' = runtime.cpu_image (it installs petseg "
-            "and the beam extra; see README, Scale out)."
+            "DataflowRunner: the workers' image (required): the CPU component image plus "
+            "Beam's boot program, built by containers/Dockerfile.dataflow."
         ),
     )
     job_name: str = Field(default="", description="DataflowRunner: job name; '' = generated.")
@@ -210,9 +214,8 @@ class BeamConfig(_Section):
     def _dataflow_needs(self) -> BeamConfig:
         if self.runner != "DataflowRunner":
             return self
-        missing = [
-            name for name in ("project", "region", "temp_location") if not getattr(self, name)
-        ]
+        required = ("project", "region", "temp_location", "sdk_container_image")
+        missing = [name for name in required if not getattr(self, name)]
         if missing:
             raise ValueError(
                 "DataflowRunner needs " + ", ".join(f"data.beam.{name}" for name in missing)
@@ -855,10 +858,6 @@ class PipelineConfig(_Section):
                 "training.class_weighting 'fixed' needs training.fixed_class_weights, one per "
                 f"class ({', '.join(names)}); the tutorial's default fits Oxford's classes only"
             )
-        beam = self.data.beam
-        if self.data.engine == "beam" and beam.runner == "DataflowRunner":
-            # Dataflow's workers run the CPU component image, which installs petseg and Beam.
-            beam.sdk_container_image = beam.sdk_container_image or self.runtime.cpu_image
         return self
 
     def to_json(self) -> str:
@@ -913,8 +912,24 @@ PRESETS: dict[str, dict[str, Any]] = {
             "encoder_weights": "imagenet",
             "freeze_encoder": True,
             "normalization": "mobilenet",
+            # The decoder's BatchNorm sees ~10 steps an epoch on a few hundred photos: at
+            # Keras' 0.99 its moving statistics lag the weights for half the run (README
+            # "Quality on real photos"). The frozen encoder's BatchNorm is unaffected.
+            "batchnorm_momentum": 0.9,
         },
-        "training": {"epochs": 20, "batch_size": 64, "learning_rate": 1e-3},
+        # The recipe measured by benchmarks/bench_quality.py (README "Quality on real photos").
+        "training": {
+            "epochs": 20,
+            "batch_size": 64,
+            "learning_rate": 1e-3,
+            "learning_rate_schedule": "cosine",
+            "augment_min_crop_scale": 0.6,
+            "augment_max_rotation_degrees": 10.0,
+            "augment_color_jitter": 0.1,
+            "fine_tune_epochs": 10,
+            "fine_tune_learning_rate_factor": 0.1,
+            "keep_best_epoch": True,
+        },
         "evaluation": {"min_mean_iou": 0.5, "baseline": "latest"},
     },
 }

@@ -144,7 +144,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         output = str(args.output)
         try:
             info = ingest_with_engine(config.data, output)
-        except (BadRecordError, SourceError, DatasetNotPreparedError, FileNotFoundError) as error:
+        except (
+            BadRecordError,
+            SourceError,
+            DatasetNotPreparedError,
+            FileNotFoundError,
+            ImportError,  # data.engine=beam without the beam extra: the message says so
+        ) as error:
             print(f"error: {error}", file=console)
             return 1
     print(dataset_info.describe(dataset_info.DatasetInfo.from_dict(info), output))

@@ -22,6 +22,7 @@ from components import beam_ingest, dataset_info, schema, splits, synthetic_pets
 from components.config import BeamConfig, ConfigError, DataConfig, load_config
 from components.ingest import BAD_RECORDS_FILE, BadRecordsError
 
+ROOT = Path(__file__).resolve().parents[1]
 DIRECT = BeamConfig(direct_num_workers=3, direct_running_mode="multi_threading")
 FOLDER_BAD = {"images/pet_00004.jpg", "images/pet_00011.jpg"}
 
@@ -172,6 +173,7 @@ def test_petseg_ingest_on_beam_prints_what_the_local_engine_prints(tmp_path, cap
 
 # --- Dataflow at its request boundary ------------------------------------------------------
 
+WORKER_IMAGE = "europe-docker.pkg.dev/my-project/petseg/petseg-dataflow:0.1.0"
 DATAFLOW = [
     "data.engine=beam",
     "data.beam.runner=DataflowRunner",
@@ -181,7 +183,7 @@ DATAFLOW = [
     "data.beam.max_num_workers=25",
     "data.beam.machine_type=n2-standard-4",
     "data.beam.service_account_email=ingest@my-project.iam.gserviceaccount.com",
-    "runtime.cpu_image=europe-docker.pkg.dev/my-project/petseg/petseg-cpu:0.1.0",
+    f"data.beam.sdk_container_image={WORKER_IMAGE}",
 ]
 
 
@@ -204,8 +206,8 @@ def test_dataflow_options_come_from_the_config_request_boundary():
     assert cloud.service_account_email == "ingest@my-project.iam.gserviceaccount.com"
     workers = options.view_as(WorkerOptions)
     assert workers.max_num_workers == 25 and workers.machine_type == "n2-standard-4"
-    # The workers run the CPU component image, which installs petseg and Beam.
-    assert workers.sdk_container_image == config.runtime.cpu_image
+    # The workers run the CPU component image with Beam's boot program (Dockerfile.dataflow).
+    assert workers.sdk_container_image == WORKER_IMAGE
     assert options.view_as(SetupOptions).sdk_location == "container"
     assert beam_ingest.worker_path("/gcs/b/x", config.data.beam) == "gs://b/x"
     with pytest.raises(ValueError, match=r"ingest output '/tmp/out' is a local path"):
@@ -218,10 +220,27 @@ def test_local_temp_location_is_refused_naming_the_field_request_boundary(field)
         load_config("production", overrides=[*DATAFLOW, f"data.beam.{field}=/tmp/beam"])
 
 
-def test_dataflow_without_project_is_refused_naming_the_fields_request_boundary():
-    overrides = [item for item in DATAFLOW if not item.startswith("data.beam.project")]
-    with pytest.raises(ConfigError, match=r"DataflowRunner needs data\.beam\.project"):
+def test_dataflow_without_project_or_image_is_refused_naming_the_fields_request_boundary():
+    overrides = [
+        item
+        for item in DATAFLOW
+        if not item.startswith(("data.beam.project", "data.beam.sdk_container_image"))
+    ]
+    with pytest.raises(
+        ConfigError,
+        match=r"DataflowRunner needs data\.beam\.project, data\.beam\.sdk_container_image",
+    ):
         load_config("production", overrides=overrides)
+
+
+def test_dataflow_worker_image_has_the_locked_beam_version():
+    import tomllib
+
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    beam = next(package for package in lock["package"] if package["name"] == "apache-beam")
+    dockerfile = (ROOT / "containers" / "Dockerfile.dataflow").read_text()
+    assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:{beam['version']}\n" in dockerfile
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
 
 
 def test_direct_runner_options_name_the_workers():

@@ -62,7 +62,7 @@ def test_bench_train_prints_input_and_training_rates(tmp_path):
         "--epochs=1",
         f"--data-dir={tmp_path}",
     )
-    for name in ("tutorial (tfds.load + map)", "petseg make_dataset"):
+    for name in ("tutorial (tfds.load + map)", "petseg make_dataset", "petseg, production augment"):
         assert re.search(rf"{re.escape(name)}\s+{NUMBER}\s+{NUMBER}", out), out
     assert re.search(rf"tutorial model\.fit .*\s{NUMBER}\n", out), out
     assert re.search(rf"petseg train step .*\s{NUMBER}\s+speed-up {NUMBER}x", out), out
@@ -134,3 +134,22 @@ def test_bench_quality_prints_both_recipes_and_the_last_line(tmp_path):
         rf"tutorial mean_iou={NUMBER} pixel_accuracy={NUMBER}",
         last,
     ), last
+
+
+def test_bench_ingest_beam_prints_images_per_second_for_both_engines():
+    out = run_benchmark(
+        "bench_ingest_beam.py", "--generate", "6", "--image-size", "48", "--repeats", "1"
+    )
+    rows = {
+        match[1]: match.groups()[1:]
+        for match in re.finditer(
+            r"^(local \(threads\)|beam DirectRunner multi_threading)\s+(\d+)\s+([\d.]+)\s+"
+            r"([\d.]+)\s+([\d.]+)x\s+(True|False)$",
+            out,
+            re.MULTILINE,
+        )
+    }
+    assert set(rows) == {"local (threads)", "beam DirectRunner multi_threading"}, out
+    for records, seconds, images_per_second, _, same in rows.values():
+        assert int(records) == 6 and float(seconds) > 0 and float(images_per_second) > 0
+        assert same == "True"
