@@ -487,6 +487,14 @@ class TrainingConfig(_Section):
     mixed_precision: bool = Field(default=True, description="Used only when a GPU is visible.")
     xla: bool = Field(default=True, description="Used only when a GPU is visible.")
     tensorboard_images: Annotated[int, Field(ge=0)] = 3
+    replica_count: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1,
+        description=(
+            "Machines the train step runs on (Vertex AI only: a custom job with this many "
+            "replicas of the same machine and accelerator, under MultiWorkerMirroredStrategy). "
+            "batch_size is per replica: the global batch is batch_size x replica_count."
+        ),
+    )
     # The recipe for real photos (issue 16; README "Quality on real photos"). Each default
     # is the tutorial's; the production preset turns on what the benchmark showed helps.
     augment_min_crop_scale: Annotated[float, Field(gt=0, le=1)] = Field(
@@ -558,6 +566,57 @@ class EvaluationConfig(_Section):
         default=4, description="How many of the worst test images (by IoU) the report shows."
     )
     batch_size: PositiveInt = 32
+    blessing_rule: Literal["point", "confident"] = Field(
+        default="point",
+        description=(
+            "'point' compares the two mean IoUs; 'confident' blesses only when the lower bound "
+            "of the paired-bootstrap interval of challenger - production is >= -max_regression "
+            "(and > 0 with require_improvement), so chance differences do not flip the decision."
+        ),
+    )
+    bootstrap_samples: Annotated[int, Field(ge=10, le=100_000)] = Field(
+        default=1000, description="Paired bootstrap resamples of the test images."
+    )
+    bootstrap_seed: int = Field(default=0, description="Same seed, same intervals.")
+    max_slice_regression: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description=(
+            "No slice (species, breed, folder, object or image size) with at least "
+            "min_slice_images images may lose more mean IoU than this against production; "
+            "None = off."
+        ),
+    )
+    min_slice_images: PositiveInt = 30
+    object_small: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.10, description="Object-size slices: non-background fraction below = small."
+    )
+    object_large: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.40, description="Object-size slices: non-background fraction above = large."
+    )
+    image_side_edges: list[PositiveInt] = Field(
+        default_factory=lambda: [256, 512],
+        description="Image-size slices: ascending edges of the source image's longer side.",
+    )
+    boundary_band: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        default=0.02, description="Boundary IoU band width as a fraction of the image diagonal."
+    )
+    min_boundary_iou: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Lowest mean boundary IoU blessed; None = off."
+    )
+    report_changed_images: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=3,
+        description="Images whose IoU changed most against production, shown per direction.",
+    )
+
+    @model_validator(mode="after")
+    def _slice_settings(self) -> EvaluationConfig:
+        if self.object_small >= self.object_large:
+            raise ValueError(
+                f"object_small {self.object_small} must be below object_large {self.object_large}"
+            )
+        if self.image_side_edges != sorted(set(self.image_side_edges)):
+            raise ValueError(f"image_side_edges {self.image_side_edges} must be ascending")
+        return self
 
 
 class PushConfig(_Section):
@@ -724,6 +783,13 @@ class RuntimeConfig(_Section):
     default_resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     train_resources: ResourcesConfig = Field(
         default_factory=lambda: ResourcesConfig(cpu="8", memory="32G")
+    )
+    train_machine_type: str = Field(
+        default="n1-standard-8",
+        description=(
+            "Vertex AI machine type of each train replica when training.replica_count > 1 "
+            "(the train step is then a custom job, which takes a machine type, not cpu/memory)."
+        ),
     )
     retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=2,
@@ -930,7 +996,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "fine_tune_learning_rate_factor": 0.1,
             "keep_best_epoch": True,
         },
-        "evaluation": {"min_mean_iou": 0.5, "baseline": "latest"},
+        "evaluation": {"min_mean_iou": 0.5, "baseline": "latest", "blessing_rule": "confident"},
     },
 }
 

@@ -316,6 +316,17 @@ class EvaluationOutcome(_Contract):
     reason: str = ""
     candidate: dict[str, Any]
     baseline: dict[str, Any] | None = None
+    baseline_dir: str | None = None
+    baseline_status: str = "none"
+    # components.bootstrap.paired_bootstrap: samples, seed, confidence, num_images, and
+    # challenger / production / difference as {estimate, low, high}; {} = not computed.
+    intervals: dict[str, Any] = Field(default_factory=dict)
+    # components.slices.slice_table rows: name, family, num_images, challenger, production,
+    # difference, checked, failed.
+    slices: list[dict[str, Any]] = Field(default_factory=list)
+    # improved / worsened: [{file_name, mean_iou, baseline_mean_iou, change}], most first.
+    changed: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    report_path: str = ""
 
     def write(self, path: str) -> None:
         """Strict JSON (no NaN): KFP and browsers parse this file."""

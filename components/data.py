@@ -207,6 +207,7 @@ def make_dataset(
     seed: int | None = None,
     class_weights: list[float] | None = None,
     drop_remainder: bool = False,
+    file_shard: tuple[int, int] | None = None,
     augmentation: Augmentation = FLIPS_ONLY,
 ) -> tf.data.Dataset:
     """Builds the batched input of one split of an ingested dataset.
@@ -225,6 +226,9 @@ def make_dataset(
         class_weights: one weight per class of the dataset; adds a per-pixel sample weight
             to each element (0 for ignored pixels).
         drop_remainder: drops a last partial batch (fixed shapes for XLA and replicas).
+        file_shard: (index, count): read only every count-th shard file from index on,
+            one worker's part of a multi-worker job (components.distributed). Its record
+            count is then unknown, so the cardinality is not asserted.
         augmentation: what ``augment`` does; default the tutorial's flips. It runs after
             the cache, on the cached uint8 examples, so cached epochs stay fast.
 
@@ -257,6 +261,8 @@ def make_dataset(
 
     paths = dataset_info.shard_paths(dataset_dir, split, info)
     num_records = dataset_info.split_size(dataset_dir, split, info)
+    if file_shard is not None:
+        paths = paths[file_shard[0] :: file_shard[1]]
 
     if training:
         # Shards in a fresh order each epoch, read in parallel.
@@ -274,7 +280,8 @@ def make_dataset(
         records = tf.data.TFRecordDataset(paths)
     # Known cardinality lets Keras count the steps of an epoch, and a dataset.json whose
     # count disagrees with its shards fails loudly instead of silently training on less.
-    records = records.apply(tf.data.experimental.assert_cardinality(num_records))
+    if file_shard is None:
+        records = records.apply(tf.data.experimental.assert_cardinality(num_records))
     examples = records.map(
         lambda serialized: _decode_and_resize(serialized, image_size),
         num_parallel_calls=AUTOTUNE,

@@ -212,6 +212,7 @@ def serialize_record(
         species=example.species,
         num_classes=num_classes,
         mask_png=checked.mask_png,
+        slice_name=example.slice,
     )
 
 

@@ -135,3 +135,38 @@ def segmentation_metrics(
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def per_image_confusion(
+    true: np.ndarray,
+    pred: np.ndarray,
+    num_classes: int,
+    ignore_id: int | None = IGNORE_ID,
+) -> np.ndarray:
+    """``[N, C, C]`` int64: one confusion matrix per image of ``[N, ...]`` masks.
+
+    Their sum over images is ``confusion_matrix`` of the whole batch. Kept per image so
+    intervals, slices and the images that changed most are all derived from one pass.
+
+    Raises:
+        ValueError: on mismatched shapes or class ids out of range.
+    """
+    true = np.asarray(true)
+    pred = np.asarray(pred)
+    if true.shape != pred.shape or true.ndim < 1:
+        raise ValueError(f"true mask shape {true.shape} differs from predicted {pred.shape}")
+    num_images = true.shape[0]
+    true = true.reshape(num_images, -1).astype(np.int64, copy=False)
+    pred = pred.reshape(num_images, -1).astype(np.int64, copy=False)
+    counted = np.ones(true.shape, dtype=bool) if ignore_id is None else true != ignore_id
+    for name, values in (("true", true[counted]), ("predicted", pred[counted])):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} mask has class ids outside 0..{num_classes - 1}: "
+                f"min {int(values.min())}, max {int(values.max())}"
+            )
+    cells = num_classes * num_classes
+    image = np.arange(num_images, dtype=np.int64)[:, None] * cells
+    index = (image + true * num_classes + pred)[counted]
+    counts = np.bincount(index, minlength=num_images * cells)
+    return counts.reshape(num_images, num_classes, num_classes).astype(np.int64)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jinja2
 import numpy as np
 import tensorflow as tf
+from markupsafe import Markup
 from PIL import Image
 
 from components import schema, visualize
@@ -49,51 +51,52 @@ def png_data_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _number(value: float | int | None, digits: int = 4) -> str:
+def _number(value: float | int | None, digits: int = 4) -> Markup:
     if value is None:
-        return f'<span class="na" title="{_UNDEFINED}">n/a</span>'
+        return Markup(f'<span class="na" title="{_UNDEFINED}">n/a</span>')
     if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}f}"
+        return Markup(f"{value:,}")
+    return Markup(f"{value:.{digits}f}")
 
 
-def _image(pixels: np.ndarray, alt: str) -> str:
-    return (
+def _image(pixels: np.ndarray, alt: str) -> Markup:
+    return Markup(
         f'<img src="{png_data_uri(pixels)}" alt="{html.escape(alt)}" '
         f'width="{DISPLAY_WIDTH_PX}" height="{DISPLAY_WIDTH_PX}">'
     )
 
 
-def _legend(classes: Sequence[str]) -> str:
+def _legend(classes: Sequence[str]) -> Markup:
     palette = visualize.class_palette(len(classes))
     items = "".join(
         f'<span class="swatch" style="background: rgb{tuple(int(c) for c in colour)}"></span>'
         f"{html.escape(name)}&nbsp;&nbsp;"
         for colour, name in zip(palette, classes, strict=True)
     )
-    return f'<p class="legend">{items}</p>'
+    return Markup(f'<p class="legend">{items}</p>')
 
 
-def _delta(candidate: float | int | None, baseline: float | int | None) -> str:
+def _delta(candidate: float | int | None, baseline: float | int | None, digits: int = 4) -> Markup:
     if candidate is None or baseline is None:
         return _number(None)
     delta = float(candidate) - float(baseline)
     style = "better" if delta > 0 else "worse" if delta < 0 else "same"
-    return f'<span class="{style}">{delta:+.4f}</span>'
+    return Markup(f'<span class="{style}">{delta:+.{digits}f}</span>')
 
 
-def _metrics_table(candidate: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def _metric_rows(
+    candidate: dict[str, Any], baseline: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     """Candidate, and with a baseline: baseline and candidate − baseline, row by row."""
-    header = "<th>candidate</th>" + ("<th>baseline</th><th>Δ</th>" if baseline else "")
     rows = []
 
     def row(label: str, getter: Any, delta: bool = True) -> None:
         value = getter(candidate)
-        cells = f"<td>{_number(value)}</td>"
+        cells = [_number(value)]
         if baseline:
             other = getter(baseline)
-            cells += f"<td>{_number(other)}</td><td>{_delta(value, other) if delta else ''}</td>"
-        rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+            cells += [_number(other), _delta(value, other) if delta else ""]
+        rows.append({"label": label, "cells": cells})
 
     row("mean IoU", lambda metrics: metrics["mean_iou"])
     row("pixel accuracy", lambda metrics: metrics["pixel_accuracy"])
@@ -103,27 +106,53 @@ def _metrics_table(candidate: dict[str, Any], baseline: dict[str, Any] | None) -
                 f"{name} {key}",
                 lambda metrics, n=name, k=key: metrics["per_class"].get(n, {}).get(k),
             )
+    if candidate.get("mean_boundary_iou") is not None:
+        row("mean boundary IoU", lambda metrics: metrics.get("mean_boundary_iou"))
     row("images", lambda metrics: metrics.get("num_images"), delta=False)
-    return f"<table><tr><th>metric</th>{header}</tr>{''.join(rows)}</table>"
+    return rows
 
 
-def _confusion_table(metrics: dict[str, Any]) -> str:
-    classes = metrics["classes"]
-    header = "".join(f"<th>pred {html.escape(name)}</th>" for name in classes)
-    rows = "".join(
-        f"<tr><th>true {html.escape(name)}</th>"
-        + "".join(f"<td>{count:,}</td>" for count in counts)
-        + "</tr>"
-        for name, counts in zip(classes, metrics["confusion_matrix"], strict=True)
-    )
-    return f"<table><tr><th></th>{header}</tr>{rows}</table>"
+def _boundary_rows(
+    candidate: dict[str, Any], baseline: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    per_class = candidate.get("boundary_iou")
+    if not per_class:
+        return []
+    rows = []
+    for name, value in per_class.items():
+        cells = [_number(value)]
+        if baseline:
+            other = (baseline.get("boundary_iou") or {}).get(name)
+            cells += [_number(other), _delta(value, other)]
+        rows.append({"label": name, "cells": cells})
+    return rows
+
+
+def _confusion_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Counts with their row share, each cell shaded by the share (darker = larger)."""
+    rows = []
+    for name, counts in zip(metrics["classes"], metrics["confusion_matrix"], strict=True):
+        total = sum(counts)
+        cells = []
+        for count in counts:
+            share = count / total if total else 0.0
+            text_colour = "#fff" if share > 0.6 else "#000"
+            cells.append(
+                {
+                    "count": f"{count:,}",
+                    "share": f"{share:.1%}" if total else "n/a",
+                    "style": f"background: rgba(0, 90, 160, {share:.3f}); color: {text_colour}",
+                }
+            )
+        rows.append({"name": name, "cells": cells})
+    return rows
 
 
 def _image_cells(
     sample: dict[str, Any],
     palette: np.ndarray,
     baseline_predictions: dict[str, tuple[np.ndarray, float | None]] | None,
-) -> str:
+) -> Markup:
     """The image, then truth, candidate and (with a baseline) baseline drawn over it."""
     name = str(sample["file_name"])
     image = np.asarray(sample["image"])
@@ -137,7 +166,7 @@ def _image_cells(
         else:
             drawn = visualize.overlay(image, np.asarray(mask), palette, OVERLAY_ALPHA)
             cells.append(f"<td>{_image(drawn, f'{name} {label}')}</td>")
-    return "".join(cells)
+    return Markup("".join(cells))
 
 
 def _image_iou(sample: dict[str, Any], classes: Sequence[str]) -> tuple[float | None, float | None]:
@@ -151,54 +180,170 @@ def _image_iou(sample: dict[str, Any], classes: Sequence[str]) -> tuple[float | 
     return per_image["pixel_accuracy"], per_image["mean_iou"]
 
 
-def _image_header(with_baseline: bool) -> str:
+def _image_header(with_baseline: bool) -> Markup:
     columns = ["image", "true mask", "candidate"] + (["baseline"] if with_baseline else [])
-    return "".join(f"<th>{column}</th>" for column in columns)
+    return Markup("".join(f"<th>{column}</th>" for column in columns))
 
 
 def _sample_rows(
     samples: Sequence[dict[str, Any]],
     classes: Sequence[str],
     baseline_predictions: dict[str, tuple[np.ndarray, float | None]] | None = None,
-) -> str:
+) -> list[dict[str, Any]]:
     palette = visualize.class_palette(len(classes))
     rows = []
     for sample in samples:
         name = str(sample["file_name"])
         accuracy, mean_iou = _image_iou(sample, classes)
-        caption = (
-            f"{html.escape(name)}<br>pixel accuracy {_number(accuracy, 3)}, "
-            f"mean IoU {_number(mean_iou, 3)}"
+        caption = Markup("{}<br>pixel accuracy {}, mean IoU {}").format(
+            name, _number(accuracy, 3), _number(mean_iou, 3)
         )
         if baseline_predictions is not None and name in baseline_predictions:
-            caption += f"<br>baseline mean IoU {_number(baseline_predictions[name][1], 3)}"
+            caption += Markup("<br>baseline mean IoU {}").format(
+                _number(baseline_predictions[name][1], 3)
+            )
         rows.append(
-            f"<tr>{_image_cells(sample, palette, baseline_predictions)}<td>{caption}</td></tr>"
+            {"cells": _image_cells(sample, palette, baseline_predictions), "caption": caption}
         )
-    if not rows:
-        return "<p>No sample images (evaluation.report_images is 0).</p>"
-    header = _image_header(baseline_predictions is not None)
-    return f"<table class='samples'><tr>{header}<th></th></tr>{''.join(rows)}</table>"
+    return rows
 
 
-def _worst_rows(
-    worst: Sequence[dict[str, Any]],
+def _ranked_rows(
+    items: Sequence[dict[str, Any]],
     classes: Sequence[str],
-    baseline_predictions: dict[str, tuple[np.ndarray, float | None]] | None = None,
-) -> str:
+    baseline_predictions: dict[str, tuple[np.ndarray, float | None]] | None,
+    with_change: bool = False,
+) -> list[dict[str, Any]]:
+    """Images by rank with their IoUs (and the change) and the pictures of each model."""
     palette = visualize.class_palette(len(classes))
-    with_baseline = baseline_predictions is not None
     rows = []
-    for rank, sample in enumerate(worst, start=1):
-        name = str(sample["file_name"])
-        cells = f"<td>{rank}</td><td class='name'>{html.escape(name)}</td>"
-        cells += f"<td>{_number(sample.get('mean_iou'), 3)}</td>"
+    for rank, item in enumerate(items, start=1):
+        name = str(item["file_name"])
+        ious = [_number(item.get("mean_iou"), 3)]
+        if baseline_predictions is not None:
+            ious.append(_number(baseline_predictions.get(name, (None, None))[1], 3))
+        if with_change:
+            ious.append(_delta(item.get("change"), 0.0, digits=3))
+        rows.append(
+            {
+                "rank": rank,
+                "name": name,
+                "ious": ious,
+                "cells": _image_cells(item, palette, baseline_predictions),
+            }
+        )
+    return rows
+
+
+def interval_bar(
+    figure: dict[str, Any],
+    *,
+    low_limit: float | None = None,
+    width: int = 360,
+    height: int = 34,
+    signed: bool = True,
+) -> Markup:
+    """An inline SVG of an interval, with no external resources.
+
+    The interval is a bar, the estimate a tick, zero and the limit (e.g. -max_regression)
+    vertical lines, on an axis wide enough for all of them.
+    """
+    estimate, low, high = figure.get("estimate"), figure.get("low"), figure.get("high")
+    if estimate is None or low is None or high is None:
+        return Markup("")
+    marks = [low, high, estimate] + ([0.0] if signed else [])
+    if low_limit is not None:
+        marks.append(low_limit)
+    span = max(marks) - min(marks) or 0.01
+    left, right = min(marks) - 0.1 * span, max(marks) + 0.1 * span
+
+    def x(value: float) -> float:
+        return 8 + (value - left) / (right - left) * (width - 16)
+
+    colour = "#007a3d" if low_limit is None or low >= low_limit else "#b00020"
+    parts = [
+        f'<svg class="interval" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="interval {low:+.4f} to {high:+.4f}, estimate {estimate:+.4f}">',
+        f'<line x1="8" y1="14" x2="{width - 8}" y2="14" stroke="#ccc"/>',
+        f'<rect x="{x(low):.1f}" y="8" width="{max(x(high) - x(low), 1):.1f}" height="12" '
+        f'fill="{colour}" fill-opacity="0.35" stroke="{colour}"/>',
+        f'<line x1="{x(estimate):.1f}" y1="4" x2="{x(estimate):.1f}" y2="24" '
+        f'stroke="{colour}" stroke-width="2"/>',
+        f'<text x="{x(low):.1f}" y="32" font-size="9" text-anchor="middle">{low:+.3f}</text>',
+        f'<text x="{x(high):.1f}" y="32" font-size="9" text-anchor="middle">{high:+.3f}</text>',
+    ]
+    if signed:
+        parts.append(f'<line x1="{x(0):.1f}" y1="2" x2="{x(0):.1f}" y2="26" stroke="#333"/>')
+    if low_limit is not None:
+        parts.append(
+            f'<line x1="{x(low_limit):.1f}" y1="2" x2="{x(low_limit):.1f}" y2="26" '
+            'stroke="#b00020" stroke-dasharray="3,2"/>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _interval_section(
+    intervals: dict[str, Any] | None, max_regression: float | None
+) -> dict[str, Any] | None:
+    if not intervals:
+        return None
+    confidence = f"{intervals.get('confidence', 0.95):.0%}"
+    difference = intervals.get("difference")
+    resamples = f"paired bootstrap over {intervals.get('samples')} resamples of the test images"
+    if difference and difference.get("low") is not None:
+        limit = -max_regression if max_regression is not None else None
+        return {
+            "caption": (
+                f"Mean IoU candidate − baseline: {difference['estimate']:+.4f}, {confidence} "
+                f"interval {difference['low']:+.4f} to {difference['high']:+.4f} ({resamples}). "
+                "The bar is the interval, the tick the estimate, the solid line zero"
+                + (", the dashed line −max_regression." if limit is not None else ".")
+            ),
+            "bar": interval_bar(difference, low_limit=limit),
+        }
+    challenger = intervals.get("challenger") or {}
+    if challenger.get("low") is None:
+        return None
+    return {
+        "caption": (
+            f"Mean IoU {challenger['estimate']:.4f}, {confidence} interval "
+            f"{challenger['low']:.4f} to {challenger['high']:.4f} ({resamples})."
+        ),
+        "bar": interval_bar(challenger, signed=False),
+    }
+
+
+def _interval_text(figure: dict[str, Any] | None, signed: bool = False) -> str:
+    if not figure or figure.get("low") is None:
+        return "n/a"
+    form = "+.4f" if signed else ".4f"
+    return f"{figure['low']:{form}} to {figure['high']:{form}}"
+
+
+def _slice_rows(
+    rows: Sequence[dict[str, Any]], with_baseline: bool, max_regression: float | None
+) -> list[dict[str, Any]]:
+    shown = []
+    limit = -max_regression if max_regression is not None else None
+    for row in rows:
+        challenger = row["challenger"]
+        cells: list[Any] = [_number(challenger.get("estimate")), _interval_text(challenger)]
         if with_baseline:
-            cells += f"<td>{_number(baseline_predictions.get(name, (None, None))[1], 3)}</td>"
-        rows.append(f"<tr>{cells}{_image_cells(sample, palette, baseline_predictions)}</tr>")
-    iou_header = "<th>mean IoU</th>" + ("<th>baseline mean IoU</th>" if with_baseline else "")
-    header = f"<th>rank</th><th>file</th>{iou_header}{_image_header(with_baseline)}"
-    return f"<table class='samples worst'><tr>{header}</tr>{''.join(rows)}</table>"
+            production = row.get("production") or {}
+            difference = row.get("difference") or {}
+            cells += [
+                _number(production.get("estimate")),
+                _delta(challenger.get("estimate"), production.get("estimate")),
+                _interval_text(difference, signed=True),
+                interval_bar(difference, low_limit=limit, width=160, height=34),
+            ]
+        css = "failing" if row.get("failed") else "" if row.get("checked") else "unchecked"
+        shown.append(
+            {"name": row["name"], "num_images": row["num_images"], "cells": cells, "css": css}
+        )
+    return shown
 
 
 _STYLE = """
@@ -210,8 +355,17 @@ img { image-rendering: pixelated; }
 .swatch { display: inline-block; width: 1em; height: 1em; margin-right: 0.3em;
           vertical-align: middle; border: 1px solid #888; }
 .blessed, .better { color: #007a3d; } .rejected, .worse { color: #b00020; }
-.na { color: #888; } .worst .name { text-align: left; }
+.na { color: #888; } .worst .name, .changed .name, .slices th { text-align: left; }
+tr.failing { background: #fde0e0; } tr.failing th { color: #b00020; }
+tr.unchecked { color: #777; } .share { font-size: 85%; }
 """
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("components", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 def render_report(
@@ -224,12 +378,19 @@ def render_report(
     title: str = "petseg evaluation",
     worst: Sequence[dict[str, Any]] = (),
     baseline_predictions: dict[str, tuple[np.ndarray, float | None]] | None = None,
+    intervals: dict[str, Any] | None = None,
+    slices: Sequence[dict[str, Any]] = (),
+    changed: dict[str, Sequence[dict[str, Any]]] | None = None,
+    max_regression: float | None = None,
+    max_slice_regression: float | None = None,
+    min_slice_images: int | None = None,
+    data_checks: Mapping[str, Any] | None = None,
 ) -> str:
-    """Renders the report as one HTML string.
+    """Renders the report (templates/report.html.j2) as one HTML string.
 
     Args:
         candidate: the candidate's metrics (``segmentation_metrics`` output,
-            optionally with num_images, split, model_dir).
+            optionally with num_images, split, model_dir, boundary_iou).
         samples: {file_name, image [S, S, 3] uint8, true_mask, predicted_mask [S, S]}.
         baseline: the baseline's metrics, shown beside the candidate's with deltas, or None.
         blessed: the decision, or None if none was made.
@@ -238,52 +399,78 @@ def render_report(
         worst: the images the candidate scores worst, worst first, as samples plus
             ``mean_iou`` (``evaluate.WorstImages``).
         baseline_predictions: {file_name: (predicted mask, mean IoU)} of the baseline on
-            the sample and worst images, drawn next to the candidate's; None: no baseline.
+            the sample, worst and changed images, drawn next to the candidate's; None: no
+            baseline.
+        intervals: ``bootstrap.paired_bootstrap`` output: drawn as a bar.
+        slices: ``slices.slice_table`` rows; failing slices are highlighted.
+        changed: {'improved': items, 'worsened': items}: image items (as samples) with
+            mean_iou, baseline_mean_iou and change, most changed first.
+        max_regression: drawn as a limit on the difference's bar.
+        max_slice_regression: the slice rule's margin (None: off), drawn on slice bars.
+        min_slice_images: the slice rule's minimum slice size, named in the caption.
+        data_checks: the data-check verdicts (``data_checks.run_checks``), or None.
     """
     classes = candidate["classes"]
     if baseline is None:
         baseline_predictions = None
     elif baseline_predictions is None:
         baseline_predictions = {}
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    if blessed is not None:
-        verdict = "blessed" if blessed else "not blessed"
-        parts.append(f"<h2 class='{'blessed' if blessed else 'rejected'}'>Model {verdict}</h2>")
-    if reasons:
-        parts.append("<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in reasons) + "</ul>")
+    with_baseline = baseline_predictions is not None
     details = [
-        f"{key}: {html.escape(str(candidate[key]))}"
+        f"{key}: {candidate[key]}"
         for key in ("split", "model_dir", "dataset_dir", "evaluation_size")
         if key in candidate
     ]
     if baseline and "model_dir" in baseline:
-        details.append(f"baseline model_dir: {html.escape(str(baseline['model_dir']))}")
-    if details:
-        parts.append("<p>" + "<br>".join(details) + "</p>")
-    parts += [
-        "<h2>Metrics</h2>",
-        "<p>IoU, precision or recall is n/a where its denominator is zero; a class absent "
-        "from both truth and prediction is left out of the mean IoU."
-        + (" Δ is candidate − baseline on the same images." if baseline else "")
-        + "</p>",
-        _metrics_table(candidate, baseline),
-        "<h2>Confusion matrix (pixels; rows true, columns predicted)</h2>",
-        _confusion_table(candidate),
-        "<h2>Samples</h2>",
-        _legend(classes),
-        _sample_rows(samples, classes, baseline_predictions),
-    ]
-    if worst:
-        parts += [
-            f"<h2>The {len(worst)} images the candidate scores worst (mean IoU per image)</h2>",
-            _worst_rows(worst, classes, baseline_predictions),
-        ]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        details.append(f"baseline model_dir: {baseline['model_dir']}")
+    changed_sections = []
+    for direction, heading in (
+        ("worsened", "The {} images whose mean IoU fell most against the baseline"),
+        ("improved", "The {} images whose mean IoU rose most against the baseline"),
+    ):
+        items = (changed or {}).get(direction) or []
+        if items and with_baseline:
+            predictions = {
+                item["file_name"]: (item.get("baseline_mask"), item.get("baseline_mean_iou"))
+                for item in items
+            }
+            changed_sections.append(
+                {
+                    "title": heading.format(len(items)),
+                    "rows": _ranked_rows(items, classes, predictions, with_change=True),
+                }
+            )
+    slice_rule = ""
+    if max_slice_regression is not None and with_baseline:
+        slice_rule = (
+            f"Highlighted: slices of at least {min_slice_images} images whose mean IoU falls "
+            f"more than max_slice_regression {max_slice_regression:.4f} below the baseline's; "
+            "grey: too few images to judge."
+        )
+    confidence = f"{(intervals or {}).get('confidence', 0.95):.0%}"
+    return _TEMPLATES.get_template("report.html.j2").render(
+        title=title,
+        style=Markup(_STYLE),
+        blessed=blessed,
+        reasons=list(reasons),
+        details=details,
+        interval=_interval_section(intervals, max_regression if with_baseline else None),
+        with_baseline=with_baseline,
+        metric_rows=_metric_rows(candidate, baseline),
+        slice_rows=_slice_rows(slices, with_baseline, max_slice_regression),
+        slice_rule=slice_rule,
+        confidence=confidence,
+        classes=classes,
+        confusion_rows=_confusion_rows(candidate),
+        boundary_rows=_boundary_rows(candidate, baseline),
+        boundary_band=f"{candidate.get('boundary_band', 0.02):.0%}",
+        legend=_legend(classes),
+        image_header=_image_header(with_baseline),
+        sample_rows=_sample_rows(samples, classes, baseline_predictions),
+        worst_rows=_ranked_rows(worst, classes, baseline_predictions),
+        changed_sections=changed_sections,
+        data_checks=data_checks,
+    )
 
 
 def write_report(path: str, candidate: dict[str, Any], **kwargs: Any) -> None:

@@ -39,6 +39,9 @@ FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
     "file_name": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),  # breed, -1 if unknown
     "species": tf.io.FixedLenFeature([], tf.int64, default_value=-1),  # 0 cat, 1 dog
+    # Own data's slice (first folder under images/, or a manifest's `slice`); "" = none.
+    # Written only when set, so records without one keep their bytes.
+    "slice": tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 
@@ -82,6 +85,7 @@ def encode_example(
     species: int = -1,
     num_classes: int = NUM_CLASSES,
     mask_png: bytes | None = None,
+    slice_name: str = "",
 ) -> bytes:
     """Serialises one record.
 
@@ -95,6 +99,7 @@ def encode_example(
         num_classes: how many classes the dataset has.
         mask_png: ``class_ids`` already PNG-encoded (ingest's workers do it), so it
             is not encoded twice.
+        slice_name: the group evaluation reports this record in ('' = none).
     """
     class_ids = np.asarray(class_ids)
     invalid = class_ids[(class_ids >= num_classes) & (class_ids != IGNORE_ID)]
@@ -113,6 +118,8 @@ def encode_example(
         "label": _int(label),
         "species": _int(species),
     }
+    if slice_name:
+        features["slice"] = _bytes(slice_name.encode("utf-8"))
     example = tf.train.Example(features=tf.train.Features(feature=features))
     # Sorted map keys: the same record is the same bytes in every process (protobuf map
     # order otherwise varies), so a re-run ingest reproduces its shards byte for byte.
@@ -147,6 +154,7 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "file_name": parsed["file_name"],
         "label": parsed["label"],
         "species": parsed["species"],
+        "slice": parsed["slice"],
     }
 
 

@@ -13,9 +13,11 @@ order, so ingest treats them alike and nothing after ingest knows the source.
 - ``folder``: ``images/<stem>.<ext>`` paired with ``masks/<stem>.png`` under a
   local folder or a gs:// prefix, optionally inside ``train/``,
   ``validation/``, ``test/`` sub-folders. Read afresh on every run: there is no
-  prepared copy that could go stale.
+  prepared copy that could go stale. A stem in a sub-folder
+  (``images/<group>/<name>``) puts the example in evaluation's slice ``<group>``.
 - ``manifest``: a CSV or JSON Lines file with ``image``, ``mask`` and an
-  optional ``split`` per row; paths are local, gs://, or relative to the file.
+  optional ``split`` and ``slice`` per row; paths are local, gs://, or relative
+  to the file.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class SourceExample:
     label: int = -1
     species: int = -1
     problem: str | None = None
+    # The group evaluation reports it in: the first folder under images/ or the manifest's
+    # `slice` column; '' = none.
+    slice: str = ""
 
 
 def describe(data_config: DataConfig) -> str:
@@ -202,6 +207,7 @@ def _folder_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExam
                     image_uri=_join(root, image_paths[0]) if image_paths else None,
                     mask_uri=_join(root, mask_paths[0]) if mask_paths else None,
                     problem=problem,
+                    slice=stem.split("/", 1)[0] if "/" in stem else "",
                 )
 
     return description, generate()
@@ -259,18 +265,18 @@ def _manifest_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceEx
                 f"{path}: line {number} has split {split!r}; use one of "
                 f"{list(splits.SPLITS)} or leave it empty"
             )
-        rows.append((image, mask, split))
+        rows.append((image, mask, split, str(row.get("slice") or "").strip()))
     if not rows:
         raise SourceError(f"manifest {path} lists no examples")
     description = {
         "type": "manifest",
         "path": path,
-        "splits": sorted({split for _, _, split in rows if split is not None}),
+        "splits": sorted({row[2] for row in rows if row[2] is not None}),
         "num_rows": len(rows),
     }
 
     def generate() -> Iterator[SourceExample]:
-        for image, mask, split in rows:
+        for image, mask, split, slice_name in rows:
             yield SourceExample(
                 key=_split_extension(image)[0],
                 file_name=image,
@@ -278,6 +284,7 @@ def _manifest_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceEx
                 mask_name=mask,
                 image_uri=_resolve(base, image),
                 mask_uri=_resolve(base, mask),
+                slice=slice_name,
             )
 
     return description, generate()

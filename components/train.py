@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from components import data, dataset_info, devices, provenance, schema, visualize
+from components import data, dataset_info, devices, distributed, provenance, schema, visualize
 from components import model as model_lib
 from components.config import ModelConfig, TrainingConfig
 
@@ -370,10 +370,16 @@ def build_callbacks(
     tensorboard_logger: keras.callbacks.Callback,
     keeper: KeepBestWeights | None,
     extra: list[keras.callbacks.Callback] | None,
+    cluster: distributed.Cluster | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks of one phase's fit, built-in ones first, then the caller's."""
+    """The callbacks of one phase's fit, built-in ones first, then the caller's.
+
+    Several workers: only the chief writes the backup, every worker restores from it.
+    """
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(backup_dir=posixpath.join(model_dir, phase.backup_dir)),
+        distributed.backup_callback(
+            posixpath.join(model_dir, phase.backup_dir), cluster or distributed.Cluster()
+        ),
         keras.callbacks.TerminateOnNaN(),
     ]
     if keeper is not None:
@@ -528,33 +534,47 @@ def train_model(
         training_config, class_weights_path, model_config.image_size, classes
     )
 
+    # Several workers (TF_CONFIG / CLUSTER_SPEC): each reads its own train shards, only the
+    # chief writes the outputs, and the global batch is batch_size x workers.
+    cluster = distributed.cluster_from_env()
+    if cluster.is_multi_worker:
+        train_shards = dataset_info.shard_paths(dataset_dir, dataset_info.TRAIN_SPLIT, info)
+        distributed.check_train_shards(len(train_shards), cluster, dataset_dir)
+    outputs = distributed.output_dirs(model_dir, tensorboard_dir, model_dir, cluster)
     if runtime_plan is None:
         gpus, capabilities = devices.visible_gpus()
-        runtime_plan = devices.choose_runtime(gpus, training_config, capabilities)
+        runtime_plan = devices.choose_runtime(
+            gpus, training_config, capabilities, num_workers=cluster.num_workers
+        )
     logger.info("training runtime: %s", runtime_plan.describe())
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    strategy = devices.make_strategy(runtime_plan)
     if training_config.seed is not None:
         keras.utils.set_random_seed(training_config.seed)
 
-    batch_size = training_config.batch_size
-    train_dataset = data.make_dataset(
-        dataset_dir,
-        dataset_info.TRAIN_SPLIT,
-        model_config.image_size,
-        batch_size,
-        training=True,
-        augment=training_config.augment,
-        augmentation=augmentation_for(training_config),
-        shuffle_buffer=training_config.shuffle_buffer,
-        cache=training_config.cache,
-        seed=training_config.seed,
-        class_weights=class_weights,
-        # Full batches keep shapes fixed (one XLA compile, even replica splits) as long as
-        # the split holds at least one batch.
-        drop_remainder=num_train >= batch_size,
-    )
+    batch_size = distributed.global_batch_size(training_config.batch_size, cluster)
+
+    def train_input(batch: int, file_shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+        return data.make_dataset(
+            dataset_dir,
+            dataset_info.TRAIN_SPLIT,
+            model_config.image_size,
+            batch,
+            training=True,
+            augment=training_config.augment,
+            augmentation=augmentation_for(training_config),
+            shuffle_buffer=training_config.shuffle_buffer,
+            cache=training_config.cache,
+            seed=training_config.seed,
+            class_weights=class_weights,
+            # Full batches keep shapes fixed (one XLA compile, even replica splits) as long
+            # as the split holds at least one batch.
+            drop_remainder=num_train >= batch_size,
+            file_shard=file_shard,
+        )
+
+    train_dataset = train_input(batch_size)
     steps_per_epoch = training_config.steps_per_epoch
-    if steps_per_epoch is not None:
-        train_dataset = train_dataset.repeat()
     validation_dataset = data.make_dataset(
         dataset_dir,
         validation_split,
@@ -563,11 +583,16 @@ def train_model(
         training=False,
         cache=training_config.cache,
     )
+    if cluster.is_multi_worker:
+        steps_per_epoch = distributed.steps_per_epoch(num_train, batch_size, steps_per_epoch)
+        train_dataset = distributed.input_by_file(strategy, train_input, batch_size)
+        validation_dataset = distributed.shard_by_data(validation_dataset)
+    elif steps_per_epoch is not None:
+        train_dataset = train_dataset.repeat()
 
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(runtime_plan.precision_policy)
     try:
-        strategy = devices.make_strategy(runtime_plan)
         with strategy.scope():
             model = model_lib.build_unet(
                 model_config.image_size,
@@ -591,7 +616,7 @@ def train_model(
                 cache=False,
             )
             images, masks = (tensor.numpy() for tensor in next(iter(samples)))
-        tensorboard_logger = TensorBoardLogger(tensorboard_dir, images, masks)
+        tensorboard_logger = TensorBoardLogger(outputs.tensorboard_dir, images, masks)
         keeper = KeepBestWeights() if training_config.keep_best_epoch else None
         phases = training_phases(training_config)
         steps_in_epoch = steps_per_epoch or max(1, num_train // batch_size)
@@ -627,7 +652,13 @@ def train_model(
                     steps_per_epoch=steps_per_epoch,
                     validation_data=validation_dataset,
                     callbacks=build_callbacks(
-                        phase, model_dir, training_config, tensorboard_logger, keeper, callbacks
+                        phase,
+                        model_dir,
+                        training_config,
+                        tensorboard_logger,
+                        keeper,
+                        callbacks,
+                        cluster=cluster,
                     ),
                     shuffle=False,  # the input pipeline shuffles
                     verbose=2,
@@ -680,6 +711,8 @@ def train_model(
             "devices": list(runtime_plan.devices),
             "precision_policy": runtime_plan.precision_policy,
             "jit_compile": runtime_plan.jit_compile,
+            "precision_reasons": list(runtime_plan.reasons),
+            **distributed.runtime_record(cluster, training_config.batch_size),
         },
         "dataset": {
             "uri": dataset_uri or dataset_dir,
@@ -689,6 +722,7 @@ def train_model(
         },
     }
     metadata.update(provenance.provenance())
-    model_lib.save_model_dir(to_save, model_dir, metadata)
+    model_lib.save_model_dir(to_save, outputs.model_dir, metadata)
+    distributed.remove_scratch(outputs)
     logger.info("final metrics: %s", metrics)
     return metrics

@@ -88,6 +88,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     from pipelines.local import (
         LocalRunError,
+        LocalRunInterrupted,
         default_pipeline_root,
         format_summary,
         prepare_pipeline_root,
@@ -115,6 +116,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ValueError as error:  # a docker run that cannot work, refused before any task
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except LocalRunInterrupted as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 130
     except LocalRunError as error:
         print(f"error: {error}", file=sys.stderr)
         if error.log_path is not None:

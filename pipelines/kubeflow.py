@@ -316,3 +316,28 @@ def mount_notify_secret(task, settings) -> None:
         secret_name=settings.kubernetes_secret,
         secret_key_to_env={settings.kubernetes_secret_key: settings.webhook_url_env},
     )
+
+
+def refuse_replicas(training_config: Any, target: str) -> None:
+    """Only a Vertex AI custom job runs the train step on several machines.
+
+    Raises:
+        ValueError: training.replica_count > 1 for Kubeflow or the local runner, saying
+            what to use instead.
+    """
+    count = training_config.replica_count
+    if count <= 1 or target == "vertex":
+        return
+    if target == "kubeflow":
+        raise ValueError(
+            f"training.replica_count={count}: Kubeflow Pipelines runs the train step as one "
+            "pod, and this pipeline does not create the Kubeflow Training Operator's TFJob "
+            "that several workers need. Compile for Vertex AI (--target vertex), or set "
+            "training.replica_count=1 and use several GPUs of one node "
+            "(runtime.accelerator_count)."
+        )
+    raise ValueError(
+        f"training.replica_count={count}: the {target} runner trains in one process; set "
+        "training.replica_count=1 (components.loopback runs several workers on this machine "
+        "for testing)."
+    )

@@ -8,10 +8,13 @@ read from those files, so they report what the tasks really wrote. What the task
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from typing import Any, TextIO
 
 from components.config import PipelineConfig
 from pipelines import steps
+from pipelines.runs import mark_failed
 from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
 
 DEFAULT_LOCAL_ROOT = "petseg-local"
@@ -211,7 +215,104 @@ class LocalRunError(RuntimeError):
 
     def __init__(self, step: str, message: str, log_path: Path | None) -> None:
         super().__init__(f"step {step} failed: {message}")
-        self.step, self.message, self.log_path = step, message, log_path
+        self.step, self.message = step, message
+        # Only a log that exists is shown (a full disk may have kept it from being written).
+        self.log_path = log_path if log_path is not None and log_path.is_file() else None
+
+
+class LocalRunInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped a run; its steps' processes were terminated and reaped."""
+
+    def __init__(self, step: str | None, signal_name: str, run_dir: Path | None) -> None:
+        where = f"during step {step}" if step else "between steps"
+        folder = f" (run folder {run_dir}, marked failed)" if run_dir is not None else ""
+        super().__init__(
+            f"interrupted by {signal_name} {where}{folder}; running the same command again "
+            "starts a new run in which every step runs again (see README, 'Interrupted runs')"
+        )
+        self.step, self.signal_name, self.run_dir = step, signal_name, run_dir
+
+
+class _Interrupted(BaseException):
+    """Raised in the main thread by the signal handler.
+
+    Not an Exception, so kfp's handlers of task errors do not take it for a failed task.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+# A step's process gets this long to exit after SIGTERM before it is killed.
+TERMINATE_GRACE_S = 10.0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid (children first found through /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        child = queue.pop()
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals():
+    """SIGINT/SIGTERM: terminate every step process (kill after a grace), raise _Interrupted.
+
+    kfp.local waits for the step's process as the exception unwinds, so it is reaped; a
+    timer kills what ignores SIGTERM, so that wait ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state: dict[str, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        pids = _descendants(os.getpid())
+        _signal_all(pids, signal.SIGTERM)
+        if state:  # a second signal while stopping: no more waiting
+            _signal_all(pids, signal.SIGKILL)
+            return
+        state["signal"] = signal.Signals(signum).name
+        timer = threading.Timer(TERMINATE_GRACE_S, lambda: _signal_all(pids, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+        state["timer"] = timer
+        raise _Interrupted(state["signal"])
+
+    previous = {
+        signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        if "timer" in state:
+            state["timer"].cancel()
 
 
 def _duration(seconds: float) -> str:
@@ -451,21 +552,31 @@ def run_local(
         echo=out if verbose else None,
     )
     try:
-        with router.capturing(), warnings.catch_warnings():
+        with _stopped_by_signals(), router.capturing(), warnings.catch_warnings():
             # Images, resources and display names are for the cloud; locally they are noise.
             warnings.filterwarnings(
                 "ignore", message=".*have no effect in the current local runner"
             )
             warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
             pipeline_func(**parameters)
+    except _Interrupted as stop:
+        step = _running_step(router)
+        mark_failed(router.run_dir, f"interrupted by {stop.signal_name} during {step}")
+        raise LocalRunInterrupted(step, stop.signal_name, router.run_dir) from None
     except RuntimeError as error:
         failed = [task for task in router.tasks.values() if task.status == "failed"]
         if not failed:
             raise
         step = failed[-1].name
         message = router.last_error(step) or str(error)
+        mark_failed(router.run_dir, f"step {step} failed: {message}")
         raise LocalRunError(step, message, router.log_path(step)) from None
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
+
+
+def _running_step(router: TaskLogRouter) -> str | None:
+    running = [task.name for task in router.tasks.values() if task.status == "running"]
+    return running[-1] if running else None
 
 
 def _class_names(summary: LocalRunSummary) -> list[str]:
@@ -502,6 +613,26 @@ def _metric_lines(numbers: dict[str, Any], classes: list[str]) -> list[str]:
     return lines
 
 
+def _interval_line(summary: LocalRunSummary) -> str | None:
+    """The evaluation's 95% interval: of the difference to production, else of mean IoU."""
+    evaluate = summary.task("evaluate")
+    if evaluate is None:
+        return None
+    figures = evaluate.artifacts.get("metrics", {}).get("metadata", {})
+    if "mean_iou_difference_low" in figures:
+        low, high = figures["mean_iou_difference_low"], figures["mean_iou_difference_high"]
+        return (
+            f"mean IoU vs production: {figures['mean_iou_difference']:+.4f}, "
+            f"95% interval {low:+.4f} to {high:+.4f}"
+        )
+    if "mean_iou_low" in figures:
+        return (
+            f"mean IoU {figures['mean_iou']:.4f}, 95% interval "
+            f"{figures['mean_iou_low']:.4f} to {figures['mean_iou_high']:.4f}"
+        )
+    return None
+
+
 def format_summary(summary: LocalRunSummary) -> str:
     """Human-readable report: every artifact's location, the metrics, the decision, the push."""
     lines = [f"run folder: {summary.run_dir}", f"step logs: {summary.run_dir / LOGS_DIR}"]
@@ -529,6 +660,13 @@ def format_summary(summary: LocalRunSummary) -> str:
             if artifact_name == "check_metrics":
                 # The verdicts get their own line below; list only the checks that found something.
                 numbers = {key: value for key, value in numbers.items() if value}
+            if artifact_name == "metrics" and task_name == "evaluate":
+                # Slices, boundary IoU and interval bounds are in the report; the interval
+                # gets one line below.
+                hidden = ("slice_", "mean_iou_", "boundary_iou_", "mean_boundary_iou")
+                numbers = {
+                    key: value for key, value in numbers.items() if not key.startswith(hidden)
+                }
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
                 lines.extend(_metric_lines(numbers, _class_names(summary)))
         for key, value in shown_parameters.items():
@@ -554,6 +692,9 @@ def format_summary(summary: LocalRunSummary) -> str:
     if summary.data_unchanged:
         lines.append(summary.data_unchanged)
         return "\n".join(lines)
+    interval = _interval_line(summary)
+    if interval:
+        lines.append(interval)
     lines.append(f"blessed: {summary.blessed}")
     if summary.pushed_uri:
         lines.append(f"pushed model: {summary.pushed_uri}")

@@ -63,13 +63,20 @@ def configure(
     caching: dict[CachePolicy, bool],
     *,
     retries: int = 0,
+    launcher: bool = False,
 ) -> dsl.PipelineTask:
-    """Display name, caching, image and resources of a task, from its row in the step table."""
-    step = STEP_BY_NAME[task.name]
+    """Display name, caching, image and resources of a task, from its row in the step table.
+
+    A launcher (a Google Cloud custom-job task running train on several replicas) keeps
+    the image and machines its job spec names.
+    """
+    step = STEP_BY_NAME["train" if launcher else task.name]
     task.set_display_name(step.display_name)
     task.set_caching_options(caching[step.cache])
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
+    if launcher:
+        return task
     gpu = step.image == "gpu"
     resources = runtime.train_resources if gpu else runtime.default_resources
     task.set_container_image(runtime.gpu_image if gpu else runtime.cpu_image)
@@ -125,6 +132,11 @@ def create_pipeline(
         and (runtime.cache_training_on_schedule if scheduled else True),
     }
     has_accelerator = bool(runtime.accelerator_type) and runtime.accelerator_count > 0
+    # Several training machines: a Vertex AI custom job of replicas (refused elsewhere).
+    from pipelines.kubeflow import refuse_replicas
+
+    refuse_replicas(config.training, target)
+    multi_replica = config.training.replica_count > 1
     if has_accelerator and target == "kubeflow":
         # Refused here, before anything is compiled, when it cannot be requested.
         from pipelines.kubeflow import apply_kubernetes_gpu_scheduling, kubernetes_accelerator
@@ -138,8 +150,8 @@ def create_pipeline(
     skip_unchanged = scheduled if config.data.skip_unchanged is None else config.data.skip_unchanged
     compiled_config = config.to_json()
 
-    def step(task: dsl.PipelineTask, retries: int = 0) -> dsl.PipelineTask:
-        return configure(task, runtime, caching, retries=retries)
+    def step(task: dsl.PipelineTask, retries: int = 0, launcher: bool = False):
+        return configure(task, runtime, caching, retries=retries, launcher=launcher)
 
     def run_tasks(parameters: dict):
         # No task-level retries but train's: the other tasks retry transient errors
@@ -178,8 +190,14 @@ def create_pipeline(
                 training_config=resolved["training_config"],
             )
         )
+
+        train_op = train
+        if multi_replica:
+            from pipelines.vertex import multi_replica_train
+
+            train_op = multi_replica_train(train, runtime, config.training)
         train_task = step(
-            train(
+            train_op(
                 dataset=ingest_task.outputs["dataset"],
                 class_weights=weights_task.outputs["class_weights"],
                 model_config=resolved["model_config"],
@@ -188,8 +206,11 @@ def create_pipeline(
             # A preempted or evicted pod is started again and resumes from its checkpoint;
             # the retried attempt re-raises a recorded deterministic failure at once.
             retries=runtime.retries,
+            launcher=multi_replica,
         ).after(checks_task)
-        if has_accelerator and target == "kubeflow":
+        if multi_replica:
+            pass  # the custom job's worker pools carry the machine type and accelerator
+        elif has_accelerator and target == "kubeflow":
             # Kubernetes wants a resource name (nvidia.com/gpu) and a node selector.
             train_task.set_accelerator_type(kubeflow_gpu[0])
             train_task.set_accelerator_limit(runtime.accelerator_count)

@@ -29,7 +29,8 @@ from typing import TextIO
 LOGS_DIR = "logs"
 PIPELINE_LOG = "pipeline.log"
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Colours and the cursor moves progress bars (tqdm) make: none belongs in a log file.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # kfp.local's own log records ("07:45:20.771 - INFO - ..."); a task's lines are indented.
 _KFP_RECORD = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - (.*)")
 _STARTED = re.compile(r"^Executing task '([^']+)'")
@@ -194,7 +195,15 @@ class TaskLogRouter:
                 self.echo.write(text)
                 self.echo.flush()
             pending = self._partial.pop(thread_id, "") + text
-            *lines, rest = pending.split("\n")
+            # A carriage return (a progress bar redrawing its line) ends a line too, so a
+            # kfp record written after a bar still starts its line and is recognised.
+            pending = pending.replace("\r\n", "\n")
+            if pending.endswith("\r"):
+                pending, carried = pending[:-1], "\r"  # may be the first half of \r\n
+            else:
+                carried = ""
+            *lines, rest = pending.replace("\r", "\n").split("\n")
+            rest += carried
             for line in lines:
                 self._line(line + "\n", thread_id)
             if rest:
@@ -204,7 +213,7 @@ class TaskLogRouter:
         """Writes out what is still held (creating the run folder if no task did) and closes."""
         with self._lock:
             for thread_id, rest in list(self._partial.items()):
-                self._line(rest + "\n", thread_id)
+                self._line(rest.rstrip("\r") + "\n", thread_id)
             self._partial.clear()
             if self._find_run_dir(force=True) is None and (
                 self._pipeline_lines or any(task.log_lines for task in self.tasks.values())

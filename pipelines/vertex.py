@@ -392,3 +392,45 @@ def wait_for_pipeline_job(
                 echo(f"error: {job.gca_resource.error.message}")
             return state
         sleep(poll_seconds)
+
+
+def multi_replica_train(train_component: Any, runtime_config: Any, training_config: Any) -> Any:
+    """The train component as a Vertex AI custom job of ``training.replica_count`` replicas.
+
+    google-cloud-pipeline-components' ``create_custom_training_job_from_component`` runs
+    the component's own container on every replica: one in worker pool 0 (the chief), the
+    others in worker pool 1, all of ``runtime.train_machine_type`` with the configured
+    accelerator, and Vertex AI sets TF_CONFIG and CLUSTER_SPEC on each. The task in the
+    pipeline is the launcher that creates and follows the job; it keeps the component's
+    inputs and outputs. A restarted worker restarts the whole job (MultiWorkerMirroredStrategy
+    cannot take a worker back mid-run), and every worker resumes from the chief's backup.
+
+    Args:
+        train_component: the ``components.ops.train.train`` component (not modified).
+        runtime_config: a RuntimeConfig (gpu_image, train_machine_type, accelerator).
+        training_config: a TrainingConfig whose replica_count is at least 2.
+
+    Returns:
+        A component to call with the train component's arguments.
+    """
+    import copy
+
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    if training_config.replica_count < 2:
+        raise ValueError("a custom job of replicas is for training.replica_count >= 2")
+    component = copy.deepcopy(train_component)
+    # The custom job copies the component's image into every worker pool.
+    component.component_spec.implementation.container.image = runtime_config.gpu_image
+    accelerator = runtime_config.accelerator_type if runtime_config.accelerator_count else ""
+    return create_custom_training_job_from_component(
+        component,
+        display_name="petseg-train",
+        replica_count=training_config.replica_count,
+        machine_type=runtime_config.train_machine_type,
+        accelerator_type=accelerator,
+        accelerator_count=runtime_config.accelerator_count if accelerator else 1,
+        restart_job_on_worker_restart=True,
+    )

@@ -153,3 +153,18 @@ def test_bench_ingest_beam_prints_images_per_second_for_both_engines():
     for records, seconds, images_per_second, _, same in rows.values():
         assert int(records) == 6 and float(seconds) > 0 and float(images_per_second) > 0
         assert same == "True"
+
+
+def test_bench_bootstrap_prints_both_timings_the_speed_up_and_both_intervals():
+    out = run_benchmark(
+        "bench_bootstrap.py", "--images", "60", "--samples", "40", "--naive-samples", "10"
+    )
+    assert "40 resamples of 60 images, 3 classes" in out, out
+    assert re.search(rf"vectorised: {NUMBER} s", out), out
+    assert re.search(rf"naive loop: {NUMBER} s \(timed on 10 resamples", out), out
+    assert re.search(rf"speed-up: +{NUMBER}x", out), out
+    low, high = (
+        float(value)
+        for value in re.search(r"vectorised ([+-][\d.]+) to ([+-][\d.]+)", out).groups()
+    )
+    assert low <= high

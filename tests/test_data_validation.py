@@ -206,8 +206,7 @@ def test_verdicts_go_into_the_evaluation_report(tmp_path, production):
     }
     candidate["confusion_matrix"] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     report = tmp_path / "report.html"
-    write_report(str(report), candidate)
-    data_validation.add_to_report(str(report), verdicts)
+    write_report(str(report), candidate, data_checks=verdicts)
     page = report.read_text()
     assert page.rstrip().endswith("</body></html>")
     assert "<h2>Data checks</h2><p>Compared with production statistics from v7.</p>" in page

@@ -634,7 +634,9 @@ def test_report_shows_the_baseline_on_the_candidates_worst_images(saved, tmp_pat
         saved["skewed"],
         saved["dataset"],
         ModelConfig(image_size=IMAGE_SIZE, normalization="tutorial"),
-        EvaluationConfig(min_mean_iou=0.1, report_images=1, report_worst_images=2),
+        EvaluationConfig(
+            min_mean_iou=0.1, report_images=1, report_worst_images=2, report_changed_images=0
+        ),
         saved["exact"],
         str(tmp_path / "report.html"),
     )

@@ -117,6 +117,7 @@ def test_component_logs_metrics_confusion_and_report(kfp_local, inputs):
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == list(schema.CLASS_NAMES)
     assert [row["row"] for row in matrix["rows"]] == expected_confusion.tolist()
 
+    assert task.outputs["report"].path.endswith("/report.html")  # opens as a page from disk
     page = Path(task.outputs["report"].path).read_text()
     assert page.count("data:image/png;base64,") == 3 * 2
     assert "test_0000.png" in page and "test_0001.png" in page and "test_0002.png" not in page

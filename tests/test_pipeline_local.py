@@ -249,6 +249,7 @@ def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
             f"data.data_dir={workspace / 'tfds'}",
             f"push.destination={workspace / 'models'}",
             "evaluation.min_mean_iou=1.0",
+            "evaluation.blessing_rule=confident",
             f"predict.input={photos}",
         ],
     )
@@ -260,6 +261,17 @@ def test_unmet_threshold_skips_push(workspace, blessed_run, photos):
     assert "mean IoU" in summary.push_skip_reason
     assert sorted((workspace / "models" / "versions").iterdir()) == versions_before
     assert f"not pushed: {summary.push_skip_reason}" in format_summary(summary)
+    # Production (the first run's model) is the baseline: the difference's interval is
+    # printed, and the confident rule compares its lower bound with the margin.
+    figures = summary.task("evaluate").artifacts["metrics"]["metadata"]
+    low = figures["mean_iou_difference_low"]
+    assert low <= figures["mean_iou_difference"] <= figures["mean_iou_difference_high"]
+    assert (
+        f"mean IoU vs production: {figures['mean_iou_difference']:+.4f}, 95% interval "
+        f"{low:+.4f} to {figures['mean_iou_difference_high']:+.4f}"
+    ) in format_summary(summary)
+    verdict = ">=" if low >= 0 else "<"
+    assert f"lower bound {low:+.4f} {verdict} -max_regression -0.0000" in (summary.push_skip_reason)
     # The predict step runs, predicts nothing and says why.
     predictions = summary.task("predict").artifacts["predictions"]
     assert predictions["metadata"]["predicted"] == 0

@@ -200,7 +200,16 @@ def test_report_has_legend_metrics_confusion_matrix_and_decision():
     worse = '<td><span class="worse">'
     assert f"<tr><th>mean IoU</th><td>0.4444</td><td>1.0000</td>{worse}-0.5556</span></td>" in page
     assert f"<tr><th>border iou</th><td>0.3333</td><td>1.0000</td>{worse}-0.6667</span>" in page
-    assert "<tr><th>true pet</th><td>2</td><td>1</td><td>0</td></tr>" in page
+    # Counts with their row share; the cell's shade is the share (rows true: pet 2, 1, 0).
+    assert re.search(
+        r"<tr><th>true pet</th>"
+        r'<td style="background: rgba\(0, 90, 160, 0\.667\); color: #fff">2 '
+        r'<span class="share">\(66\.7%\)</span></td>'
+        r'<td style="background: rgba\(0, 90, 160, 0\.333\); color: #000">1 '
+        r'<span class="share">\(33\.3%\)</span></td>'
+        r'<td style="background: rgba\(0, 90, 160, 0\.000\); color: #000">0 ',
+        page,
+    )
     assert "report_images is 0" in page
 
 

@@ -240,3 +240,21 @@ def test_summary_groups_per_class_metrics_and_step_lines_say_why_push_did_nothin
     assert key_figures(ingest) == "records train 9, test 4"
     assert key_figures(evaluate) == "mean_iou 0.500, not blessed"
     assert key_figures(push) == "not pushed: the model is not blessed"
+
+
+def test_a_progress_bar_carriage_return_does_not_hide_the_finished_line(tmp_path):
+    """Under --runner docker a tqdm bar leaves '\\r' and no newline before kfp's record."""
+    ended = []
+    router = TaskLogRouter(tmp_path, "p", on_end=lambda task, _: ended.append(task.status))
+    (tmp_path / "p-2026-01-01").mkdir()
+    router.write("12:00:00.000 - INFO - Executing task 'ingest'\n")
+    router.write("    Generating splits:  50%|\x1b[32m#####\x1b[0m     | 1/2\r")
+    router.write("    Generating splits: 100%|##########| 2/2\x1b[A\r")
+    router.write("12:00:01.000 - INFO - Task 'ingest' finished with status SUCCESS\r\n")
+    router.close()
+
+    assert ended == ["succeeded"]
+    assert router.tasks["ingest"].status == "succeeded"
+    log = (tmp_path / "p-2026-01-01" / "logs" / "ingest.log").read_text()
+    assert "Generating splits: 100%|##########| 2/2\n" in log
+    assert "\r" not in log and "\x1b" not in log

@@ -29,8 +29,10 @@ def evaluate(
         evaluation_config: EvaluationConfig JSON: threshold, regression margin, baseline,
             batch size and the number of report images.
         push_config: PushConfig JSON; its destination holds the 'latest' baseline.
-        metrics: scalar metrics (mean IoU, pixel accuracy, per-class IoU/precision/recall,
-            the baseline's as baseline_*, blessed as 1/0); the file holds the full outcome JSON.
+        metrics: scalar metrics (mean IoU with its 95% interval, the difference to the
+            baseline with its interval, pixel accuracy, per-class IoU/precision/recall,
+            boundary IoU, per-slice mean IoU, the baseline's as baseline_*, blessed as 1/0);
+            the file holds the full outcome (contracts.EvaluationOutcome).
         confusion: the pixel confusion matrix with class names (rows true, columns predicted).
         report: a self-contained HTML page with sample predictions and the metrics.
         data_statistics: data_statistics' output; its check verdicts are added to the report.
@@ -52,11 +54,21 @@ def evaluate(
 
     from components import evaluate as core
     from components.config import EvaluationConfig, ModelConfig, PushConfig, section_from_json
+    from components.contracts import EvaluationOutcome
     from components.retry import retry_transient
 
     model_settings = section_from_json(ModelConfig, model_config)
     evaluation_settings = section_from_json(EvaluationConfig, evaluation_config)
     push_settings = section_from_json(PushConfig, push_config)
+
+    verdicts = None
+    if data_statistics is not None:
+        from components import data_validation
+
+        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_validation.CHECKS_FILE}") as handle:
+            verdicts = json.load(handle)
+    # A file that says what it is: browsers and the KFP UI open report.html as a page.
+    report.uri = report.uri + ".html"
 
     with tempfile.TemporaryDirectory() as cache_dir:
         baseline_dir, baseline_note = retry_transient(
@@ -74,20 +86,14 @@ def evaluate(
                 baseline_dir,
                 report.path,
                 baseline_note=baseline_note,
+                data_checks=verdicts,
             ),
             what="evaluate",
         )
 
-    if data_statistics is not None:
-        from components import data_validation
-
-        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_validation.CHECKS_FILE}") as handle:
-            data_validation.add_to_report(report.path, json.load(handle))
-
     for name, value in core.scalar_metrics(outcome).items():
         metrics.log_metric(name, value)
-    with tf.io.gfile.GFile(metrics.path, "w") as handle:
-        json.dump(outcome, handle, indent=2, allow_nan=False)
+    EvaluationOutcome.from_dict(outcome, metrics.path).write(metrics.path)
     candidate = outcome["candidate"]
     confusion.log_confusion_matrix(candidate["classes"], candidate["confusion_matrix"])
     report.metadata["blessed"] = outcome["blessed"]

@@ -47,7 +47,6 @@ def train(
     import tensorflow as tf
 
     from components import dataset_info, provenance
-    from components import model as model_lib
     from components.config import ModelConfig, TrainingConfig, section_from_json
     from components.retry import run_or_replay_failure
     from components.train import train_model
@@ -79,10 +78,12 @@ def train(
         metrics.log_metric(name, round(float(value), 6))
     logging.info("final metrics: %s", final_metrics)
 
-    saved = model_lib.load_metadata(model.path)
+    # From the dataset, not the saved model: on a custom job of several replicas every worker
+    # runs this, and only the chief writes model.path (components/distributed.py).
+    info = dataset_info.load_dataset_info(dataset.path)
     model.metadata.update(
         {
-            "classes": saved["classes"],
+            "classes": info.classes,
             "image_size": model_settings.image_size,
             "normalization": model_settings.normalization,
             "encoder_weights": model_settings.encoder_weights,
@@ -91,9 +92,7 @@ def train(
             "framework_version": tf.__version__,
             "keras_version": keras.__version__,
             "val_mean_iou": final_metrics.get("val_mean_iou"),
-            "data_fingerprint": dataset_info.dataset_fingerprint(
-                dataset_info.load_dataset_info(dataset.path)
-            ),
+            "data_fingerprint": dataset_info.dataset_fingerprint(info),
         }
     )
     model.metadata.update(provenance.provenance())  # the petseg that trained it
