@@ -563,6 +563,11 @@ def run_local(
         step = _running_step(router)
         mark_failed(router.run_dir, f"interrupted by {stop.signal_name} during {step}")
         raise LocalRunInterrupted(step, stop.signal_name, router.run_dir) from None
+    except OSError as error:  # kfp.local itself writing under the pipeline root
+        step = _running_step(router) or "?"
+        message = f"{error.strerror or error}: {error.filename or pipeline_root}"
+        mark_failed(router.run_dir, f"step {step} failed: {message}")
+        raise LocalRunError(step, message, None) from None
     except RuntimeError as error:
         failed = [task for task in router.tasks.values() if task.status == "failed"]
         if not failed:
@@ -571,6 +576,12 @@ def run_local(
         message = router.last_error(step) or str(error)
         mark_failed(router.run_dir, f"step {step} failed: {message}")
         raise LocalRunError(step, message, router.log_path(step)) from None
+    if router.write_error is not None:
+        path, task_name, error = router.write_error
+        step = task_name or _running_step(router) or "logs"
+        message = f"writing the step log {path}: {error.strerror or error}"
+        mark_failed(router.run_dir, f"step {step} failed: {message}")
+        raise LocalRunError(step, message, None)
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
 
 
