@@ -104,7 +104,7 @@ def test_real_full_disk_fails_cleanly_and_the_retry_completes(
     unavailable = _user_namespaces_allowed(mount_point)
     if unavailable:
         pytest.skip(f"{unavailable}; the injected full disk below covers this fault")
-    info = dataset_info.load_dataset_info(str(good_dataset))
+    info = dataset_info.load_dataset_info(str(good_dataset)).to_dict()
     # Room for the test split (written first) plus one page: the first train shard fails.
     test_pages = sum(math.ceil(size / PAGE) for size in info["splits"]["test"]["shard_sizes"])
     assert info["splits"]["train"]["shard_sizes"][0] > PAGE
@@ -201,7 +201,7 @@ def test_injected_full_disk_while_writing_shards(
         expected="error naming the shard and 'No space left on device'; no final-named shard, "
         "no .incomplete file, no dataset.json; a re-run equals a clean ingest",
     )
-    info = dataset_info.load_dataset_info(str(good_dataset))
+    info = dataset_info.load_dataset_info(str(good_dataset)).to_dict()
     test_bytes = sum(info["splits"]["test"]["shard_sizes"])
     _DiskFullWriter.budget = test_bytes + info["splits"]["train"]["shard_sizes"][0] // 2
     monkeypatch.setattr(tf.io, "TFRecordWriter", _DiskFullWriter)
