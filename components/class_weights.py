@@ -30,7 +30,6 @@ pixel_counts, ignored_pixels, frequencies, weights, absent_classes}.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import typing
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from components import dataset_info, schema
+from components import dataset_info, files, schema
 from components.config import CLASS_NAMES, TUTORIAL_CLASS_WEIGHTS, WeightingStrategy
 
 logger = logging.getLogger(__name__)
@@ -72,8 +71,8 @@ def count_mask_pixels(
         raise ClassWeightsError(f"image_size must be positive, got {image_size}")
     info = dataset_info.load_dataset_info(dataset_dir)
     paths = dataset_info.shard_paths(dataset_dir, split, info)
-    num_classes = dataset_info.num_classes(info)
-    ignore = dataset_info.ignore_id(info)
+    num_classes = info.num_classes
+    ignore = info.ignore_id
     # Masks are uint8: one bin per possible value, so a stray value is seen, not dropped.
     num_values = 256
 
@@ -108,7 +107,7 @@ def count_mask_pixels(
     if stray:
         raise dataset_info.DatasetMismatchError(
             f"{dataset_dir}: {split!r} masks hold values {stray}, which are neither class ids "
-            f"0..{num_classes - 1} of {dataset_info.class_names(info)} nor the ignore id "
+            f"0..{num_classes - 1} of {info.classes} nor the ignore id "
             f"{ignore}; re-run ingest"
         )
     return {
@@ -215,7 +214,7 @@ def compute_class_weights(
     """
     if strategy not in STRATEGIES:
         raise ClassWeightsError(f"unknown class weighting strategy {strategy!r}; use {STRATEGIES}")
-    classes = dataset_info.class_names(dataset_info.load_dataset_info(dataset_dir))
+    classes = dataset_info.load_dataset_info(dataset_dir).classes
     if strategy == "fixed":
         # Checked before the pass over the masks, so a misconfiguration fails at once.
         _fixed_weights(fixed_weights, classes)
@@ -254,11 +253,7 @@ def compute_class_weights(
 def write_class_weights(result: dict[str, Any], path: str) -> None:
     """Writes the record as JSON at ``path`` (a file; local or gs://)."""
     _check_weights(result.get("weights"), result.get("classes"), path)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
+    files.write_json(path, result)
 
 
 def load_class_weights(path: str, classes: Sequence[str] | None = None) -> list[float]:
@@ -282,15 +277,12 @@ def read_class_weights(path: str, classes: Sequence[str] | None = None) -> dict[
         ClassWeightsError: not JSON, classes differ from ``classes``, or weights are
             missing, of the wrong length, negative, non-finite or all zero.
     """
-    if not tf.io.gfile.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(f"class weights file {path} not found")
-    with tf.io.gfile.GFile(path) as handle:
-        try:
-            record = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ClassWeightsError(f"{path}: not JSON ({error})") from None
-    if not isinstance(record, dict):
-        raise ClassWeightsError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    try:
+        record = files.read_json(path)
+    except files.FileFormatError as error:
+        raise ClassWeightsError(str(error)) from None
     record["weights"] = _check_weights(record.get("weights"), record.get("classes"), path)
     if classes is not None and list(record["classes"]) != list(classes):
         raise ClassWeightsError(

@@ -721,7 +721,7 @@ def _rule(severity: Severity, threshold: float) -> Any:
 
 
 class ChecksConfig(_Section):
-    """Data checks before training (components.data_checks): severity and threshold each.
+    """Data checks before training (components.data_validation): severity and threshold each.
 
     ``error`` stops the run before training, ``warn`` records and goes on, ``off`` skips.
     The last five compare with the statistics pushed beside the production model.

@@ -17,7 +17,7 @@ version and names both, so a step never guesses at a layout it does not know. Th
 contracts that had no version field before (model metadata, evaluation outcome,
 push result, prediction summary) read a file without one as their first version.
 Facts a contract does not name are kept as they are (``extra="allow"``): a writer
-adding a fact never loses it on a round trip.
+adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components import files
 from components.config import IGNORE_ID
-from components.schema import SCHEMA_VERSION as DATASET_SCHEMA_VERSION  # with the records
+
+# dataset.json's and the records' layout (components.schema re-exports it as SCHEMA_VERSION).
+# 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
+DATASET_SCHEMA_VERSION = 2
 
 
 class ContractError(ValueError):
@@ -41,6 +44,13 @@ class ContractVersionError(ContractError):
 
 class DatasetMismatchError(ContractError):
     """The dataset is not what this step was configured for."""
+
+
+def _problem(problem: Any) -> str:
+    """'field: what is wrong', or 'field <value> ...' for this module's own checks."""
+    field = ".".join(str(part) for part in problem["loc"]) or "(top)"
+    own = problem["msg"].removeprefix("Value error, ")
+    return f"{field} {own}" if own != problem["msg"] else f"{field}: {own}"
 
 
 class _Contract(BaseModel):
@@ -71,10 +81,7 @@ class _Contract(BaseModel):
         try:
             return cls.model_validate(payload)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in problem['loc']) or '(top)'}: {problem['msg']}"
-                for problem in error.errors()
-            )
+            problems = "; ".join(_problem(problem) for problem in error.errors())
             raise cls.ERROR(f"{where}: {problems}") from None
 
     @classmethod
@@ -145,6 +152,7 @@ class DatasetInfo(_Contract):
     split_rule: dict[str, Any] = Field(default_factory=dict)
     splits: dict[str, SplitEntry] = Field(default_factory=dict)
     fingerprint: Fingerprint = Field(default_factory=Fingerprint)
+    bad_record_policy: str = ""
 
     @field_validator("classes")
     @classmethod
@@ -176,6 +184,29 @@ class DatasetInfo(_Contract):
             "ignore_values": [],
             "ignore_colors": [],
         }
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The Dataset artifact's metadata: the facts later steps check, and counts per split."""
+        source = self.source
+        metadata: dict[str, Any] = {
+            "source_type": source["type"],
+            "source_name": source.get("name") or source.get("path", ""),
+            "source_version": source.get("version", ""),
+            "source_config": source.get("config") or "",
+            "schema_version": self.schema_version,
+            "classes": self.classes,
+            "ignore_id": self.ignore_id,
+            "fingerprint": self.fingerprint.dataset,
+            "split_fingerprints": dict(self.fingerprint.splits),
+            "bad_record_policy": self.bad_record_policy,
+            "splits": sorted(self.splits),
+            "num_records": {name: split.num_records for name, split in self.splits.items()},
+            "num_skipped": {name: split.num_skipped for name, split in self.splits.items()},
+            "shards": {name: split.shards for name, split in self.splits.items()},
+        }
+        for name, split in self.splits.items():
+            metadata[f"num_{name}_records"] = split.num_records
+        return metadata
 
     def check_classes(self, expected: list[str] | tuple[str, ...], where: str = "") -> None:
         """Refuses a dataset whose class list differs from ``expected`` (e.g. a model's)."""

@@ -250,7 +250,7 @@ def make_dataset(
     info = dataset_info.load_dataset_info(dataset_dir)
     if class_weights is not None:
         class_weights = [float(weight) for weight in class_weights]
-        classes = dataset_info.class_names(info)
+        classes = info.classes
         if len(class_weights) != len(classes):
             raise ValueError(
                 f"class_weights has {len(class_weights)} values; one per class of the "
@@ -294,7 +294,7 @@ def make_dataset(
     if training and augment:
         # One stateless seed per example, drawn afresh each epoch but reproducible from `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ignore_id = dataset_info.ignore_id(info)
+        ignore_id = info.ignore_id
         examples = tf.data.Dataset.zip(examples, seeds).map(
             lambda pair, example_seed: augment_pair(
                 pair[0], pair[1], example_seed, augmentation, ignore_id

@@ -13,23 +13,22 @@ The class list is the dataset's own (``class_names``, ``num_classes``);
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
 
-from components import schema
+from components import files
+from components.contracts import DatasetInfo, DatasetMismatchError
 
-DATASET_INFO_FILE = "dataset.json"
+DATASET_INFO_FILE = DatasetInfo.FILE_NAME
 TRAIN_SPLIT = "train"
 VALIDATION_SPLIT = "validation"
 TEST_SPLIT = "test"
 
-
-class DatasetMismatchError(ValueError):
-    """The dataset is not what this step was configured for."""
+__all__ = ["DatasetInfo", "DatasetMismatchError", "ShardIntegrityError"]
 
 
 class ShardIntegrityError(DatasetMismatchError):
@@ -40,28 +39,20 @@ def info_path(dataset_dir: str) -> str:
     return posixpath.join(dataset_dir, DATASET_INFO_FILE)
 
 
-def write_dataset_info(dataset_dir: str, info: dict[str, Any]) -> None:
+def write_dataset_info(dataset_dir: str, info: DatasetInfo | Mapping[str, Any]) -> None:
     """Writes dataset.json whole or not at all: it marks the dataset complete.
 
-    The JSON goes to a temporary name first and is renamed into place, so a
-    failure mid-write (a full disk) never leaves a truncated dataset.json.
+    ``components.files`` writes it to a temporary name and renames it into place, so
+    a failure mid-write (a full disk) never leaves a truncated dataset.json.
     """
-    tf.io.gfile.makedirs(dataset_dir)
-    final_path = info_path(dataset_dir)
-    temporary_path = final_path + ".incomplete"
-    try:
-        with tf.io.gfile.GFile(temporary_path, "w") as handle:
-            handle.write(json.dumps(info, indent=2, sort_keys=True))
-        tf.io.gfile.rename(temporary_path, final_path, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(temporary_path):
-            tf.io.gfile.remove(temporary_path)
-        raise
+    if not isinstance(info, DatasetInfo):
+        info = DatasetInfo.from_dict(dict(info), info_path(dataset_dir))
+    info.write(info_path(dataset_dir))
 
 
 def load_dataset_info(
     dataset_dir: str, expected_classes: list[str] | tuple[str, ...] | None = None
-) -> dict[str, Any]:
+) -> DatasetInfo:
     """Loads and checks dataset.json: schema version, a well-formed class list, ignore id.
 
     Args:
@@ -69,101 +60,39 @@ def load_dataset_info(
         expected_classes: when given (a model's classes), the dataset's must equal them.
     """
     path = info_path(dataset_dir)
-    if not tf.io.gfile.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(
             f"{path} not found: {dataset_dir!r} is not a dataset written by petseg's ingest"
         )
-    with tf.io.gfile.GFile(path) as handle:
-        try:
-            info = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DatasetMismatchError(
-                f"{path} is not valid JSON ({error}); re-run ingest"
-            ) from None
-    if not isinstance(info, dict):
-        raise DatasetMismatchError(f"{path} holds a {type(info).__name__}, not a JSON object")
-    if info.get("schema_version") != schema.SCHEMA_VERSION:
-        raise DatasetMismatchError(
-            f"{path}: schema_version {info.get('schema_version')!r}, "
-            f"this code reads {schema.SCHEMA_VERSION}; re-run ingest"
-        )
-    classes = info.get("classes")
-    if (
-        not isinstance(classes, list)
-        or len(classes) < 2
-        or not all(isinstance(name, str) and name for name in classes)
-        or len(set(classes)) != len(classes)
-    ):
-        raise DatasetMismatchError(
-            f"{path}: classes {classes!r} is not a list of at least 2 distinct names"
-        )
-    if info.get("ignore_id", schema.IGNORE_ID) != schema.IGNORE_ID:
-        raise DatasetMismatchError(
-            f"{path}: ignore_id {info.get('ignore_id')!r}, this code reads {schema.IGNORE_ID}"
-        )
+    info = DatasetInfo.read(path)
     if expected_classes is not None:
-        check_classes(info, expected_classes, path)
+        info.check_classes(expected_classes, path)
     return info
 
 
-def check_classes(
-    info: dict[str, Any], expected: list[str] | tuple[str, ...], where: str = DATASET_INFO_FILE
-) -> None:
-    """Refuses a dataset whose class list differs from ``expected`` (e.g. a model's)."""
-    if list(info.get("classes", [])) != list(expected):
-        raise DatasetMismatchError(
-            f"{where}: classes {info.get('classes')} differ from {list(expected)}"
-        )
+def dataset_fingerprint(info: DatasetInfo) -> str:
+    """Kept for ops/train.py until it reads ``info.dataset_fingerprint`` itself."""
+    return info.dataset_fingerprint
 
 
-def class_names(info: dict[str, Any]) -> list[str]:
-    """The dataset's classes in class-id order."""
-    return list(info["classes"])
-
-
-def num_classes(info: dict[str, Any]) -> int:
-    return len(info["classes"])
-
-
-def ignore_id(info: dict[str, Any]) -> int:
-    """The stored mask value of ignored pixels (255)."""
-    return int(info.get("ignore_id", schema.IGNORE_ID))
-
-
-def class_table(info: dict[str, Any]) -> dict[str, Any]:
-    """Names with their source mask values/colours, and the ignore values/colours."""
-    return info.get("class_table") or {
-        "classes": [{"name": name, "values": [], "colors": []} for name in info["classes"]],
-        "ignore_values": [],
-        "ignore_colors": [],
-    }
-
-
-def fingerprint(info: dict[str, Any]) -> dict[str, Any]:
-    """{"dataset": hex, "splits": {split: hex}}; empty strings for a dataset without one."""
-    found = info.get("fingerprint") or {}
-    return {"dataset": found.get("dataset", ""), "splits": dict(found.get("splits", {}))}
-
-
-def dataset_fingerprint(info: dict[str, Any]) -> str:
-    """The whole dataset's content fingerprint (hex), '' when the dataset has none."""
-    return fingerprint(info)["dataset"]
-
-
-def shard_paths(dataset_dir: str, split: str, info: dict[str, Any] | None = None) -> list[str]:
+def shard_paths(dataset_dir: str, split: str, info: DatasetInfo | None = None) -> list[str]:
     """Absolute shard paths of a split, in order; a missing split or shard is an error."""
-    info = info or load_dataset_info(dataset_dir)
-    splits = info.get("splits", {})
-    if split not in splits:
-        raise DatasetMismatchError(
-            f"{info_path(dataset_dir)}: no split {split!r}; it has {sorted(splits)}"
-        )
-    paths = [posixpath.join(dataset_dir, shard) for shard in splits[split]["shards"]]
-    missing = [path for path in paths if not tf.io.gfile.exists(path)]
+    entry = _split(dataset_dir, split, info)
+    paths = [posixpath.join(dataset_dir, shard) for shard in entry.shards]
+    missing = [path for path in paths if not files.exists(path)]
     if missing:
         raise FileNotFoundError(f"split {split!r}: shards missing: {missing}")
-    _check_shard_sizes(dataset_dir, split, paths, splits[split].get("shard_sizes"))
+    _check_shard_sizes(dataset_dir, split, paths, entry.shard_sizes)
     return paths
+
+
+def _split(dataset_dir: str, split: str, info: DatasetInfo | None):
+    info = info or load_dataset_info(dataset_dir)
+    if split not in info.splits:
+        raise DatasetMismatchError(
+            f"{info_path(dataset_dir)}: no split {split!r}; it has {sorted(info.splits)}"
+        )
+    return info.splits[split]
 
 
 def _check_shard_sizes(
@@ -182,7 +111,7 @@ def _check_shard_sizes(
             f"but {len(sizes)} shard sizes"
         )
     for path, expected in zip(paths, sizes, strict=True):
-        actual = tf.io.gfile.stat(path).length
+        actual = files.size(path)
         if actual != expected:
             raise ShardIntegrityError(
                 f"{path}: {actual} bytes, but ingest wrote {expected} (dataset.json); the shard "
@@ -229,9 +158,8 @@ def reader_message(error: Exception) -> str:
     return (specific or lines or [type(error).__name__])[0]
 
 
-def split_size(dataset_dir: str, split: str, info: dict[str, Any] | None = None) -> int:
-    info = info or load_dataset_info(dataset_dir)
-    return int(info["splits"][split]["num_records"])
+def split_size(dataset_dir: str, split: str, info: DatasetInfo | None = None) -> int:
+    return _split(dataset_dir, split, info).num_records
 
 
 def _table_entry(spec: dict[str, Any]) -> str:
@@ -240,19 +168,19 @@ def _table_entry(spec: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-def describe(info: dict[str, Any], dataset_dir: str = "") -> str:
+def describe(info: DatasetInfo, dataset_dir: str = "") -> str:
     """A dataset.json as a few lines a person checks before training on it.
 
     Counts per split, the class table, pixel frequencies per class (and ignored),
     skipped records with their reasons, and the fingerprint.
     """
-    source = info.get("source", {})
+    source = info.source
     what = source.get("name") or source.get("path", "")
-    carved = info.get("split_rule", {}).get("carved", {})
+    carved = info.split_rule.get("carved", {})
     lines = [f"source: {source.get('type', '?')} {what}".rstrip()]
     if carved:
         lines[-1] += f" ({', '.join(sorted(carved))} carved from train)"
-    table = class_table(info)
+    table = info.table()
     lines.append("classes (id name <- mask values/colours):")
     for class_id, spec in enumerate(table["classes"]):
         lines.append(f"  {class_id:>3} {spec['name']} <- {_table_entry(spec)}")
@@ -260,28 +188,26 @@ def describe(info: dict[str, Any], dataset_dir: str = "") -> str:
         {"values": table.get("ignore_values", []), "colors": table.get("ignore_colors", [])}
     )
     if ignored != "-":
-        lines.append(f"  {ignore_id(info):>3} (ignored) <- {ignored}")
-    names = class_names(info)
+        lines.append(f"  {info.ignore_id:>3} (ignored) <- {ignored}")
+    names = info.classes
     width = max([len(name) for name in names] + [7])
     header = f"{'split':<10} {'records':>8} {'skipped':>8} " + " ".join(
         f"{name:>{width}}" for name in [*names, "ignored"]
     )
     lines += ["pixel frequencies:", header]
     skipped_lines = []
-    for split, entry in info.get("splits", {}).items():
-        counts = [entry.get("pixel_counts", {}).get(name, 0) for name in names]
-        counts.append(entry.get("ignored_pixels", 0))
+    for split, entry in info.splits.items():
+        counts = [entry.pixel_counts.get(name, 0) for name in names]
+        counts.append(entry.ignored_pixels)
         total = max(sum(counts), 1)
         shares = " ".join(f"{100 * count / total:>{width - 1}.1f}%" for count in counts)
-        lines.append(
-            f"{split:<10} {entry['num_records']:>8} {entry.get('num_skipped', 0):>8} {shares}"
-        )
+        lines.append(f"{split:<10} {entry.num_records:>8} {entry.num_skipped:>8} {shares}")
         skipped_lines += [
-            f"  {split}: {item['file_name']}: {item['reason']}" for item in entry.get("skipped", [])
+            f"  {split}: {item['file_name']}: {item['reason']}" for item in entry.skipped
         ]
     if skipped_lines:
         lines += [f"skipped records ({len(skipped_lines)}):", *skipped_lines]
-    lines.append(f"fingerprint: {dataset_fingerprint(info) or '-'}")
+    lines.append(f"fingerprint: {info.dataset_fingerprint or '-'}")
     if dataset_dir:
         lines.append(f"written to: {dataset_dir}")
     return "\n".join(lines)

@@ -254,7 +254,37 @@ def remove_scratch(outputs: OutputDirs) -> None:
         shutil.rmtree(os.path.dirname(outputs.model_dir), ignore_errors=True)
 
 
-class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore whose weights are written to a temporary name, then renamed.
+
+    Keras writes the backup in place, so a run killed mid-write leaves a truncated file
+    that the next attempt loads; here the previous backup stays whole until the new one is.
+    """
+
+    def _save_model(self):
+        import tensorflow as tf
+        from keras.src.utils import file_utils
+
+        if not file_utils.exists(self.backup_dir):
+            file_utils.makedirs(self.backup_dir)
+        if self.double_checkpoint and file_utils.exists(self._weights_path):
+            file_utils.copy(self._weights_path, self._prev_weights_path, overwrite=True)
+        if self.double_checkpoint and file_utils.exists(self._training_metadata_path):
+            file_utils.copy(
+                self._training_metadata_path, self._prev_training_metadata_path, overwrite=True
+            )
+        # Weights first, then the epoch that says they are complete: each renamed when whole.
+        partial = self._weights_path[: -len(".weights.h5")] + ".partial.weights.h5"
+        self.model.save_weights(filepath=partial, overwrite=True)
+        tf.io.gfile.rename(partial, self._weights_path, overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        partial_metadata = self._training_metadata_path + ".partial"
+        with file_utils.File(partial_metadata, "w") as handle:
+            handle.write(json.dumps(metadata))
+        tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+
+
+class ChiefBackupAndRestore(AtomicBackupAndRestore):
     """Keras' BackupAndRestore where only the chief writes and every worker restores.
 
     All workers start from the epoch and weights of the chief's last backup, so a job
@@ -278,7 +308,7 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
 def backup_callback(backup_dir: str, cluster: Cluster) -> keras.callbacks.BackupAndRestore:
     """The training-backup callback for this worker (plain Keras on one machine)."""
     if not cluster.is_multi_worker:
-        return keras.callbacks.BackupAndRestore(backup_dir=backup_dir)
+        return AtomicBackupAndRestore(backup_dir=backup_dir)
     return ChiefBackupAndRestore(backup_dir, cluster)
 
 

@@ -133,7 +133,7 @@ def _model_image_size(model: Any, metadata: dict[str, Any], model_dir: str) -> i
 def _batches(
     dataset_dir: str,
     split: str,
-    info: dict[str, Any],
+    info: dataset_info.DatasetInfo,
     *,
     model_sizes: Sequence[int],
     evaluation_size: int,
@@ -177,7 +177,7 @@ def _image_key(size: int) -> str:
 
 
 def _checked(
-    batches: tf.data.Dataset, dataset_dir: str, split: str, info: dict[str, Any]
+    batches: tf.data.Dataset, dataset_dir: str, split: str, info: dataset_info.DatasetInfo
 ) -> Iterator[dict[str, tf.Tensor]]:
     """Iterates the batches; a damaged record fails with the shard's name, not an offset."""
     iterator = iter(batches)
@@ -343,8 +343,8 @@ def score_models(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = dataset_info.class_names(info)
-    ignore_id = dataset_info.ignore_id(info)
+    classes = info.classes
+    ignore_id = info.ignore_id
     num_classes = len(classes)
     evaluation_size = evaluation_size or models[0].size
     batches = _batches(
@@ -519,7 +519,7 @@ def evaluate_model(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = dataset_info.class_names(info)
+    classes = info.classes
     size_expected, normalization = _expected_from_config(
         model_config, image_size_expected, normalization_expected
     )
@@ -809,7 +809,7 @@ def run_evaluation(
         rows), changed (improved and worsened images by name and IoUs), report_path.
     """
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = dataset_info.class_names(info)
+    classes = info.classes
     size_expected, normalization = _expected_from_config(model_config, None, None)
     models = [
         load_scored_model(
@@ -839,9 +839,7 @@ def run_evaluation(
     per_image = scored["per_image"]
     candidate = scored["results"][0]
     baseline = scored["results"][1] if len(models) > 1 else None
-    image_slices = image_slices_of(
-        per_image, classes, evaluation_config, str(info.get("source", ""))
-    )
+    image_slices = image_slices_of(per_image, classes, evaluation_config, str(info.source or ""))
     intervals = bootstrap.paired_bootstrap(
         per_image["counts"][0],
         per_image["counts"][1] if baseline is not None else None,

@@ -182,9 +182,9 @@ def _load(example: SourceExample) -> None:
         return
     try:
         if example.image is None:
-            example.image = sources.read_bytes(example.image_uri)
+            example.image = files.read_bytes(example.image_uri)
         if example.mask is None:
-            example.mask = sources.read_bytes(example.mask_uri)
+            example.mask = files.read_bytes(example.mask_uri)
     except FileNotFoundError as error:
         example.problem = f"file cannot be read ({error})"
     except IsADirectoryError as error:

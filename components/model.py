@@ -20,7 +20,6 @@ was trained with.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import tempfile
@@ -31,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from components import data, schema
+from components.contracts import ModelMetadata
 
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -372,8 +372,7 @@ def save_model_dir(model: keras.Model, model_dir: str, metadata: dict[str, Any])
     with tempfile.TemporaryDirectory() as work_dir:
         model.save(os.path.join(work_dir, MODEL_FILE))
         export_serving_model(model, os.path.join(work_dir, SAVED_MODEL_DIR))
-        with open(os.path.join(work_dir, METADATA_FILE), "w") as handle:
-            json.dump(record, handle, indent=2, sort_keys=True, default=str)
+        ModelMetadata.from_dict(record).write(os.path.join(work_dir, METADATA_FILE))
         with open(os.path.join(work_dir, SUMMARY_FILE), "w") as handle:
             handle.write(model_summary_text(model))
         saved_model_target = posixpath.join(model_dir, SAVED_MODEL_DIR)
@@ -383,11 +382,11 @@ def save_model_dir(model: keras.Model, model_dir: str, metadata: dict[str, Any])
 
 
 def load_metadata(model_dir: str) -> dict[str, Any]:
+    """metadata.json as a dict, checked by its contract (``contracts.ModelMetadata``)."""
     path = posixpath.join(model_dir, METADATA_FILE)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} not found: {model_dir!r} is not a petseg model directory")
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
+    return ModelMetadata.read(path).to_dict()
 
 
 def load_model_dir(

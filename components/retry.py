@@ -4,7 +4,7 @@ A deterministic failure (an invalid config, a bad record, data that is not
 prepared, a model that does not match its dataset: the ``ValueError`` family)
 fails the same way every time, so it fails once with its message. A transient
 one (a dropped connection, a timeout, GCS or an API answering 429 or 5xx) is
-retried in the process with exponential backoff. Errors are classified by class
+retried in the process with exponential backoff (tenacity). Errors are classified by class
 name and HTTP status, so this module imports neither TensorFlow nor Google's
 client libraries.
 
@@ -25,6 +25,8 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import tenacity
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,26 +138,29 @@ def retry_transient(
         The first deterministic error at once; the last transient one when every
         attempt failed.
     """
-    delay = initial_delay
-    for attempt in range(1, max(1, attempts) + 1):
-        try:
-            return work()
-        except Exception as error:
-            if attempt >= attempts or not is_transient(error):
-                raise
-            wait = min(delay, max_delay) * (1 + random.uniform(0, 0.1))
-            logger.warning(
-                "%s: transient %s (%s); try %d of %d in %.0f s",
-                what,
-                type(error).__name__,
-                error,
-                attempt + 1,
-                attempts,
-                wait,
-            )
-            sleep(wait)
-            delay *= factor
-    raise AssertionError("unreachable")  # pragma: no cover
+    backoff = tenacity.wait_exponential(multiplier=initial_delay, exp_base=factor, max=max_delay)
+
+    def log(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception()
+        logger.warning(
+            "%s: transient %s (%s); try %d of %d in %.0f s",
+            what,
+            type(error).__name__,
+            error,
+            state.attempt_number + 1,
+            attempts,
+            state.upcoming_sleep,
+        )
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        wait=lambda state: backoff(state) * (1 + random.uniform(0, 0.1)),
+        retry=tenacity.retry_if_exception(is_transient),
+        before_sleep=log,
+        sleep=sleep,
+        reraise=True,  # the error itself, not tenacity's RetryError
+    )
+    return retrying(work)
 
 
 class RepeatedFailure(RuntimeError):

@@ -26,9 +26,8 @@ from components.config import (  # noqa: F401
     TRIMAP_OFFSET,
     TRIMAP_VALUES,
 )
+from components.contracts import DATASET_SCHEMA_VERSION as SCHEMA_VERSION  # noqa: F401
 
-# 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
-SCHEMA_VERSION: int = 2
 RECORD_FILE_PATTERN = "{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 # The feature spec is the schema: parse_example reads exactly what encode_example writes.

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import io
 import json
 import logging
@@ -35,7 +34,7 @@ from collections.abc import Iterator
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from components import splits, storage
+from components import files, splits, storage
 from components.config import SYNTHETIC_DATASET, DataConfig
 
 logger = logging.getLogger(__name__)
@@ -109,52 +108,11 @@ def _is_gcs(uri: str) -> bool:
     return uri.startswith(storage.GCS_SCHEME)
 
 
-def _gcs_client():
-    # One client per endpoint (the emulator's, when STORAGE_EMULATOR_HOST is set).
-    return _client_for(os.environ.get("STORAGE_EMULATOR_HOST"))
-
-
-@functools.cache
-def _client_for(emulator_host: str | None):
-    del emulator_host  # Only the cache key: make_gcs_client reads the environment itself.
-    return storage.make_gcs_client()
-
-
-def read_bytes(uri: str) -> bytes:
-    """The bytes of a local file or gs:// object; FileNotFoundError names it when absent."""
-    if _is_gcs(uri):
-        from google.api_core import exceptions
-
-        bucket, name = storage.parse_gcs_uri(uri)
-        try:
-            return _gcs_client().bucket(bucket).blob(name).download_as_bytes()
-        except exceptions.NotFound:
-            raise FileNotFoundError(f"{uri} does not exist") from None
-    with open(uri, "rb") as handle:
-        return handle.read()
-
-
 def list_files(root: str) -> list[str]:
     """Every file under root (recursively), as sorted POSIX paths relative to root."""
-    if _is_gcs(root):
-        bucket, prefix = storage.parse_gcs_uri(root)
-        prefix = f"{prefix}/" if prefix else ""
-        names = [
-            blob.name[len(prefix) :]
-            for blob in _gcs_client().list_blobs(bucket, prefix=prefix)
-            if not blob.name.endswith("/")
-        ]
-        return sorted(names)
-    if not os.path.isdir(root):
+    if not _is_gcs(root) and not os.path.isdir(root):
         raise SourceError(f"data.path {root!r} is not a folder")
-    found = []
-    for directory, folders, files in os.walk(root):
-        folders.sort()
-        relative = os.path.relpath(directory, root)
-        for name in files:
-            path = name if relative == "." else os.path.join(relative, name)
-            found.append(path.replace(os.sep, "/"))
-    return sorted(found)
+    return files.list_files(root)
 
 
 def _join(root: str, relative: str) -> str:
@@ -173,14 +131,14 @@ def _split_extension(path: str) -> tuple[str, str]:
 
 def _folder_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExample]]:
     root = data_config.path.rstrip("/") if _is_gcs(data_config.path) else data_config.path
-    files = list_files(root)
+    listed = list_files(root)
     images, masks = data_config.images_folder, data_config.masks_folder
     layouts = {
         split: f"{split}/"
         for split in splits.SPLITS
-        if any(path.startswith(f"{split}/{images}/") for path in files)
+        if any(path.startswith(f"{split}/{images}/") for path in listed)
     }
-    flat = any(path.startswith(f"{images}/") for path in files)
+    flat = any(path.startswith(f"{images}/") for path in listed)
     if flat and layouts:
         raise SourceError(
             f"{root}: has both {images}/ and split folders {sorted(layouts)}; use one layout"
@@ -188,7 +146,7 @@ def _folder_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExam
     if not flat and not layouts:
         raise SourceError(
             f"{root}: no {images}/ folder (nor train/{images}/, validation/{images}/, "
-            f"test/{images}/); found {len(files)} files. Set data.images_folder if it is "
+            f"test/{images}/); found {len(listed)} files. Set data.images_folder if it is "
             "named otherwise"
         )
     groups = layouts if layouts else {None: ""}
@@ -197,7 +155,7 @@ def _folder_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExam
     for split, prefix in groups.items():
         image_files: dict[str, list[str]] = {}
         mask_files: dict[str, list[str]] = {}
-        for path in files:
+        for path in listed:
             for folder, extensions, found in (
                 (images, data_config.image_extensions, image_files),
                 (masks, data_config.mask_extensions, mask_files),
@@ -292,7 +250,7 @@ def _resolve(base: str, entry: str) -> str:
 def _manifest_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExample]]:
     path = data_config.path
     try:
-        text = read_bytes(path).decode("utf-8-sig")
+        text = files.read_bytes(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise SourceError(f"manifest {path} does not exist") from None
     base = path.rsplit("/", 1)[0] if _is_gcs(path) else os.path.dirname(os.path.abspath(path))

@@ -28,24 +28,26 @@ digest per image (about 100 bytes with Python's overhead): 1M images cost about
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
 import math
 import posixpath
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import tensorflow as tf
 
-from components import dataset_info, schema
+from components import dataset_info, files, schema
+from components.contracts import DatasetInfo, Statistics
 from components.masks import image_digest
 
 logger = logging.getLogger(__name__)
 
-STATISTICS_FORMAT = 1
-STATISTICS_FILE = "statistics.json"
+STATISTICS_FORMAT = Statistics.VERSION
+STATISTICS_FILE = Statistics.FILE_NAME
 STATISTICS_VIEW_FILE = "statistics.md"
 PERCENTILES: tuple[tuple[str, float], ...] = (
     ("min", 0.0),
@@ -58,11 +60,6 @@ ASPECT_RESOLUTION = 1000  # aspect ratios are counted in steps of 1/1000
 SIZE_BINS_PER_OCTAVE = 4  # size histogram bins are 2**(1/4) (19%) wide in height and width
 MAX_LISTED_FILES = 20  # file names listed per finding; counts are always complete
 _LEAKY_SPLITS = ("test", "validation")  # an image here that is also elsewhere leaked
-
-
-def ignore_id(info: Mapping[str, Any]) -> int:
-    """The stored mask value of ignored pixels (dataset.json's, else the schema's 255)."""
-    return int(info.get("ignore_id", getattr(schema, "IGNORE_ID", 255)))
 
 
 def percentiles(histogram: Mapping[float, int]) -> dict[str, float | None]:
@@ -79,53 +76,23 @@ def percentiles(histogram: Mapping[float, int]) -> dict[str, float | None]:
     return result
 
 
+_ENCODINGS = {"PNG": "png", "JPEG": "jpeg", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
+
+
 def encoding_and_channels(image: bytes) -> tuple[str, int | None]:
-    """The image's format and channel count, read from its header (no pixel decode).
+    """The image's format and channel count, read from its header by Pillow (no pixel decode).
 
-    PNG palette images count as 3 channels (4 with a transparency chunk is not
-    looked for); a JPEG's channels are its frame's components (1 grey, 3 colour,
-    4 CMYK). Other formats are decoded to find their channels.
+    Palette images count as 3 channels (4 with alpha), as they decode to colour; a
+    JPEG's channels are its frame's components (1 grey, 3 colour, 4 CMYK).
     """
-    if image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) >= 26:
-        colour_type = image[25]
-        return "png", {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour_type)
-    if image[:3] == b"\xff\xd8\xff":
-        return "jpeg", _jpeg_components(image)
-    if image[:6] in (b"GIF87a", b"GIF89a"):
-        encoding = "gif"
-    elif image[:2] == b"BM":
-        encoding = "bmp"
-    elif image[:4] == b"RIFF" and image[8:12] == b"WEBP":
-        encoding = "webp"
-    else:
-        return "unknown", None
     try:
-        decoded = tf.io.decode_image(image, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, ValueError):
-        return encoding, None
-    return encoding, int(decoded.shape[-1])
-
-
-def _jpeg_components(image: bytes) -> int | None:
-    """Walks the JPEG markers to the first start-of-frame and returns its component count."""
-    position = 2
-    while position + 4 <= len(image):
-        if image[position] != 0xFF:
-            return None
-        marker = image[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-            position += 2
-            continue
-        (length,) = struct.unpack(">H", image[position + 2 : position + 4])
-        # SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            offset = position + 9  # length(2) precision(1) height(2) width(2)
-            return image[offset] if offset < len(image) else None
-        position += 2 + length
-    return None
+        with PIL.Image.open(io.BytesIO(image)) as opened:
+            encoding, mode, bands = opened.format, opened.mode, opened.getbands()
+    except (PIL.UnidentifiedImageError, OSError, ValueError):
+        return "unknown", None
+    if encoding not in _ENCODINGS:
+        return "unknown", None
+    return _ENCODINGS[encoding], {"P": 3, "PA": 4}.get(mode, len(bands))
 
 
 def size_bin(height: int, width: int) -> str:
@@ -352,18 +319,20 @@ class StatisticsCollector:
             len(pending) for pending in self._pending.values()
         )
 
-    def result(self, info: Mapping[str, Any]) -> dict[str, Any]:
+    def result(self, info: DatasetInfo | Mapping[str, Any]) -> dict[str, Any]:
         """The statistics record, given the dataset.json of the records added."""
+        if not isinstance(info, DatasetInfo):
+            info = DatasetInfo.from_dict(dict(info))
         results: dict[str, Any] = {}
         for split, accumulator in self.accumulators.items():
             self._flush(split)
             results[split] = accumulator.result()
-            results[split]["num_skipped"] = int(info["splits"][split].get("num_skipped", 0))
+            results[split]["num_skipped"] = info.splits[split].num_skipped
         return {
             "statistics_format": STATISTICS_FORMAT,
             "classes": self.classes,
             "ignore_id": self.ignore,
-            "fingerprint": info.get("fingerprint"),
+            "fingerprint": info.to_dict().get("fingerprint"),
             "splits": results,
             "duplicates": _duplicates(self._seen),
         }
@@ -423,24 +392,21 @@ def compute_statistics(dataset_dir: str, splits: Iterable[str] | None = None) ->
         docstring for what each split entry holds.
     """
     info = dataset_info.load_dataset_info(dataset_dir)
-    ignore = ignore_id(info)
-    wanted = sorted(info.get("splits", {})) if splits is None else list(splits)
-    collector = StatisticsCollector(info["classes"], ignore, wanted)
+    wanted = sorted(info.splits) if splits is None else list(splits)
+    collector = StatisticsCollector(info.classes, info.ignore_id, wanted)
     split_paths = {}
     for split in wanted:
-        entry = info["splits"].get(split)
+        entry = info.splits.get(split)
         if entry is None:
             raise dataset_info.DatasetMismatchError(
                 f"{dataset_info.info_path(dataset_dir)}: no split {split!r}; "
-                f"it has {sorted(info['splits'])}"
+                f"it has {sorted(info.splits)}"
             )
         split_paths[split] = (
-            dataset_info.shard_paths(dataset_dir, split, info) if entry.get("shards") else []
+            dataset_info.shard_paths(dataset_dir, split, info) if entry.shards else []
         )
     paths = [path for split in wanted for path in split_paths[split]]
-    expected = [
-        int(info["splits"][split]["num_records"]) if split_paths[split] else 0 for split in wanted
-    ]
+    expected = [info.splits[split].num_records if split_paths[split] else 0 for split in wanted]
     if paths:
         try:
             for batch in _record_stream(paths, np.cumsum(expected)).as_numpy_iterator():
@@ -488,17 +454,16 @@ def dataset_statistics(dataset_dir: str) -> dict[str, Any]:
     """
     info = dataset_info.load_dataset_info(dataset_dir)
     path = posixpath.join(dataset_dir, STATISTICS_FILE)
-    if tf.io.gfile.exists(path):
+    if files.exists(path):
         try:
-            stored = read_json(path)
-        except ValueError as error:
+            stored = read_statistics(path)
+        except ValueError as error:  # damaged, or another format
             stored = {}
             logger.warning("%s; reading the records again", error)
         if (
-            stored.get("statistics_format") == STATISTICS_FORMAT
-            and stored.get("fingerprint") is not None
-            and stored.get("fingerprint") == info.get("fingerprint")
-            and sorted(stored.get("splits", {})) == sorted(info.get("splits", {}))
+            stored.get("fingerprint") is not None
+            and stored.get("fingerprint") == info.to_dict().get("fingerprint")
+            and sorted(stored.get("splits", {})) == sorted(info.splits)
         ):
             return stored
         if stored:
@@ -557,27 +522,14 @@ def _duplicates(seen: Mapping[bytes, Any]) -> dict[str, Any]:
     }
 
 
-def write_json(payload: Mapping[str, Any], path: str) -> None:
-    """Writes JSON to ``path`` (local or gs://), creating its folder."""
-    parent = posixpath.dirname(path)
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+def write_statistics(statistics: Mapping[str, Any], path: str) -> None:
+    """Writes a statistics record through its contract (checked, atomic, local or gs://)."""
+    Statistics.from_dict(dict(statistics), path).write(path)
 
 
-def read_json(path: str) -> dict[str, Any]:
-    """Reads a statistics (or checks) JSON file, naming the file when it is not one."""
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"statistics file {path} not found")
-    with tf.io.gfile.GFile(path) as handle:
-        try:
-            payload = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error})") from None
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(payload).__name__}")
-    return payload
+def read_statistics(path: str) -> dict[str, Any]:
+    """Reads a statistics record; a damaged file or another format is a ValueError naming it."""
+    return Statistics.read(path).to_dict()
 
 
 def _cell(value: Any) -> str:

@@ -22,6 +22,7 @@ from tensorflow.core.framework import summary_pb2
 
 from components import data, dataset_info, devices, distributed, provenance, schema, visualize
 from components import model as model_lib
+from components.config import ModelConfig, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class ClassWeightsMismatchError(ValueError):
 
 
 def resolve_class_weights(
-    training_config: Any,
+    training_config: TrainingConfig,
     class_weights_path: str | None,
     image_size: int | None = None,
     classes: list[str] | None = None,
@@ -203,9 +204,9 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self._writers.clear()
 
 
-def _validation_split(info: dict[str, Any], dataset_dir: str) -> str:
-    splits = info.get("splits", {})
-    if int(splits.get(VALIDATION_SPLIT, {}).get("num_records", 0)) > 0:
+def _validation_split(info: dataset_info.DatasetInfo, dataset_dir: str) -> str:
+    splits = info.splits
+    if VALIDATION_SPLIT in splits and splits[VALIDATION_SPLIT].num_records > 0:
         return VALIDATION_SPLIT
     raise dataset_info.DatasetMismatchError(
         f"{dataset_info.info_path(dataset_dir)}: no non-empty {VALIDATION_SPLIT!r} split "
@@ -395,7 +396,7 @@ def build_callbacks(
 
 
 def _damaged_input_error(
-    dataset_dir: str, info: dict, splits: tuple[str, ...], error: Exception
+    dataset_dir: str, info: dataset_info.DatasetInfo, splits: tuple[str, ...], error: Exception
 ) -> Exception:
     """A CRC failure inside fit reports only a byte offset; this names the damaged shard."""
     for split in dict.fromkeys(splits):
@@ -406,20 +407,22 @@ def _damaged_input_error(
     return dataset_info.damaged_shard_error(dataset_dir, splits[0], train_paths, error)
 
 
-def batchnorm_momentum_for(model_config: Any) -> float | None:
+def batchnorm_momentum_for(model_config: ModelConfig) -> float | None:
     """The configured momentum; else None (the tutorial's) pretrained, a faster one from scratch.
 
     A randomly initialised encoder at MobileNetV2's 0.999 fits the training data but its
     moving statistics lag so far behind that inference predicts only background.
     """
-    configured = getattr(model_config, "batchnorm_momentum", None)
-    if configured is not None:
-        return configured
+    if model_config.batchnorm_momentum is not None:
+        return model_config.batchnorm_momentum
     return None if model_config.pretrained else FROM_SCRATCH_BATCHNORM_MOMENTUM
 
 
 def _float32_copy(
-    trained: keras.Model, model_config: Any, num_classes: int, fine_tune_from_block: int | None
+    trained: keras.Model,
+    model_config: ModelConfig,
+    num_classes: int,
+    fine_tune_from_block: int | None,
 ) -> keras.Model:
     """Rebuilds a mixed-precision model in float32 with the trained weights.
 
@@ -473,20 +476,20 @@ def _final_metrics(
     return metrics
 
 
-def trained_on(info: dict[str, Any]) -> dict[str, Any]:
+def trained_on(info: dataset_info.DatasetInfo) -> dict[str, Any]:
     """What a model's metadata (and so its push manifest) says about the data it learnt.
 
     ``source`` is the TFDS name, or the folder or manifest path of own data (gs:// too);
     ``fingerprint``: a scheduled run whose data has it has nothing new to learn
-    (components/data_check.py).
+    (components/skip_unchanged.py).
     """
-    source = info.get("source", {})
+    source = info.source
     return {
         "source": source.get("name") or source.get("path"),
         "source_type": source.get("type", "tfds"),
         "version": source.get("version"),
-        "fingerprint": dataset_info.dataset_fingerprint(info),
-        "split_fingerprints": dataset_info.fingerprint(info)["splits"],
+        "fingerprint": info.dataset_fingerprint,
+        "split_fingerprints": dict(info.fingerprint.splits),
     }
 
 
@@ -494,8 +497,8 @@ def train_model(
     dataset_dir: str,
     model_dir: str,
     tensorboard_dir: str,
-    model_config: Any,
-    training_config: Any,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
     class_weights_path: str | None,
     dataset_uri: str = "",
     *,
@@ -522,7 +525,7 @@ def train_model(
         Final metrics: loss, accuracy, mean_iou and their val_ counterparts.
     """
     info = dataset_info.load_dataset_info(dataset_dir)
-    classes = dataset_info.class_names(info)
+    classes = info.classes
     validation_split = _validation_split(info, dataset_dir)
     num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT, info)
     if num_train < 1:
@@ -634,7 +637,7 @@ def train_model(
                         learning_rate_for(training_config, phase, steps_in_epoch),
                         runtime_plan.jit_compile,
                         len(classes),
-                        dataset_info.ignore_id(info),
+                        info.ignore_id,
                     )
                 logger.info(
                     "training phase %s: epochs %d-%d",
@@ -691,7 +694,7 @@ def train_model(
     )
     metadata = {
         "classes": classes,
-        "ignore_id": dataset_info.ignore_id(info),
+        "ignore_id": info.ignore_id,
         "image_size": model_config.image_size,
         "normalization": model_config.normalization,
         "encoder_weights": model_config.encoder_weights,

@@ -157,7 +157,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         ) as error:
             print(f"error: {error}", file=console)
             return 1
-    print(dataset_info.describe(info, output))
+    print(dataset_info.describe(dataset_info.DatasetInfo.from_dict(info), output))
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from components.config import PipelineConfig
+from pipelines import steps
 from pipelines.runs import mark_failed
 from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
 
@@ -172,30 +173,9 @@ def _read_task(task_dir: Path) -> TaskResult:
     return result
 
 
-PIPELINE_ORDER = (
-    "resolve-config",
-    "ingest",
-    "data-statistics",
-    "check-data-changed",
-    "compute-class-weights",
-    "enforce-data-checks",
-    "train",
-    "evaluate",
-    "push",
-    "predict",
-)
-
-
-def _pipeline_position(task_name: str) -> int:
-    for position, prefix in enumerate(PIPELINE_ORDER):
-        if task_name == prefix or task_name.startswith(prefix + "-"):
-            return position
-    return len(PIPELINE_ORDER)
-
-
 def summarize_run(run_dir: Path) -> LocalRunSummary:
     task_dirs = [path for path in run_dir.iterdir() if path.is_dir() and path.name != LOGS_DIR]
-    task_dirs.sort(key=lambda path: (_pipeline_position(path.name), path.name))
+    task_dirs.sort(key=lambda path: (steps.position(path.name), path.name))
     tasks = {task_dir.name: _read_task(task_dir) for task_dir in task_dirs}
     return LocalRunSummary(run_dir=run_dir, tasks=tasks)
 
@@ -357,7 +337,7 @@ KEY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 def key_figures(task: TaskResult) -> str:
     """One line's worth of what a finished step produced (counts, weights, metrics, push)."""
     figures: list[str] = []
-    step = next((name for name in PIPELINE_ORDER if task.name.startswith(name)), task.name)
+    step = getattr(steps.step_of(task.name), "name", task.name)
     dataset = task.artifacts.get("dataset", {}).get("metadata", {})
     if isinstance(dataset.get("num_records"), dict):
         order = {split: index for index, split in enumerate(SPLIT_ORDER)}
@@ -583,6 +563,11 @@ def run_local(
         step = _running_step(router)
         mark_failed(router.run_dir, f"interrupted by {stop.signal_name} during {step}")
         raise LocalRunInterrupted(step, stop.signal_name, router.run_dir) from None
+    except OSError as error:  # kfp.local itself writing under the pipeline root
+        step = _running_step(router) or "?"
+        message = f"{error.strerror or error}: {error.filename or pipeline_root}"
+        mark_failed(router.run_dir, f"step {step} failed: {message}")
+        raise LocalRunError(step, message, None) from None
     except RuntimeError as error:
         failed = [task for task in router.tasks.values() if task.status == "failed"]
         if not failed:
@@ -591,6 +576,12 @@ def run_local(
         message = router.last_error(step) or str(error)
         mark_failed(router.run_dir, f"step {step} failed: {message}")
         raise LocalRunError(step, message, router.log_path(step)) from None
+    if router.write_error is not None:
+        path, task_name, error = router.write_error
+        step = task_name or _running_step(router) or "logs"
+        message = f"writing the step log {path}: {error.strerror or error}"
+        mark_failed(router.run_dir, f"step {step} failed: {message}")
+        raise LocalRunError(step, message, None)
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
 
 

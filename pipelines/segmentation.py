@@ -20,28 +20,14 @@ from components.config import (
     RUNTIME_PARAMETERS,
     NotifyConfig,
     PipelineConfig,
+    RuntimeConfig,
     runtime_parameter_defaults,
     runtime_parameter_types,
 )
+from pipelines.steps import STEP_BY_NAME, CachePolicy
 
 Target = Literal["vertex", "kubeflow", "local"]
 TARGETS: tuple[str, ...] = get_args(Target)
-
-# Display names shown in the KFP / Vertex UI, one per task.
-DISPLAY_NAMES = {
-    "resolve-config": "Validate config",
-    "ingest": "Ingest data to TFRecords",
-    "data-statistics": "Data statistics and checks",
-    "data-checks": "Stop on failed data checks",
-    "data-check": "Skip if data unchanged",
-    "class-weights": "Class weights",
-    "train": "Train U-Net",
-    "evaluate": "Evaluate and bless",
-    "push": "Push blessed model",
-    "notify": "Report the run's end",
-    "email": "Email the run's end",
-    "predict": "Predict with the pushed model",
-}
 
 
 def check_notify_target(settings: NotifyConfig, target: str) -> None:
@@ -71,8 +57,30 @@ def check_notify_target(settings: NotifyConfig, target: str) -> None:
         )
 
 
-def _resources(task: dsl.PipelineTask, cpu: str, memory: str) -> dsl.PipelineTask:
-    return task.set_cpu_limit(cpu).set_memory_limit(memory)
+def configure(
+    task: dsl.PipelineTask,
+    runtime: RuntimeConfig,
+    caching: dict[CachePolicy, bool],
+    *,
+    retries: int = 0,
+    launcher: bool = False,
+) -> dsl.PipelineTask:
+    """Display name, caching, image and resources of a task, from its row in the step table.
+
+    A launcher (a Google Cloud custom-job task running train on several replicas) keeps
+    the image and machines its job spec names.
+    """
+    step = STEP_BY_NAME["train" if launcher else task.name]
+    task.set_display_name(step.display_name)
+    task.set_caching_options(caching[step.cache])
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
+    if launcher:
+        return task
+    gpu = step.image == "gpu"
+    resources = runtime.train_resources if gpu else runtime.default_resources
+    task.set_container_image(runtime.gpu_image if gpu else runtime.cpu_image)
+    return task.set_cpu_limit(resources.cpu).set_memory_limit(resources.memory)
 
 
 def create_pipeline(
@@ -99,23 +107,30 @@ def create_pipeline(
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
-    from components.data_check import TRAIN as DATA_CHANGED
     from components.ops.class_weights import compute_class_weights
-    from components.ops.data_check import check_data_changed
-    from components.ops.data_checks import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics, enforce_data_checks
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.notify import notify_run_end
     from components.ops.predict import predict
     from components.ops.push import push
     from components.ops.resolve_config import resolve_config
+    from components.ops.skip_unchanged import check_data_changed
     from components.ops.train import train
+    from components.skip_unchanged import TRAIN as DATA_CHANGED
 
     runtime = config.runtime
     cache_data = runtime.enable_caching and not scheduled
-    cache_training = runtime.enable_caching and (
-        runtime.cache_training_on_schedule if scheduled else True
-    )
+    # A folder or manifest can change under the same config: never reuse a cached ingest
+    # of it (the Dataset it writes is new each run, so later steps' cache keys change too).
+    caching: dict[CachePolicy, bool] = {
+        "never": False,
+        "config": runtime.enable_caching,
+        "ingest": cache_data and config.data.source == "tfds",
+        "data": cache_data,
+        "training": runtime.enable_caching
+        and (runtime.cache_training_on_schedule if scheduled else True),
+    }
     has_accelerator = bool(runtime.accelerator_type) and runtime.accelerator_count > 0
     # Several training machines: a Vertex AI custom job of replicas (refused elsewhere).
     from pipelines.kubeflow import refuse_replicas
@@ -133,89 +148,47 @@ def create_pipeline(
         config.evaluation.require_improvement = True
     # Unchanged data has nothing new to teach production's model (on for schedules).
     skip_unchanged = scheduled if config.data.skip_unchanged is None else config.data.skip_unchanged
-    # A folder or manifest can change under the same config: never reuse a cached ingest
-    # of it (the Dataset it writes is new each run, so later steps' cache keys change too).
-    cache_ingest = cache_data and config.data.source == "tfds"
     compiled_config = config.to_json()
 
-    def configure(
-        task: dsl.PipelineTask,
-        key: str,
-        *,
-        cache: bool,
-        gpu: bool = False,
-        retries: int = 0,
-        launcher: bool = False,
-    ):
-        task.set_display_name(DISPLAY_NAMES[key])
-        task.set_caching_options(cache)
-        if retries:
-            task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
-        if launcher:
-            pass  # a Google Cloud launcher task: its job spec names the image and machines
-        elif gpu:
-            task.set_container_image(runtime.gpu_image)
-            _resources(task, runtime.train_resources.cpu, runtime.train_resources.memory)
-        else:
-            task.set_container_image(runtime.cpu_image)
-            _resources(task, runtime.default_resources.cpu, runtime.default_resources.memory)
-        return task
+    def step(task: dsl.PipelineTask, retries: int = 0, launcher: bool = False):
+        return configure(task, runtime, caching, retries=retries, launcher=launcher)
 
     def run_tasks(parameters: dict):
         # No task-level retries but train's: the other tasks retry transient errors
         # (network, GCS 429/5xx) in their process, and a deterministic failure (an invalid
         # config, a bad record, a mismatch) would only fail again (components/retry.py).
-        resolved = configure(
-            resolve_config(compiled_config=compiled_config, **parameters),
-            "resolve-config",
-            cache=runtime.enable_caching,
-        ).outputs
-
-        ingest_task = configure(
-            ingest(data_config=resolved["data_config"]), "ingest", cache=cache_ingest
-        )
-
+        resolved = step(resolve_config(compiled_config=compiled_config, **parameters)).outputs
+        ingest_task = step(ingest(data_config=resolved["data_config"]))
         # Never cached: it compares with the statistics pushed with production's latest model.
-        statistics_task = configure(
+        statistics_task = step(
             data_statistics(
                 dataset=ingest_task.outputs["dataset"],
                 checks_config=config.checks.model_dump_json(),
                 push_config=resolved["push_config"],
-            ),
-            "data-statistics",
-            cache=False,
+            )
         )
         # A failed `error` check stops the run here, before training.
-        checks_task = configure(
-            enforce_data_checks(statistics=statistics_task.outputs["statistics"]),
-            "data-checks",
-            cache=False,
-            retries=0,
-        )
+        checks_task = step(enforce_data_checks(statistics=statistics_task.outputs["statistics"]))
 
         if not skip_unchanged:
             train_tasks(resolved, ingest_task, statistics_task, checks_task)
             return
         # One output (its 'Output'), so dsl.If works in every runner, kfp.local included.
-        check_task = configure(
+        check_task = step(
             check_data_changed(
                 dataset=ingest_task.outputs["dataset"], push_config=resolved["push_config"]
-            ),
-            "data-check",
-            cache=False,
+            )
         )
         with dsl.If(check_task.output == DATA_CHANGED, name="data-changed"):
             train_tasks(resolved, ingest_task, statistics_task, checks_task)
 
     def train_tasks(resolved, ingest_task, statistics_task, checks_task):
-        weights_task = configure(
+        weights_task = step(
             compute_class_weights(
                 dataset=ingest_task.outputs["dataset"],
                 model_config=resolved["model_config"],
                 training_config=resolved["training_config"],
-            ),
-            "class-weights",
-            cache=cache_data,
+            )
         )
 
         train_op = train
@@ -223,16 +196,13 @@ def create_pipeline(
             from pipelines.vertex import multi_replica_train
 
             train_op = multi_replica_train(train, runtime, config.training)
-        train_task = configure(
+        train_task = step(
             train_op(
                 dataset=ingest_task.outputs["dataset"],
                 class_weights=weights_task.outputs["class_weights"],
                 model_config=resolved["model_config"],
                 training_config=resolved["training_config"],
             ),
-            "train",
-            cache=cache_training,
-            gpu=True,
             # A preempted or evicted pod is started again and resumes from its checkpoint;
             # the retried attempt re-raises a recorded deterministic failure at once.
             retries=runtime.retries,
@@ -250,7 +220,7 @@ def create_pipeline(
             train_task.set_accelerator_limit(runtime.accelerator_count)
 
         # Never cached: the baseline it compares against (production's latest) changes.
-        evaluate_task = configure(
+        evaluate_task = step(
             evaluate(
                 model=train_task.outputs["model"],
                 dataset=ingest_task.outputs["dataset"],
@@ -258,13 +228,11 @@ def create_pipeline(
                 evaluation_config=resolved["evaluation_config"],
                 push_config=resolved["push_config"],
                 data_statistics=statistics_task.outputs["statistics"],
-            ),
-            "evaluate",
-            cache=False,
+            )
         )
 
         # Always present; it pushes only a blessed model to a non-empty destination.
-        push_task = configure(
+        push_task = step(
             push(
                 model=train_task.outputs["model"],
                 metrics=evaluate_task.outputs["metrics"],
@@ -273,21 +241,17 @@ def create_pipeline(
                 data_statistics=statistics_task.outputs["statistics"],
                 push_config=resolved["push_config"],
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            ),
-            "push",
-            cache=False,
+            )
         )
 
         # Only when an input is configured; it predicts nothing (and says why) without a push.
         # Never cached: the input folder's images and the pushed version change between runs.
         if config.predict.input:
-            configure(
+            step(
                 predict(
                     pushed_model=push_task.outputs["pushed_model"],
                     predict_config=config.predict.model_dump_json(),
-                ),
-                "predict",
-                cache=False,
+                )
             )
 
     notify_settings = config.notify
@@ -303,7 +267,7 @@ def create_pipeline(
             )
 
             email_task = VertexNotificationEmailOp(recipients=list(notify_settings.emails))
-            email_task.set_display_name(DISPLAY_NAMES["email"])
+            email_task.set_display_name(STEP_BY_NAME[email_task.name].display_name)
             with dsl.ExitHandler(email_task, name="petseg-run"):
                 run_tasks(parameters)
             return
@@ -312,11 +276,7 @@ def create_pipeline(
             return
         # The exit handler's task runs after the others whatever happened to them and
         # reports the run's end. Its config says where to read the webhook URL, never the URL.
-        notify_task = notify_run_end(notify_config=notify_settings.model_dump_json())
-        notify_task.set_display_name(DISPLAY_NAMES["notify"])
-        notify_task.set_caching_options(False)
-        notify_task.set_container_image(runtime.cpu_image)
-        _resources(notify_task, runtime.default_resources.cpu, runtime.default_resources.memory)
+        notify_task = step(notify_run_end(notify_config=notify_settings.model_dump_json()))
         if target == "kubeflow" and notify_settings.kubernetes_secret:
             from pipelines.kubeflow import mount_notify_secret
 

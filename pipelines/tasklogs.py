@@ -93,6 +93,8 @@ class TaskLogRouter:
         self._pipeline_lines: list[str] = []
         self._files: dict[str, TextIO] = {}
         self._last_poll = 0.0
+        # (log file, task, OSError) of the first write that failed (a full disk, no permission).
+        self.write_error: tuple[Path | None, str | None, OSError] | None = None
 
     # -- where lines go ------------------------------------------------------------------
 
@@ -129,6 +131,16 @@ class TaskLogRouter:
         return self._files[key]
 
     def _flush_held(self) -> None:
+        try:
+            self._write_held()
+        except OSError as error:
+            if self.write_error is None:
+                self.write_error = (self.log_path(None), None, error)
+            self._pipeline_lines.clear()
+            for task in self.tasks.values():
+                task.log_lines.clear()
+
+    def _write_held(self) -> None:
         if self._pipeline_lines:
             self._file(None).writelines(self._pipeline_lines)
             self._pipeline_lines.clear()
@@ -138,10 +150,16 @@ class TaskLogRouter:
                 task.log_lines.clear()
 
     def _store(self, task_name: str | None, line: str) -> None:
+        if self.write_error is not None:
+            return  # the log folder is full or read-only: the run reports it once, at its end
         if self._find_run_dir() is not None:
-            handle = self._file(task_name)
-            handle.write(line)
-            handle.flush()
+            try:
+                handle = self._file(task_name)
+                handle.write(line)
+                handle.flush()
+            except OSError as error:
+                # Raising here would raise inside kfp's print of the step's output.
+                self.write_error = (self.log_path(task_name), task_name, error)
         elif task_name is None:
             self._pipeline_lines.append(line)
         else:
@@ -223,7 +241,11 @@ class TaskLogRouter:
                 self.run_dir = self.pipeline_root / f"{self.pipeline_name}-{stamp}"
                 self._flush_held()
             for handle in self._files.values():
-                handle.close()
+                try:
+                    handle.close()
+                except OSError as error:  # flushing into a full disk
+                    if self.write_error is None:
+                        self.write_error = (Path(handle.name), None, error)
             self._files.clear()
 
     def last_error(self, task_name: str) -> str | None:

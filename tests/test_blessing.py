@@ -528,7 +528,7 @@ def test_own_data_slices_come_from_sub_folders_and_the_manifest_column(tmp_path)
             shutil.move(root / folder / f"{stem}.{extension}", root / folder / group)
     config = DataConfig(**written.data_config)
     ingest_dataset(config, str(tmp_path / "dataset"))
-    classes = dataset_info.class_names(dataset_info.load_dataset_info(str(tmp_path / "dataset")))
+    classes = dataset_info.load_dataset_info(str(tmp_path / "dataset")).classes
     model = evaluate.load_scored_model(
         write_colour_model(tmp_path / "model", CLASS_COLOURS, classes=classes), classes
     )

@@ -259,7 +259,7 @@ def test_a_mask_value_outside_the_classes_is_named(tmp_path):
     # Written as a 5-class dataset, then declared to have only a and b.
     dataset = recordsets.write_masks(str(tmp_path / "five"), {"train": [FIVE_A]}, FIVE_CLASSES)
     info = dataset_info.load_dataset_info(dataset)
-    info["classes"] = ["a", "b"]
+    info.classes = ["a", "b"]
     dataset_info.write_dataset_info(dataset, info)
     with pytest.raises(dataset_info.DatasetMismatchError, match=r"values \[2, 4\]"):
         count_mask_pixels(dataset, 4)

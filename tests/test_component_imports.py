@@ -48,8 +48,8 @@ def test_every_component_module_defines_a_component():
     assert names == {
         "resolve_config",
         "ingest",
-        "data_checks",
-        "data_check",
+        "data_validation",
+        "skip_unchanged",
         "class_weights",
         "train",
         "evaluate",

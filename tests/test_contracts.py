@@ -208,3 +208,12 @@ def test_model_metadata_writes_values_json_has_no_type_for_as_text(tmp_path):
         str(tmp_path / "metadata.json")
     )
     assert ModelMetadata.read(str(tmp_path / "metadata.json")).metrics == {"loss": "0.25"}
+
+
+def test_dataset_metadata_repeats_the_facts_later_steps_check():
+    metadata = DatasetInfo.from_dict({**DATASET, "bad_record_policy": "skip"}).to_metadata()
+    assert metadata["source_type"] == "tfds" and metadata["source_name"] == "synthetic_pets"
+    assert metadata["classes"] == ["pet", "background", "border"]
+    assert metadata["fingerprint"] == "cd" * 32 and metadata["bad_record_policy"] == "skip"
+    assert metadata["num_records"] == {"train": 4} and metadata["num_train_records"] == 4
+    assert metadata["shards"] == {"train": ["train/train-00000-of-00001.tfrecord"]}

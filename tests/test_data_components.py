@@ -59,7 +59,7 @@ def test_ingest_then_class_weights(kfp_local, data_config):
     )
     dataset = run.outputs["dataset"]
 
-    info = dataset_info.load_dataset_info(dataset.path)
+    info = dataset_info.load_dataset_info(dataset.path).to_dict()
     num_train = info["splits"]["train"]["num_records"]
     num_validation = info["splits"]["validation"]["num_records"]
     # Validation is carved from synthetic_pets' train split; test stays as it is.

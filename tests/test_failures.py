@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -78,3 +79,38 @@ def test_run_failures_reads_the_sibling_tasks_records(tmp_path):
     ]
     assert failures.run_failures(None) == []
     assert failures.run_failures(tmp_path / "gone" / "notify") == []
+
+
+def _component_bodies():
+    for path in sorted((Path(__file__).resolve().parents[1] / "components" / "ops").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            decorators = [
+                ast.unparse(decorator) for decorator in getattr(node, "decorator_list", [])
+            ]
+            if any(decorator.startswith("dsl.component") for decorator in decorators):
+                yield f"{path.stem}.{node.name}", node
+
+
+def _first_statement(node: ast.FunctionDef) -> str:
+    """The body's first statement other than the docstring, imports and assignments.
+
+    (resolve_config captures its arguments with ``dict(locals())`` before anything else.)
+    """
+    for statement in node.body:
+        if isinstance(statement, ast.Import | ast.ImportFrom | ast.Assign):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # the docstring
+        return ast.unparse(statement)
+    return ""
+
+
+def test_every_component_records_its_failures_first():
+    """KFP ships only the body (it drops decorators), so each body makes the call itself.
+
+    Without it, the run-end report says that the run failed but not which task or why.
+    """
+    bodies = dict(_component_bodies())
+    assert len(bodies) == 11
+    first = {name: _first_statement(node) for name, node in bodies.items()}
+    assert {name: call for name, call in first.items() if call != "record_failures()"} == {}

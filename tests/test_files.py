@@ -48,7 +48,7 @@ def test_overwrite_replaces_the_whole_file(tmp_path):
 
 def test_read_errors_name_the_file(tmp_path):
     missing = str(tmp_path / "missing.json")
-    with pytest.raises(FileNotFoundError, match=r"missing\.json"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.json does not exist"):
         files.read_json(missing)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
@@ -69,6 +69,12 @@ def test_remove_takes_files_and_folders_and_ignores_missing(tmp_path):
     files.remove(str(tmp_path / "g.txt"))
     files.remove(str(tmp_path / "never"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_list_files_walks_folders_in_order(tmp_path):
+    for name in ("b/2.txt", "a/1.txt", "a/z/3.txt", "top.txt"):
+        files.write_text(str(tmp_path / name), name)
+    assert files.list_files(str(tmp_path)) == ["a/1.txt", "a/z/3.txt", "b/2.txt", "top.txt"]
 
 
 def test_is_remote_tells_object_stores_from_local_paths():

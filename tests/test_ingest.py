@@ -85,7 +85,7 @@ def _expected_split(name: str, config: DataConfig) -> str:
 
 def test_dataset_json_describes_what_was_written(ingested, synthetic_config):
     output_dir, info = ingested
-    assert dataset_info.load_dataset_info(output_dir) == json.loads(json.dumps(info))
+    assert dataset_info.load_dataset_info(output_dir).to_dict() == json.loads(json.dumps(info))
     assert info["schema_version"] == schema.SCHEMA_VERSION
     assert info["classes"] == ["pet", "background", "border"]
     assert info["class_table"] == synthetic_config.class_table()
@@ -131,10 +131,10 @@ def test_dataset_json_describes_what_was_written(ingested, synthetic_config):
     pixels = sum(int(r["mask"].size) for r in _read_split(output_dir, "test"))
     assert sum(test["pixel_counts"].values()) == pixels and test["ignored_pixels"] == 0
     assert set(test["pixel_counts"]) == {"pet", "background", "border"}
-    fingerprint = dataset_info.fingerprint(info)
+    fingerprint = info["fingerprint"]
     assert set(fingerprint["splits"]) == {"train", "validation", "test"}
     assert all(len(value) == 64 for value in fingerprint["splits"].values())
-    assert dataset_info.dataset_fingerprint(info) == fingerprint["dataset"]
+    assert dataset_info.DatasetInfo.from_dict(info).dataset_fingerprint == fingerprint["dataset"]
     assert len(fingerprint["dataset"]) == 64
 
 

@@ -361,7 +361,7 @@ def test_petseg_ingest_prints_counts_classes_frequencies_and_skips(tmp_path, cap
 
     assert main([*arguments, "--set", "data.bad_record_policy=skip"]) == 0
     printed = capfd.readouterr().out
-    info = dataset_info.load_dataset_info(str(tmp_path / "out"))
+    info = dataset_info.load_dataset_info(str(tmp_path / "out")).to_dict()
     assert "source: folder " in printed and "(test, validation carved from train)" in printed
     assert "  0 background <- 1" in printed and "  1 pet <- 2" in printed
     for split, entry in info["splits"].items():
@@ -388,7 +388,7 @@ def test_an_empty_carved_split_counts_the_train_records_it_was_carved_from(tmp_p
     )
     # Ingested, the model trained on it records the folder, not `source: null`.
     info = ingest_dataset(_config(written, validation_fraction=0.5), str(tmp_path / "out"))
-    facts = train.trained_on(info)
+    facts = train.trained_on(dataset_info.DatasetInfo.from_dict(info))
     assert (facts["source"], facts["source_type"]) == (written.root, "folder")
     assert facts["fingerprint"] == info["fingerprint"]["dataset"] != ""
 

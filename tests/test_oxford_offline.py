@@ -196,7 +196,7 @@ def test_real_builder_ingests_offline_with_skips_recorded(offline, manual_dir, d
     assert "[4]" in skipped["Bengal_9.jpg"]
     assert "mask is" in skipped["beagle_8.jpg"]
     assert "does not decode" in skipped["boxer_7.jpg"]
-    assert dataset_info.load_dataset_info(output_dir)["splits"]["train"]["shards"] == [
+    assert dataset_info.load_dataset_info(output_dir).splits["train"].shards == [
         "train/train-00000-of-00001.tfrecord",
     ]
 

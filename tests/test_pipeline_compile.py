@@ -53,6 +53,30 @@ def test_the_tasks_and_push_takes_the_blessing_without_a_condition(tmp_path):
     }
 
 
+def _all_tasks(spec, dag):
+    """Every task of a DAG and of the sub-DAGs (conditions, exit handlers) inside it."""
+    found = {}
+    for name, task in dag["tasks"].items():
+        found[name] = task
+        inner = spec["components"][task["componentRef"]["name"]].get("dag")
+        if inner:
+            found.update(_all_tasks(spec, inner))
+    return found
+
+
+def test_every_task_is_named_by_its_row_in_the_step_table(tmp_path):
+    from pipelines.steps import PIPELINE_ORDER, STEP_BY_NAME
+
+    _, spec = _compile(tmp_path, "data.skip_unchanged=true", "predict.input=/images")
+    tasks = _all_tasks(spec, spec["root"]["dag"])
+    steps = {name: task for name, task in tasks.items() if name in STEP_BY_NAME}
+    assert set(steps) == TASKS | {"check-data-changed", "predict"}
+    assert set(tasks) - set(steps) == {"condition-1"}
+    for name, task in steps.items():
+        assert task["taskInfo"]["name"] == STEP_BY_NAME[name].display_name
+    assert PIPELINE_ORDER.index("ingest") < PIPELINE_ORDER.index("train")
+
+
 @pytest.mark.parametrize("destination", ["", "gs://bucket/models"])
 def test_push_exists_whatever_the_compiled_destination(tmp_path, destination):
     config = load_config("demo", overrides=[f"push.destination={destination}"])

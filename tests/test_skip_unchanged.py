@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from components import data_check, synthetic_pets
+from components import skip_unchanged, synthetic_pets
 from components.config import load_config
 from components.push import latest_manifest
 from pipelines.local import format_summary, run_local
@@ -62,7 +62,7 @@ def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
     )
     fingerprint = ingested["fingerprint"]["dataset"]
     # The pushed model records the data it was trained on, in its manifest and metadata.
-    assert data_check.production_fingerprint(manifest) == fingerprint
+    assert skip_unchanged.production_fingerprint(manifest) == fingerprint
     assert (manifest["dataset"]["source"], manifest["dataset"]["source_type"]) == (
         data.root,
         "folder",

@@ -63,9 +63,9 @@ def evaluate(
 
     verdicts = None
     if data_statistics is not None:
-        from components import data_checks
+        from components import data_validation
 
-        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_checks.CHECKS_FILE}") as handle:
+        with tf.io.gfile.GFile(f"{data_statistics.path}/{data_validation.CHECKS_FILE}") as handle:
             verdicts = json.load(handle)
     # A file that says what it is: browsers and the KFP UI open report.html as a page.
     report.uri = report.uri + ".html"

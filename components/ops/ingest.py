@@ -25,6 +25,7 @@ def ingest(data_config: str, dataset: Output[Dataset]):
 
     from components.beam_ingest import ingest_with_engine
     from components.config import DataConfig, section_from_json
+    from components.contracts import DatasetInfo
     from components.retry import retry_transient
 
     logging.basicConfig(
@@ -34,24 +35,4 @@ def ingest(data_config: str, dataset: Output[Dataset]):
     # Shards are written under temporary names, so a repeat after a dropped download is safe.
     info = retry_transient(lambda: ingest_with_engine(config, dataset.path), what="ingest")
 
-    splits = info["splits"]
-    dataset.metadata.update(
-        {
-            "source_type": info["source"]["type"],
-            "source_name": info["source"].get("name") or info["source"].get("path", ""),
-            "source_version": info["source"].get("version", ""),
-            "source_config": info["source"].get("config") or "",
-            "schema_version": info["schema_version"],
-            "classes": info["classes"],
-            "ignore_id": info["ignore_id"],
-            "fingerprint": info["fingerprint"]["dataset"],
-            "split_fingerprints": info["fingerprint"]["splits"],
-            "bad_record_policy": info["bad_record_policy"],
-            "splits": sorted(splits),
-            "num_records": {split: entry["num_records"] for split, entry in splits.items()},
-            "num_skipped": {split: entry["num_skipped"] for split, entry in splits.items()},
-            "shards": {split: entry["shards"] for split, entry in splits.items()},
-        }
-    )
-    for split, entry in splits.items():
-        dataset.metadata[f"num_{split}_records"] = entry["num_records"]
+    dataset.metadata.update(DatasetInfo.from_dict(info).to_metadata())

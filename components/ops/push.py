@@ -91,9 +91,11 @@ def push(
     }
     extra_files = {}
     if data_statistics is not None:
-        from components import data_checks
+        from components import data_validation
 
-        extra_files, extra_manifest["data_checks"] = data_checks.files_to_push(data_statistics.path)
+        extra_files, extra_manifest["data_checks"] = data_validation.files_to_push(
+            data_statistics.path
+        )
     # A repeated push resumes or reuses its version, so a dropped connection is retried here.
     result = retry_transient(
         lambda: core.push_model(

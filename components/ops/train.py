@@ -83,7 +83,7 @@ def train(
     info = dataset_info.load_dataset_info(dataset.path)
     model.metadata.update(
         {
-            "classes": dataset_info.class_names(info),
+            "classes": info.classes,
             "image_size": model_settings.image_size,
             "normalization": model_settings.normalization,
             "encoder_weights": model_settings.encoder_weights,

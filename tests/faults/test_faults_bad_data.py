@@ -150,7 +150,7 @@ def test_skip_policy_records_every_skipped_file_and_drops_nothing_silently(
         return ingest(data_config=config.model_dump_json()).outputs["dataset"]
 
     artifact = pipeline().output
-    info = dataset_info.load_dataset_info(artifact.path)
+    info = dataset_info.load_dataset_info(artifact.path).to_dict()
 
     skipped = {
         entry["file_name"]: (split, entry["reason"])
@@ -365,7 +365,7 @@ def test_damaged_shard_is_refused_naming_it(dataset, pixel_model, damage, messag
         f"a {name} TFRecord shard read by class weights and evaluation",
         expected="both fail with an error naming the shard (not a bare DataLossError offset)",
     )
-    info = dataset_info.load_dataset_info(str(dataset))
+    info = dataset_info.load_dataset_info(str(dataset)).to_dict()
     train_shard = dataset / info["splits"]["train"]["shards"][0]
     test_shard = dataset / info["splits"]["test"]["shards"][-1]
     damage(train_shard)

@@ -104,7 +104,7 @@ def test_real_full_disk_fails_cleanly_and_the_retry_completes(
     unavailable = _user_namespaces_allowed(mount_point)
     if unavailable:
         pytest.skip(f"{unavailable}; the injected full disk below covers this fault")
-    info = dataset_info.load_dataset_info(str(good_dataset))
+    info = dataset_info.load_dataset_info(str(good_dataset)).to_dict()
     # Room for the test split (written first) plus one page: the first train shard fails.
     test_pages = sum(math.ceil(size / PAGE) for size in info["splits"]["test"]["shard_sizes"])
     assert info["splits"]["train"]["shard_sizes"][0] > PAGE
@@ -201,7 +201,7 @@ def test_injected_full_disk_while_writing_shards(
         expected="error naming the shard and 'No space left on device'; no final-named shard, "
         "no .incomplete file, no dataset.json; a re-run equals a clean ingest",
     )
-    info = dataset_info.load_dataset_info(str(good_dataset))
+    info = dataset_info.load_dataset_info(str(good_dataset)).to_dict()
     test_bytes = sum(info["splits"]["test"]["shard_sizes"])
     _DiskFullWriter.budget = test_bytes + info["splits"]["train"]["shard_sizes"][0] // 2
     monkeypatch.setattr(tf.io, "TFRecordWriter", _DiskFullWriter)
@@ -272,3 +272,44 @@ def test_injected_full_disk_while_writing_dataset_json(
     monkeypatch.setattr(tf.io.gfile, "GFile", real_gfile)
     with pytest.raises(FileNotFoundError, match=r"dataset\.json not found"):
         dataset_info.load_dataset_info(str(output))
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (as root) or a loop-mounted ext2 image; skipped when neither mounts."""
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_log_folder_is_one_error_naming_the_log_not_a_crash_in_kfp(tiny_tmpfs, fault):
+    from pipelines.tasklogs import TaskLogRouter
+
+    fault(
+        "the disk under the pipeline root fills while step logs are written",
+        expected="the log writer does not raise into kfp; the error names the log and step",
+    )
+    router = TaskLogRouter(tiny_tmpfs, "p")
+    (tiny_tmpfs / "p-2026-01-01").mkdir()
+    router.write("12:00:00.000 - INFO - Executing task 'train'\n")
+    for index in range(5000):  # ~400 KB into 64 KB
+        router.write(f"    epoch line {index} " + "x" * 60 + "\n")
+    router.write("12:00:01.000 - INFO - Task 'train' finished with status SUCCESS\n")
+    router.close()
+
+    assert router.write_error is not None
+    path, task, error = router.write_error
+    fault.saw(f"{path} {task} {error}")
+    assert path == tiny_tmpfs / "p-2026-01-01" / "logs" / "train.log"
+    assert task == "train" and error.errno == 28
+    assert router.tasks["train"].status == "succeeded"  # markers still followed

@@ -270,7 +270,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_model(two_runs, tmp_path,
 def damaged_copy(two_runs, tmp_path):
     copy = tmp_path / "dataset"
     shutil.copytree(two_runs[0]["root"] / "dataset", copy)
-    info = dataset_info.load_dataset_info(str(copy))
+    info = dataset_info.load_dataset_info(str(copy)).to_dict()
     return copy, copy / info["splits"]["train"]["shards"][0]
 
 

@@ -1,9 +1,9 @@
-"""data_check.decide: skip only when production was trained on this very data."""
+"""skip_unchanged.decide: skip only when production was trained on this very data."""
 
 import json
 from pathlib import Path
 
-from components import data_check, dataset_info, schema
+from components import dataset_info, schema, skip_unchanged
 from components.push import push_model
 
 
@@ -35,16 +35,16 @@ def test_decide_skips_only_when_production_was_trained_on_the_same_data(tmp_path
     other = _dataset(tmp_path / "other", "b" * 64)
     destination = str(tmp_path / "models")
 
-    assert data_check.decide(same, "") == "train"  # no destination
-    assert data_check.decide(same, destination) == "train"  # nothing pushed yet
+    assert skip_unchanged.decide(same, "") == "train"  # no destination
+    assert skip_unchanged.decide(same, destination) == "train"  # nothing pushed yet
 
     push_model(_model(tmp_path / "old", None), destination, run_id="r0")
-    assert data_check.decide(same, destination) == "train"  # production has no fingerprint
+    assert skip_unchanged.decide(same, destination) == "train"  # production has no fingerprint
 
     push_model(_model(tmp_path / "current", "a" * 64), destination, run_id="r1")
-    decision = data_check.decide(same, destination)
+    decision = skip_unchanged.decide(same, destination)
     assert decision == (
         f"skip: data unchanged since production v000002 at {destination} was trained "
         f"(fingerprint {'a' * 64}); train, evaluate and push skipped"
     )
-    assert data_check.decide(other, destination) == "train"
+    assert skip_unchanged.decide(other, destination) == "train"

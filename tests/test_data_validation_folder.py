@@ -15,7 +15,7 @@ from PIL import Image
 
 from components import statistics, synthetic_pets
 from components.config import ChecksConfig, DataConfig
-from components.data_checks import DataCheckError, enforce, js_distance, run_checks
+from components.data_validation import DataCheckError, enforce, js_distance, run_checks
 from components.ingest import ingest_dataset
 from components.sources import EmptySplitError
 

@@ -29,7 +29,6 @@ Against the production model's statistics (pushed beside it), when there are any
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import posixpath
@@ -38,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from components import files
 from components.config import CheckRule, ChecksConfig
+from components.contracts import CheckVerdicts, ContractVersionError, Statistics
 
 logger = logging.getLogger(__name__)
 
-CHECKS_FORMAT = 1
-CHECKS_FILE = "checks.json"
+CHECKS_FORMAT = CheckVerdicts.VERSION
+CHECKS_FILE = CheckVerdicts.FILE_NAME
 # Where push publishes them in a model version, and where the next run looks.
 PUSHED_STATISTICS = "data/statistics.json"
 PUSHED_CHECKS = "data/" + CHECKS_FILE
@@ -357,7 +358,6 @@ def production_statistics(destination: str) -> tuple[dict[str, Any] | None, str]
     """
     if not destination:
         return None, ""
-    from components import statistics as stats
     from components.push import read_latest_file
 
     found = read_latest_file(destination, PUSHED_STATISTICS)
@@ -365,17 +365,13 @@ def production_statistics(destination: str) -> tuple[dict[str, Any] | None, str]
         logger.info("No statistics at %s's latest version: absolute rules only", destination)
         return None, ""
     content, uri = found
-    production = json.loads(content)
-    if production.get("statistics_format") != stats.STATISTICS_FORMAT:
-        logger.warning(
-            "%s/%s has statistics format %r, this code writes %d: not compared",
-            uri,
-            PUSHED_STATISTICS,
-            production.get("statistics_format"),
-            stats.STATISTICS_FORMAT,
-        )
+    where = f"{uri}/{PUSHED_STATISTICS}"
+    try:
+        production = Statistics.from_dict(files.parse_json(content, where), where)
+    except ContractVersionError as error:
+        logger.warning("%s: not compared", error)
         return None, ""
-    return production, uri
+    return production.to_dict(), uri
 
 
 def check_dataset(
@@ -393,17 +389,17 @@ def check_dataset(
     Returns:
         ``(statistics, verdicts)``. Call ``enforce(verdicts)`` to stop on errors.
     """
-    import tensorflow as tf
-
     from components import statistics as stats
 
     statistics = stats.dataset_statistics(dataset_dir)
     production, uri = production_statistics(destination)
     verdicts = run_checks(statistics, config, production, compared_with=uri)
-    stats.write_json(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))
-    stats.write_json(verdicts, posixpath.join(output_dir, CHECKS_FILE))
-    with tf.io.gfile.GFile(posixpath.join(output_dir, stats.STATISTICS_VIEW_FILE), "w") as handle:
-        handle.write(stats.render_markdown(statistics, verdicts))
+    stats.write_statistics(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))
+    CheckVerdicts.from_dict(verdicts).write(posixpath.join(output_dir, CHECKS_FILE))
+    files.write_text(
+        posixpath.join(output_dir, stats.STATISTICS_VIEW_FILE),
+        stats.render_markdown(statistics, verdicts),
+    )
     for check in verdicts["checks"]:
         if check["status"] == "fail":
             log = logger.error if check["severity"] == "error" else logger.warning
@@ -421,17 +417,14 @@ def files_to_push(statistics_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
     """
     statistics_path = posixpath.join(statistics_dir, "statistics.json")
     checks_path = posixpath.join(statistics_dir, CHECKS_FILE)
-    with open(checks_path) as handle:
-        verdicts = json.load(handle)
+    verdicts = CheckVerdicts.read(checks_path)
     summary = {
-        "compared_with": verdicts["compared_with"],
-        "errors": verdicts["errors"],
-        "warnings": verdicts["warnings"],
+        "compared_with": verdicts.compared_with,
+        "errors": verdicts.errors,
+        "warnings": verdicts.warnings,
         "checks": {
-            check["name"]: {
-                key: check[key] for key in ("status", "severity", "figure", "threshold")
-            }
-            for check in verdicts["checks"]
+            check.name: check.model_dump(include={"status", "severity", "figure", "threshold"})
+            for check in verdicts.checks
         },
         "statistics": PUSHED_STATISTICS,
     }

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from components import data_checks, statistics
+from components import data_validation, statistics
 from components.config import ChecksConfig, ConfigError, load_config
-from components.data_checks import DataCheckError, enforce, js_distance, run_checks
+from components.data_validation import DataCheckError, enforce, js_distance, run_checks
 from tests.datachecks_data import double_pet, standard_splits, write_dataset
 
 CLASSES = ("pet", "background", "border")
@@ -55,10 +55,12 @@ def test_unchanged_data_passes_every_check(tmp_path, production):
 def test_first_run_checks_only_absolute_rules(tmp_path):
     verdicts = run_checks(_stats(tmp_path, standard_splits()), ChecksConfig())
     statuses = {check["name"]: check["status"] for check in verdicts["checks"]}
-    assert set(statuses) == set(data_checks.ABSOLUTE_CHECKS) | set(data_checks.PRODUCTION_CHECKS)
-    for name in data_checks.ABSOLUTE_CHECKS:
+    assert set(statuses) == set(data_validation.ABSOLUTE_CHECKS) | set(
+        data_validation.PRODUCTION_CHECKS
+    )
+    for name in data_validation.ABSOLUTE_CHECKS:
         assert statuses[name] == "pass"
-    for name in data_checks.PRODUCTION_CHECKS:
+    for name in data_validation.PRODUCTION_CHECKS:
         assert statuses[name] == "skipped"
 
 
@@ -184,7 +186,7 @@ def test_verdicts_are_json_metrics_and_markdown(tmp_path, production):
     current = _stats(tmp_path, splits)
     verdicts = run_checks(current, ChecksConfig(), production, compared_with="dest/v000003")
     json.dumps(verdicts)  # the record is plain JSON
-    metrics = data_checks.summary_metrics(verdicts)
+    metrics = data_validation.summary_metrics(verdicts)
     assert metrics["check/image_size_shift"] == pytest.approx(1.0)
     assert metrics["check_warnings"] == 1.0 and metrics["check_errors"] == 0.0
     text = statistics.render_markdown(current, verdicts)

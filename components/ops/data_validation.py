@@ -36,10 +36,14 @@ def data_statistics(
         check_metrics: each check's figure (``check/<name>``) and the error and
             warning counts.
     """
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
+
     import logging
     import shutil
 
-    from components import data_checks
+    from components import data_validation
     from components.config import ChecksConfig, PushConfig, section_from_json
 
     logging.basicConfig(
@@ -47,7 +51,9 @@ def data_statistics(
     )
     config = section_from_json(ChecksConfig, checks_config)
     destination = section_from_json(PushConfig, push_config).destination
-    stats, verdicts = data_checks.check_dataset(dataset.path, statistics.path, config, destination)
+    stats, verdicts = data_validation.check_dataset(
+        dataset.path, statistics.path, config, destination
+    )
     shutil.copyfile(f"{statistics.path}/statistics.md", statistics_view.path)
 
     statistics.metadata.update(
@@ -59,7 +65,7 @@ def data_statistics(
             "cross_split_duplicates": stats["duplicates"]["num_across"],
         }
     )
-    for name, value in data_checks.summary_metrics(verdicts).items():
+    for name, value in data_validation.summary_metrics(verdicts).items():
         check_metrics.log_metric(name, value)
 
 
@@ -70,18 +76,16 @@ def enforce_data_checks(statistics: Input[Artifact]):
     Args:
         statistics: ``data_statistics``' output directory; its ``checks.json`` is read.
     """
-    import json
+    from components.failures import record_failures
+
+    record_failures()  # an uncaught error names this task in the run-end report
 
     # No TensorFlow here: the gate starts in seconds.
-    from components import data_checks
+    from components import data_validation
+    from components.contracts import CheckVerdicts
 
-    with open(f"{statistics.path}/{data_checks.CHECKS_FILE}") as handle:
-        verdicts = json.load(handle)
-    data_checks.enforce(verdicts)
-    warned = [
-        data_checks.describe(check)
-        for check in verdicts["checks"]
-        if check["status"] == "fail" and check["severity"] == "warn"
-    ]
-    for line in warned:
-        print(f"data check warning: {line}")
+    verdicts = CheckVerdicts.read(f"{statistics.path}/{CheckVerdicts.FILE_NAME}").to_dict()
+    data_validation.enforce(verdicts)
+    for check in verdicts["checks"]:
+        if check["status"] == "fail" and check["severity"] == "warn":
+            print(f"data check warning: {data_validation.describe(check)}")

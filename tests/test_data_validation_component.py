@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pytest
 from kfp import dsl
 
-from components import data_checks, statistics
+from components import data_validation, statistics
 from components.config import ChecksConfig, PushConfig
 from components.push import push_model
 from tests.datachecks_data import standard_splits, write_dataset
@@ -24,7 +24,7 @@ class Outputs(NamedTuple):
 
 
 def _run(dataset_dir, destination="", checks=None):
-    from components.ops.data_checks import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics, enforce_data_checks
 
     @dsl.pipeline(name="data-checks-test")
     def checks_pipeline() -> Outputs:
@@ -63,8 +63,8 @@ def test_first_run_records_statistics_then_compares_with_the_pushed_ones(kfp_loc
         destination,
         run_id="r1",
         extra_files={
-            data_checks.PUSHED_STATISTICS: str(stats_dir / statistics.STATISTICS_FILE),
-            data_checks.PUSHED_CHECKS: str(stats_dir / data_checks.CHECKS_FILE),
+            data_validation.PUSHED_STATISTICS: str(stats_dir / statistics.STATISTICS_FILE),
+            data_validation.PUSHED_CHECKS: str(stats_dir / data_validation.CHECKS_FILE),
         },
     )
     # This week a test image also sits in train: with the check set to warn, the run goes on.

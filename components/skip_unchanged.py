@@ -40,7 +40,7 @@ def decide(dataset_dir: str, destination: str) -> str:
     from components import dataset_info
     from components.push import latest_manifest
 
-    fingerprint = dataset_info.dataset_fingerprint(dataset_info.load_dataset_info(dataset_dir))
+    fingerprint = dataset_info.load_dataset_info(dataset_dir).dataset_fingerprint
     if not destination:
         logger.info("Training: no push destination, so no production model to compare with")
         return TRAIN
