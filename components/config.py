@@ -1023,7 +1023,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    loader = _UniqueKeyLoader(text)  # a SafeLoader: plain data only
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

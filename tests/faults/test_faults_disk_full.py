@@ -16,6 +16,7 @@ dataset.json, and a re-run with space gives the same dataset as a clean ingest.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -234,20 +235,20 @@ def test_injected_full_disk_while_writing_dataset_json(
         expected="error; no dataset.json at all (never a truncated one), so no reader "
         "mistakes the dataset for complete",
     )
-    real_gfile = tf.io.gfile.GFile
+    from components import files
 
     class HalfWrittenFile:
+        """The files layer's handle on a disk that fills up halfway through dataset.json."""
+
         def __init__(self, path, mode="r"):
-            self._handle = real_gfile(path, mode)
-            self._path = path
+            self._handle = open(path, mode)  # noqa: SIM115 (closed in __exit__)
+            self._path = str(path)
 
         def write(self, data):
             if "dataset.json" in self._path:
                 self._handle.write(data[: len(data) // 2])
                 self._handle.flush()
-                raise tf.errors.ResourceExhaustedError(
-                    None, None, f"{self._path}; No space left on device"
-                )
+                raise OSError(errno.ENOSPC, "No space left on device", self._path)
             return self._handle.write(data)
 
         def __getattr__(self, name):
@@ -259,17 +260,17 @@ def test_injected_full_disk_while_writing_dataset_json(
         def __exit__(self, *exc_info):
             self._handle.close()
 
-    monkeypatch.setattr(tf.io.gfile, "GFile", HalfWrittenFile)
+    monkeypatch.setattr(files, "open", HalfWrittenFile, raising=False)
     output = tmp_path / "dataset"
 
-    with pytest.raises(tf.errors.ResourceExhaustedError, match="No space left") as failure:
+    with pytest.raises(OSError, match="No space left") as failure:
         ingest_dataset(prepared_source, str(output))
 
-    fault.saw(failure.value.message)
+    fault.saw(str(failure.value))
     leftovers = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
     fault.saw(f"files in the dataset folder: {leftovers or 'none'}")
     assert leftovers == []
-    monkeypatch.setattr(tf.io.gfile, "GFile", real_gfile)
+    monkeypatch.delattr(files, "open")
     with pytest.raises(FileNotFoundError, match=r"dataset\.json not found"):
         dataset_info.load_dataset_info(str(output))
 
