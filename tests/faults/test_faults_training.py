@@ -82,6 +82,7 @@ RUN_SCRIPT = textwrap.dedent(
     )
     outcome = evaluate.evaluate_model(f"{root}/model", dataset, model_config=model_config)
     outcome.pop("samples")
+    outcome.pop("per_image")  # NumPy counts per image; the figures above derive from them
     model, _ = load_model_dir(f"{root}/model")
     digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
     print("RESULT " + json.dumps({"metrics": metrics, "evaluation": outcome,
