@@ -42,7 +42,7 @@ STEPS: tuple[Step, ...] = (
     Step("push", "Push blessed model"),
     Step("predict", "Predict with the pushed model"),
     Step("notify-run-end", "Report the run's end"),
-    Step("vertex-notification-email", "Email the run's end"),
+    Step("vertex-pipelines-notification-email", "Email the run's end"),
 )
 STEP_BY_NAME: dict[str, Step] = {step.name: step for step in STEPS}
 PIPELINE_ORDER: tuple[str, ...] = tuple(step.name for step in STEPS)

@@ -97,8 +97,8 @@ def _decoded(dataset_dir: Path) -> dict[str, dict[str, tuple[bytes, bytes]]]:
 @pytest.mark.parametrize("dataset", ["demo", "folder"])
 def test_beam_writes_what_the_local_engine_writes(ingested, dataset):
     local, beam = ingested[dataset, "local"], ingested[dataset, "beam"]
-    local_info = dataset_info.load_dataset_info(str(local))
-    beam_info = dataset_info.load_dataset_info(str(beam))
+    local_info = dataset_info.load_dataset_info(str(local)).to_dict()
+    beam_info = dataset_info.load_dataset_info(str(beam)).to_dict()
 
     assert beam_info == local_info  # counts, skips, pixel counts, fingerprints, shards
     local_records, beam_records = _decoded(local), _decoded(beam)
@@ -116,7 +116,7 @@ def test_beam_writes_what_the_local_engine_writes(ingested, dataset):
 
 
 def test_folder_with_ignored_pixels_and_bad_records_is_equal_too(ingested):
-    info = dataset_info.load_dataset_info(str(ingested["folder", "beam"]))
+    info = dataset_info.load_dataset_info(str(ingested["folder", "beam"])).to_dict()
     skipped = {
         item["file_name"]: item["reason"]
         for entry in info["splits"].values()
@@ -164,7 +164,7 @@ def test_petseg_ingest_on_beam_prints_what_the_local_engine_prints(tmp_path, cap
     assert main([*arguments, "--set", "data.engine=beam"]) == 0
     beam = capfd.readouterr()
 
-    info = dataset_info.load_dataset_info(str(tmp_path / "out"))
+    info = dataset_info.load_dataset_info(str(tmp_path / "out")).to_dict()
     assert f"fingerprint: {info['fingerprint']['dataset']}" in local.out
     assert "pixel frequencies:" in local.out
     assert beam.out == local.out
