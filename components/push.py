@@ -303,7 +303,8 @@ def _manifest_digest(manifest_bytes: bytes) -> str | None:
         return None
 
 
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
+def read_store_json(store: Store, key: str) -> dict[str, Any] | None:
+    """A JSON object stored under key, or None when it is missing or not an object."""
     data = store.read_bytes(key)
     if data is None:
         return None
@@ -331,7 +332,7 @@ def _find_or_claim_version(
         versions = _existing_versions(store)
         incomplete = None
         for _number, name in versions:
-            claim = _read_json(store, _version_key(name, CLAIM_FILE))
+            claim = read_store_json(store, _version_key(name, CLAIM_FILE))
             if not claim or claim.get("model_digest") != digest:
                 continue
             manifest_bytes = store.read_bytes(_version_key(name, MANIFEST_FILE))

@@ -80,17 +80,6 @@ def _version_dir(version: str) -> str:
     return f"{push.VERSIONS_DIR}/{version}"
 
 
-def _read_json(store: Store, key: str) -> dict[str, Any] | None:
-    data = store.read_bytes(key)
-    if data is None:
-        return None
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
 def latest_version(store: Store) -> str | None:
     """The version LATEST names, or None when nothing was pushed."""
     data = store.read_bytes(push.LATEST_FILE)
@@ -103,7 +92,7 @@ def list_versions(destination: str, *, store: Store | None = None) -> list[Versi
     latest = latest_version(store)
     found = []
     for _number, name in push._existing_versions(store):
-        manifest = _read_json(store, f"{_version_dir(name)}/{push.MANIFEST_FILE}")
+        manifest = push.read_store_json(store, f"{_version_dir(name)}/{push.MANIFEST_FILE}")
         if manifest is not None:
             metrics = manifest.get("metrics") or {}
             dataset = manifest.get("dataset") or {}
@@ -123,7 +112,7 @@ def list_versions(destination: str, *, store: Store | None = None) -> list[Versi
                 },
             )
         else:
-            claim = _read_json(store, f"{_version_dir(name)}/{push.CLAIM_FILE}") or {}
+            claim = push.read_store_json(store, f"{_version_dir(name)}/{push.CLAIM_FILE}") or {}
             info = VersionInfo(
                 version=name,
                 complete=False,
