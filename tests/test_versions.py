@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from gcs_emulator import running_emulator
 
-from components import push, storage, versions
-from components.evaluate import resolve_baseline
-from components.predict import PredictError, resolve_model
+from components.evaluation.evaluate import resolve_baseline
+from components.platform import storage
+from components.publish import push, versions
+from components.publish.predict import PredictError, resolve_model
 from pipelines.cli import main
 
 pytestmark = pytest.mark.timeout(120)
