@@ -699,7 +699,8 @@ def resolve_baseline(
 
     Raises:
         ValueError: if ``baseline`` is empty.
-        RuntimeError: if 'latest' is asked for but components.push is not installed.
+        RuntimeError: if 'latest' is asked for but components.versions (push's store)
+            cannot be imported.
     """
     setting = baseline.strip()
     if not setting:
@@ -719,8 +720,8 @@ def resolve_baseline(
         from components.versions import resolve_production_model as resolve_latest_model
     except ImportError as error:
         raise RuntimeError(
-            "evaluation.baseline is 'latest' but components.push.resolve_latest_model is not "
-            f"available ({error}); set evaluation.baseline to 'none' or a model path"
+            "evaluation.baseline is 'latest' but components.versions.resolve_production_model "
+            f"is not available ({error}); set evaluation.baseline to 'none' or a model path"
         ) from error
     latest = resolve_latest_model(push_destination, cache_dir)
     if latest is None:
