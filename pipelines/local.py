@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from components.config import PipelineConfig
+from components.platform.config import PipelineConfig
 from pipelines import steps
 from pipelines.runs import mark_failed
 from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
@@ -522,7 +522,7 @@ def run_local(
     """
     from kfp import local
 
-    from components.config import apply_runtime_parameters
+    from components.platform.config import apply_runtime_parameters
     from pipelines.segmentation import create_pipeline
 
     if runner not in RUNNERS:

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from gcs_emulator import running_emulator
 
-from components import push, storage, versions
-from components.evaluate import resolve_baseline
-from components.predict import PredictError, resolve_model
+from components.evaluation.evaluate import resolve_baseline
+from components.platform import storage
+from components.publish import push, versions
+from components.publish.predict import PredictError, resolve_model
 from pipelines.cli import main
 
 pytestmark = pytest.mark.timeout(120)
@@ -271,8 +272,12 @@ def test_an_incomplete_gs_version_is_refused_through_the_callers_client(
 def test_without_the_versions_module_the_error_names_what_could_not_be_imported(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setitem(sys.modules, "components.versions", None)  # import raises ImportError
+    monkeypatch.setitem(
+        sys.modules, "components.publish.versions", None
+    )  # import raises ImportError
     with pytest.raises(RuntimeError) as failure:
         resolve_baseline("latest", str(tmp_path / "dest"), str(tmp_path / "cache"))
-    assert "components.versions.resolve_production_model is not available" in str(failure.value)
+    assert "components.publish.versions.resolve_production_model is not available" in str(
+        failure.value
+    )
     assert "evaluation.baseline to 'none'" in str(failure.value)

@@ -27,16 +27,16 @@ def compute_class_weights(
         metrics: per-class pixel counts, frequencies and weights, and the ignored
             pixels, for the UI.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     import logging
 
-    from components.class_weights import compute_class_weights as compute
-    from components.class_weights import write_class_weights
-    from components.config import ModelConfig, TrainingConfig, section_from_json
-    from components.retry import retry_transient
+    from components.model.class_weights import compute_class_weights as compute
+    from components.model.class_weights import write_class_weights
+    from components.platform.config import ModelConfig, TrainingConfig, section_from_json
+    from components.platform.retry import retry_transient
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -36,15 +36,15 @@ def data_statistics(
         check_metrics: each check's figure (``check/<name>``) and the error and
             warning counts.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     import logging
     import shutil
 
-    from components import data_validation
-    from components.config import ChecksConfig, PushConfig, section_from_json
+    from components.data import data_validation
+    from components.platform.config import ChecksConfig, PushConfig, section_from_json
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -76,13 +76,13 @@ def enforce_data_checks(statistics: Input[Artifact]):
     Args:
         statistics: ``data_statistics``' output directory; its ``checks.json`` is read.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     # No TensorFlow here: the gate starts in seconds.
-    from components import data_validation
-    from components.contracts import CheckVerdicts
+    from components.data import data_validation
+    from components.platform.contracts import CheckVerdicts
 
     verdicts = CheckVerdicts.read(f"{statistics.path}/{CheckVerdicts.FILE_NAME}").to_dict()
     data_validation.enforce(verdicts)

@@ -17,16 +17,16 @@ def ingest(data_config: str, dataset: Output[Dataset]):
             metadata repeats the facts later steps check: source, classes, ignore id,
             schema version, content fingerprint, per-split counts, skips and shards.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     import logging
 
-    from components.beam_ingest import ingest_with_engine
-    from components.config import DataConfig, section_from_json
-    from components.contracts import DatasetInfo
-    from components.retry import retry_transient
+    from components.data.beam_ingest import ingest_with_engine
+    from components.platform.config import DataConfig, section_from_json
+    from components.platform.contracts import DatasetInfo
+    from components.platform.retry import retry_transient
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -20,14 +20,14 @@ def check_data_changed(dataset: Input[Dataset], push_config: str) -> str:
         'train' when the data differs from production's (or there is no production
         model); otherwise 'skip: ...' naming production's version and the fingerprint.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     import logging
 
-    from components.config import PushConfig, section_from_json
-    from components.skip_unchanged import decide
+    from components.data.skip_unchanged import decide
+    from components.platform.config import PushConfig, section_from_json
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

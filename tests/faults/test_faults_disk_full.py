@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from components import dataset_info
-from components.ingest import ingest_dataset
+from components.data import dataset_info
+from components.data.ingest import ingest_dataset
 
 pytestmark = pytest.mark.timeout(300)
 PAGE = 4096
@@ -40,8 +40,8 @@ INGEST_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from components.config import DataConfig
-    from components.ingest import ingest_dataset
+    from components.platform.config import DataConfig
+    from components.data.ingest import ingest_dataset
 
     config = DataConfig.model_validate_json(sys.argv[1])
     output = sys.argv[2]
@@ -235,7 +235,7 @@ def test_injected_full_disk_while_writing_dataset_json(
         expected="error; no dataset.json at all (never a truncated one), so no reader "
         "mistakes the dataset for complete",
     )
-    from components import files
+    from components.platform import files
 
     class HalfWrittenFile:
         """The files layer's handle on a disk that fills up halfway through dataset.json."""
