@@ -706,7 +706,8 @@ def resolve_baseline(
 
     Raises:
         ValueError: if ``baseline`` is empty.
-        RuntimeError: if 'latest' is asked for but components.publish.push is not installed.
+        RuntimeError: if 'latest' is asked for but components.publish.versions (push's
+            store) cannot be imported.
     """
     setting = baseline.strip()
     if not setting:
@@ -726,8 +727,9 @@ def resolve_baseline(
         from components.publish.versions import resolve_production_model as resolve_latest_model
     except ImportError as error:
         raise RuntimeError(
-            "evaluation.baseline is 'latest' but the model registry reader is not "
-            f"available ({error}); set evaluation.baseline to 'none' or a model path"
+            "evaluation.baseline is 'latest' but components.publish.versions."
+            f"resolve_production_model is not available ({error}); set evaluation.baseline "
+            "to 'none' or a model path"
         ) from error
     latest = resolve_latest_model(push_destination, cache_dir)
     if latest is None:

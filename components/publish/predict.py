@@ -271,7 +271,8 @@ def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
     from components.publish.versions import VersionError, check_not_incomplete
 
     try:
-        check_not_incomplete(model)  # a killed push's version: say so, not "no SavedModel"
+        # A killed push's version: say so, not "no SavedModel"; through this call's client.
+        check_not_incomplete(model, gcs_client=gcs_client)
     except VersionError as error:
         raise PredictError(str(error)) from None
     if not model.startswith(GCS_SCHEME):

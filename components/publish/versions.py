@@ -302,14 +302,21 @@ def _recovery_hint(destination: str) -> str:
     )
 
 
-def resolve_production_model(destination: str, cache_dir: str) -> str | None:
+def resolve_production_model(
+    destination: str, cache_dir: str, *, store: Store | None = None
+) -> str | None:
     """The verified production model (LATEST) as a local directory, or None if none yet.
+
+    Args:
+        destination: the push destination (local or gs://).
+        cache_dir: where a gs:// model is copied.
+        store: the store to read; default ``open_store(destination)``, as push opens it.
 
     Raises:
         BaselineUnusableError: one line naming the damaged or incomplete version and the
             ways out (verify, rollback, evaluation.baseline=none).
     """
-    store = open_store(destination)
+    store = store or open_store(destination)
     try:
         return push.resolve_latest_model(destination, cache_dir, store=store)
     except (ValueError, FileNotFoundError, push.ChecksumMismatchError) as error:
@@ -323,8 +330,15 @@ def resolve_production_model(destination: str, cache_dir: str) -> str | None:
         ) from None
 
 
-def check_not_incomplete(model_dir: str) -> None:
+def check_not_incomplete(model_dir: str, *, gcs_client: Any = None) -> None:
     """Refuses a version directory of a push destination whose push never finished.
+
+    Args:
+        model_dir: a model directory, local or gs://; only ``<destination>/versions/vNNNNNN``
+            is checked.
+        gcs_client: the storage client the caller reads gs:// with (predict's), so the
+            check goes through the same store and client as the read that follows; default
+            ``open_store``'s (the emulator's or ADC's).
 
     Raises:
         VersionError: naming the version and what to do instead.
@@ -335,7 +349,7 @@ def check_not_incomplete(model_dir: str) -> None:
     if push.version_number(version) is None or posixpath.basename(parent) != push.VERSIONS_DIR:
         return
     destination = posixpath.dirname(parent) or "."
-    store = open_store(destination)
+    store = open_store(destination, gcs_client=gcs_client)
     if store.read_bytes(f"{_version_dir(version)}/{push.MANIFEST_FILE}") is not None:
         return
     if store.read_bytes(f"{_version_dir(version)}/{push.CLAIM_FILE}") is None:
