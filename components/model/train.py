@@ -18,7 +18,6 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from components.data import dataset_info, schema
 from components.evaluation import visualize
@@ -128,84 +127,50 @@ def sample_panels(images: np.ndarray, true_masks: np.ndarray, logits: np.ndarray
     )
 
 
-def _summary_metadata(plugin_name: str, data_class: int) -> summary_pb2.SummaryMetadata:
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name),
-        data_class=data_class,
-    )
+class SamplePanels(keras.callbacks.Callback):
+    """The tutorial's DisplayCallback for TensorBoard: sample predictions after every epoch.
 
-
-def write_scalar(name: str, value: float, step: int) -> None:
-    """tf.summary.scalar's on-disk format, written with TensorFlow core alone.
-
-    TensorFlow 2.21 no longer installs the tensorboard package, whose tf.summary.scalar and
-    tf.summary.image (and so keras.callbacks.TensorBoard) fail without it; the event files
-    written here are the ones TensorBoard reads.
-    """
-    tf.summary.write(
-        name,
-        tf.constant(float(value), tf.float32),
-        step=step,
-        metadata=_summary_metadata("scalars", summary_pb2.DATA_CLASS_SCALAR),
-    )
-
-
-def write_images(name: str, images: np.ndarray, step: int) -> None:
-    """tf.summary.image's on-disk format (width, height, PNGs) for uint8 [N, H, W, 3]."""
-    images = np.asarray(images, dtype=np.uint8)
-    encoded = [tf.io.encode_png(image) for image in images]
-    tensor = tf.stack([tf.as_string(images.shape[2]), tf.as_string(images.shape[1]), *encoded])
-    tf.summary.write(
-        name,
-        tensor,
-        step=step,
-        metadata=_summary_metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
-    )
-
-
-class TensorBoardLogger(keras.callbacks.Callback):
-    """Per-epoch TensorBoard logs: metric scalars and sample predictions.
-
-    Scalars go to <log_dir>/train and <log_dir>/validation as Keras' own TensorBoard
-    callback lays them out (tags 'epoch_loss', 'epoch_mean_iou', ...). The samples are
-    the TensorBoard form of the tutorial's DisplayCallback: the same validation images
-    every epoch as image | true mask | predicted mask panels in <log_dir>/samples.
+    The same validation images each epoch as image | true mask | predicted mask panels
+    (``tf.summary.image``) in <log_dir>/samples, beside keras.callbacks.TensorBoard's
+    <log_dir>/train and <log_dir>/validation scalars.
     """
 
-    def __init__(
-        self, log_dir: str, images: np.ndarray | None = None, masks: np.ndarray | None = None
-    ):
+    def __init__(self, log_dir: str, images: np.ndarray, masks: np.ndarray):
         super().__init__()
-        self.log_dir = log_dir
-        self.images = None if images is None else np.asarray(images, dtype=np.float32)
-        self.masks = None if masks is None else np.asarray(masks)
-        self._writers: dict[str, Any] = {}
-
-    def _writer(self, name: str):
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(posixpath.join(self.log_dir, name))
-        return self._writers[name]
+        self.log_dir = posixpath.join(log_dir, SAMPLES_DIR)
+        self.images = np.asarray(images, dtype=np.float32)
+        self.masks = np.asarray(masks)
+        self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writer(run).as_default():
-                write_scalar(f"epoch_{name}", value, step=epoch)
-        if self.images is not None and len(self.images):
-            logits = np.asarray(self.model(self.images, training=False))
-            with self._writer(SAMPLES_DIR).as_default():
-                write_images(
-                    "image_true_predicted",
-                    sample_panels(self.images, self.masks, logits),
-                    step=epoch,
-                )
-        for writer in self._writers.values():
-            writer.flush()
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        logits = np.asarray(self.model(self.images, training=False))
+        panels = sample_panels(self.images, self.masks, logits)
+        with self._writer.as_default():
+            tf.summary.image("image_true_predicted", panels, step=epoch, max_outputs=len(panels))
+        self._writer.flush()
 
     def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def tensorboard_callbacks(
+    log_dir: str, images: np.ndarray | None = None, masks: np.ndarray | None = None
+) -> list[keras.callbacks.Callback]:
+    """Keras' TensorBoard callback (epoch scalars, tags 'epoch_loss', ...) and the samples.
+
+    Every worker of a multi-worker job writes logs; ``distributed.output_dirs`` gives
+    only the chief the task's log directory, the others a scratch one.
+    """
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)
+    ]
+    if images is not None and len(images):
+        callbacks.append(SamplePanels(log_dir, images, masks))
+    return callbacks
 
 
 def _validation_split(info: dataset_info.DatasetInfo, dataset_dir: str) -> str:
@@ -371,7 +336,7 @@ def build_callbacks(
     phase: Phase,
     model_dir: str,
     training_config: Any,
-    tensorboard_logger: keras.callbacks.Callback,
+    tensorboard: list[keras.callbacks.Callback],
     keeper: KeepBestWeights | None,
     extra: list[keras.callbacks.Callback] | None,
     cluster: distributed.Cluster | None = None,
@@ -394,7 +359,7 @@ def build_callbacks(
                 monitor=MONITOR, mode="max", patience=training_config.early_stopping_patience
             )
         )
-    callbacks.append(tensorboard_logger)
+    callbacks.extend(tensorboard)
     callbacks.extend(extra or [])
     return callbacks
 
@@ -620,7 +585,7 @@ def train_model(
                 cache=False,
             )
             images, masks = (tensor.numpy() for tensor in next(iter(samples)))
-        tensorboard_logger = TensorBoardLogger(outputs.tensorboard_dir, images, masks)
+        tensorboard = tensorboard_callbacks(outputs.tensorboard_dir, images, masks)
         keeper = KeepBestWeights() if training_config.keep_best_epoch else None
         phases = training_phases(training_config)
         steps_in_epoch = steps_per_epoch or max(1, num_train // batch_size)
@@ -659,7 +624,7 @@ def train_model(
                         phase,
                         model_dir,
                         training_config,
-                        tensorboard_logger,
+                        tensorboard,
                         keeper,
                         callbacks,
                         cluster=cluster,
