@@ -9,6 +9,7 @@ read from those files, so they report what the tasks really wrote. What the task
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -218,6 +219,50 @@ class LocalRunError(RuntimeError):
         self.step, self.message = step, message
         # Only a log that exists is shown (a full disk may have kept it from being written).
         self.log_path = log_path if log_path is not None and log_path.is_file() else None
+
+
+# OSErrors of space or permission: errno -> what the one line calls it.
+DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+# How a step's output says so: "[Errno 28]", h5py's "errno = 28", TensorFlow's
+# "...; No space left on device", or the strerror alone.
+_DISK_TEXT = [
+    (re.compile(rf"\[Errno {code}\]|\berrno = {code}\b|{re.escape(os.strerror(code))}"), code)
+    for code in DISK_ERRNOS
+]
+_QUOTED_PATH = re.compile(r"(?:filename = |: )'(/[^']+)'")
+_BARE_PATH = re.compile(r"(/[^\s'\",;()]+)")
+
+
+def disk_problem(text: str, under: Path | None = None) -> tuple[int, str | None] | None:
+    """``(errno, path)`` when a step's error text is a full disk or a refused write.
+
+    The path is the file the error names (h5py's ``filename = '...'``, Python's
+    ``: '/...'``, TensorFlow's bare path), preferring one under ``under``; None if none.
+    """
+    code = next((code for pattern, code in _DISK_TEXT if pattern.search(text)), None)
+    if code is None:
+        return None
+    paths = _QUOTED_PATH.findall(text) or _BARE_PATH.findall(text)
+    if under is not None:
+        paths = [path for path in paths if path.startswith(str(under))] or paths
+    return code, (paths[0].rstrip(".") if paths else None)
+
+
+def disk_message(code: int, path: str | None, pipeline_root: Path) -> str:
+    """The one line for a full disk or a refused write: what, which file, what to do."""
+    where = path or str(pipeline_root)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        todo = f"free space under {pipeline_root} and run again; `petseg runs gc --keep N` "
+        todo += "removes old run folders"
+    else:
+        todo = f"make {pipeline_root} writable or choose another --pipeline-root, and run again"
+    return f"{DISK_ERRNOS[code]}: {where}; {todo}"
 
 
 class LocalRunInterrupted(RuntimeError):
@@ -563,26 +608,45 @@ def run_local(
         step = _running_step(router)
         mark_failed(router.run_dir, f"interrupted by {stop.signal_name} during {step}")
         raise LocalRunInterrupted(step, stop.signal_name, router.run_dir) from None
-    except OSError as error:  # kfp.local itself writing under the pipeline root
-        step = _running_step(router) or "?"
-        message = f"{error.strerror or error}: {error.filename or pipeline_root}"
-        mark_failed(router.run_dir, f"step {step} failed: {message}")
-        raise LocalRunError(step, message, None) from None
+    except OSError as error:  # kfp.local itself, e.g. starting a step or reading its outputs
+        step = _running_step(router) or "pipeline"
+        if error.errno in DISK_ERRNOS:
+            message = disk_message(error.errno, error.filename, pipeline_root)
+        else:
+            message = f"{type(error).__name__}: {error}"
+        raise _failed(router, step, message, None) from None
     except RuntimeError as error:
         failed = [task for task in router.tasks.values() if task.status == "failed"]
         if not failed:
             raise
         step = failed[-1].name
         message = router.last_error(step) or str(error)
-        mark_failed(router.run_dir, f"step {step} failed: {message}")
-        raise LocalRunError(step, message, router.log_path(step)) from None
+        # A full disk or a refused write, in the step's error or anywhere in its last lines.
+        found = disk_problem(message, pipeline_root) or disk_problem(
+            router.task_output(step), pipeline_root
+        )
+        if found is None and router.write_error is not None:
+            path, _, write_error = router.write_error
+            if write_error.errno in DISK_ERRNOS:
+                found = (write_error.errno, str(path))
+        if found is not None:  # one line: the step's log may be as cut short as the disk
+            raise _failed(router, step, disk_message(*found, pipeline_root), None) from None
+        raise _failed(router, step, message, router.log_path(step)) from None
     if router.write_error is not None:
         path, task_name, error = router.write_error
         step = task_name or _running_step(router) or "logs"
-        message = f"writing the step log {path}: {error.strerror or error}"
-        mark_failed(router.run_dir, f"step {step} failed: {message}")
-        raise LocalRunError(step, message, None)
+        if error.errno in DISK_ERRNOS:
+            message = f"writing the step log: {disk_message(error.errno, str(path), pipeline_root)}"
+        else:
+            message = f"writing the step log {path}: {error.strerror or error}"
+        raise _failed(router, step, message, None)
     return summarize_run(_latest_run_dir(pipeline_root, config.name, before))
+
+
+def _failed(router: TaskLogRouter, step: str, message: str, log_path: Path | None) -> LocalRunError:
+    """The run's error, after marking its folder failed (with the reason when it fits)."""
+    mark_failed(router.run_dir, f"step {step} failed: {message}")
+    return LocalRunError(step, message, log_path)
 
 
 def _running_step(router: TaskLogRouter) -> str | None:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from components.platform import files
+
 FAILURE_FILE = "failure.json"
 MAX_ERROR_CHARS = 500
 
@@ -52,10 +54,9 @@ def error_line(error: BaseException) -> str:
 
 def write_failure(folder: Path, task: str, error: BaseException) -> Path:
     """Writes ``failure.json`` {task, error_type, error_line} into the task's folder."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / FAILURE_FILE
     record = {"task": task, "error_type": type(error).__name__, "error_line": error_line(error)}
-    path.write_text(json.dumps(record), encoding="utf-8")
+    files.write_json(str(path), record)  # whole or not at all, even on a full disk
     return path
 
 

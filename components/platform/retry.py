@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import tenacity
 
+from components.platform import files
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -174,7 +176,8 @@ def run_or_replay_failure(work: Callable[[], T], output_dir: str, *, what: str) 
     and the retried attempt gets the same output directory. A deterministic error is
     recorded there before it propagates; a retried attempt finds the record and fails
     at once with the same message instead of doing the work again. Transient errors
-    are not recorded, so their retry runs (and, for train, resumes from its checkpoint).
+    are not recorded, so their retry runs (and, for train, resumes from its checkpoint); nor
+    is a full disk, which freeing space cures. The record is written whole or not at all.
 
     Args:
         work: the task's work, without arguments.
@@ -196,8 +199,23 @@ def run_or_replay_failure(work: Callable[[], T], output_dir: str, *, what: str) 
     try:
         return work()
     except Exception as error:
-        if not is_transient(error):
-            os.makedirs(output_dir, exist_ok=True)
-            with open(record, "w", encoding="utf-8") as handle:
-                json.dump({"type": type(error).__name__, "message": str(error)}, handle)
+        if not is_transient(error) and not is_out_of_space(error):
+            try:  # whole or not at all: a truncated record would break every retry
+                files.write_json(
+                    record,
+                    {"type": type(error).__name__, "message": str(error)},
+                )
+            except OSError as record_error:  # never hide the task's own error behind ours
+                logger.error("could not record the failure in %s: %s", record, record_error)
         raise
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """A full disk or quota (in the error or its cause): freeing space makes a retry work."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
