@@ -20,12 +20,12 @@ def train(
 
     Args:
         dataset: ingest's Dataset directory (dataset.json and TFRecord shards).
-        class_weights: the class-weights JSON; used when class_weighting is not 'none'.
-        model_config: ModelConfig as JSON (image_size, encoder_weights, normalization...).
+        class_weights: the class-weights JSON; used only when training_config's
+            class_weighting is not 'none'.
+        model_config: ModelConfig as JSON (image_size, encoder_weights, freeze_encoder,
+            normalization).
         training_config: TrainingConfig as JSON (epochs, batch_size, learning_rate, ...).
-        model: model.keras, saved_model/ (serving signature), metadata.json, summary.txt.
-        tensorboard: TensorBoard logs (epoch scalars, sample predictions).
-        metrics: final train and validation loss, accuracy and mean IoU.
+        tensorboard: epoch scalars and sample predictions, for TensorBoard.
     """
     from components.ops import start_task
 
