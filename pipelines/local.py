@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,14 +269,27 @@ def disk_message(code: int, path: str | None, pipeline_root: Path) -> str:
 class LocalRunInterrupted(RuntimeError):
     """SIGINT or SIGTERM stopped a run; its steps' processes were terminated and reaped."""
 
-    def __init__(self, step: str | None, signal_name: str, run_dir: Path | None) -> None:
+    def __init__(
+        self,
+        step: str | None,
+        signal_name: str,
+        run_dir: Path | None,
+        still_running: list[str] | None = None,
+    ) -> None:
         where = f"during step {step}" if step else "between steps"
         folder = f" (run folder {run_dir}, marked failed)" if run_dir is not None else ""
+        left = (
+            f"; could not stop {', '.join(still_running)}: docker stop them"
+            if still_running
+            else ""
+        )
         super().__init__(
             f"interrupted by {signal_name} {where}{folder}; running the same command again "
-            "starts a new run in which every step runs again (see README, 'Interrupted runs')"
+            f"starts a new run in which every step runs again (see README, 'Interrupted "
+            f"runs'){left}"
         )
         self.step, self.signal_name, self.run_dir = step, signal_name, run_dir
+        self.still_running = still_running or []
 
 
 class _Interrupted(BaseException):
@@ -293,8 +307,11 @@ class _Interrupted(BaseException):
 TERMINATE_GRACE_S = 10.0
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below pid (children first found through /proc; Linux)."""
+def _descendants(pid: int, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Every process below pid (children first found through /proc; Linux).
+
+    Processes in ``skip`` and everything below them are left out.
+    """
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")
@@ -312,6 +329,8 @@ def _descendants(pid: int) -> list[int]:
     found, queue = [], list(children.get(pid, []))
     while queue:
         child = queue.pop()
+        if child in skip:
+            continue
         found.append(child)
         queue.extend(children.get(child, []))
     return found
@@ -328,15 +347,17 @@ def _stopped_by_signals():
     """SIGINT/SIGTERM: terminate every step process (kill after a grace), raise _Interrupted.
 
     kfp.local waits for the step's process as the exception unwinds, so it is reaped; a
-    timer kills what ignores SIGTERM, so that wait ends.
+    timer kills what ignores SIGTERM, so that wait ends. Processes this one had started
+    before the run (a caller's own servers) are not the run's and are left alone.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     state: dict[str, Any] = {}
+    before = set(_descendants(os.getpid()))
 
     def handler(signum: int, _frame: Any) -> None:
-        pids = _descendants(os.getpid())
+        pids = _descendants(os.getpid(), skip=before)
         _signal_all(pids, signal.SIGTERM)
         if state:  # a second signal while stopping: no more waiting
             _signal_all(pids, signal.SIGKILL)
@@ -486,12 +507,46 @@ def paths_outside(config: PipelineConfig, pipeline_root: Path) -> list[str]:
     return outside
 
 
-def docker_runner(config: PipelineConfig, pipeline_root: Path) -> Any:
+# Every container a run starts carries this label (value: the run's own id), so an
+# interrupted run can find and stop them: they run under dockerd, not below petseg.
+RUN_LABEL = "petseg.run"
+
+
+def stop_run_containers(run_id: str, client: Any = None) -> list[str]:
+    """Stops (SIGTERM, then SIGKILL after the grace) every container labelled with run_id.
+
+    Returns:
+        The names of those that could not be stopped (empty: none is left running).
+    """
+    import docker
+
+    own_client = client is None
+    client = client or docker.from_env()
+    left = []
+    try:
+        containers = client.containers.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+        for container in containers:
+            try:
+                container.stop(timeout=int(TERMINATE_GRACE_S))
+            except docker.errors.NotFound:
+                pass  # it ended (and was removed) meanwhile
+            except docker.errors.DockerException:
+                left.append(container.name)
+    except docker.errors.DockerException:
+        left.append(f"the containers labelled {RUN_LABEL}={run_id}")
+    finally:
+        if own_client:
+            client.close()
+    return left
+
+
+def docker_runner(config: PipelineConfig, pipeline_root: Path, run_id: str = "") -> Any:
     """kfp.local.DockerRunner: no network, this user's ids, the images present locally.
 
     Args:
         config: the effective config (run-time parameters applied, local paths absolute).
         pipeline_root: the absolute pipeline root, the only folder the containers mount.
+        run_id: labels every container (``RUN_LABEL``) so an interrupt can stop them.
 
     Raises:
         ValueError: a local path in the config lies outside the pipeline root, or an image
@@ -529,6 +584,7 @@ def docker_runner(config: PipelineConfig, pipeline_root: Path) -> Any:
     except docker.errors.DockerException as error:
         raise ValueError(f"--runner docker: no Docker engine answers ({error})") from None
     return local.DockerRunner(
+        labels={RUN_LABEL: run_id},
         network_mode="none",
         # Outputs belong to whoever ran petseg; HOME must be writable for Keras and TFDS.
         user=f"{os.getuid()}:{os.getgid()}",
@@ -581,9 +637,12 @@ def run_local(
     )
     before = set(pipeline_root.glob(f"{config.name}-*"))
 
+    run_id = uuid.uuid4().hex
     if runner == "docker":
         config = with_local_images(config)
-        task_runner = docker_runner(apply_runtime_parameters(config, parameters), pipeline_root)
+        task_runner = docker_runner(
+            apply_runtime_parameters(config, parameters), pipeline_root, run_id
+        )
     else:
         task_runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=task_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
@@ -606,8 +665,10 @@ def run_local(
             pipeline_func(**parameters)
     except _Interrupted as stop:
         step = _running_step(router)
+        # A container is dockerd's child, not ours: the signal handler cannot reach it.
+        left = stop_run_containers(run_id) if runner == "docker" else []
         mark_failed(router.run_dir, f"interrupted by {stop.signal_name} during {step}")
-        raise LocalRunInterrupted(step, stop.signal_name, router.run_dir) from None
+        raise LocalRunInterrupted(step, stop.signal_name, router.run_dir, left) from None
     except OSError as error:  # kfp.local itself, e.g. starting a step or reading its outputs
         step = _running_step(router) or "pipeline"
         if error.errno in DISK_ERRNOS:

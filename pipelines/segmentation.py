@@ -109,7 +109,8 @@ def create_pipeline(
 
     from components.data.skip_unchanged import TRAIN as DATA_CHANGED
     from components.ops.class_weights import compute_class_weights
-    from components.ops.data_validation import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics
+    from components.ops.enforce_data_checks import enforce_data_checks
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.notify import notify_run_end

@@ -49,6 +49,7 @@ def test_every_component_module_defines_a_component():
         "resolve_config",
         "ingest",
         "data_validation",
+        "enforce_data_checks",
         "skip_unchanged",
         "class_weights",
         "train",

@@ -24,7 +24,8 @@ class Outputs(NamedTuple):
 
 
 def _run(dataset_dir, destination="", checks=None):
-    from components.ops.data_validation import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics
+    from components.ops.enforce_data_checks import enforce_data_checks
 
     @dsl.pipeline(name="data-checks-test")
     def checks_pipeline() -> Outputs:

@@ -54,6 +54,8 @@ from components.data import statistics as data_statistics
 from components.data.sources import EmptySplitError, SourceExample
 from components.platform import files
 from components.platform.config import IGNORE_ID, BeamConfig, DataConfig
+from components.platform.contracts import DatasetInfo
+from components.platform.retry import retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,15 @@ def ingest_with_engine(data_config: DataConfig, output_dir: str, **kwargs: Any) 
     if data_config.engine == "beam":
         return ingest_dataset(data_config, output_dir, **kwargs)
     return ingest.ingest_dataset(data_config, output_dir, **kwargs)
+
+
+def run(data_config: DataConfig, output_dir: str) -> DatasetInfo:
+    """The ingest step: ``ingest_with_engine``, retried on a transient error.
+
+    Shards are written under temporary names, so a repeat after a dropped download is safe.
+    """
+    info = retry_transient(lambda: ingest_with_engine(data_config, output_dir), what="ingest")
+    return DatasetInfo.from_dict(info)
 
 
 # --- options -------------------------------------------------------------------------------

@@ -36,10 +36,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from components.platform import files
-from components.platform.config import CheckRule, ChecksConfig
-from components.platform.contracts import CheckVerdicts, ContractVersionError, Statistics
+from components.platform.config import CheckRule, ChecksConfig, PushConfig
+from components.platform.contracts import (
+    CheckVerdicts,
+    ContractVersionError,
+    Statistics,
+    StepSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -405,6 +411,61 @@ def check_dataset(
             log = logger.error if check["severity"] == "error" else logger.warning
             log("data check %s", describe(check))
     return statistics, verdicts
+
+
+class Settings(StepSettings):
+    """The checks' rules, and the push destination whose latest statistics are production's."""
+
+    checks: ChecksConfig
+    push: PushConfig
+
+
+class DataChecks(BaseModel):
+    """The data_statistics step's outcome: the dataset's statistics and the verdicts."""
+
+    statistics: Statistics
+    verdicts: CheckVerdicts
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The failed checks, what was compared, and the records per split."""
+        return {
+            "compared_with": self.verdicts.compared_with,
+            "errors": self.verdicts.errors,
+            "warnings": self.verdicts.warnings,
+            "num_records": {
+                name: split["num_records"] for name, split in self.statistics.splits.items()
+            },
+            "cross_split_duplicates": self.statistics.duplicates["num_across"],
+        }
+
+    def metrics(self) -> dict[str, float]:
+        return summary_metrics(self.verdicts.to_dict())
+
+
+def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -> DataChecks:
+    """The data_statistics step: ``check_dataset``, with the Markdown view at ``view_path``.
+
+    A failed check raises nothing here: ``enforce_saved`` is the gate.
+    """
+    from components.data.statistics import STATISTICS_VIEW_FILE
+
+    statistics, verdicts = check_dataset(
+        dataset_dir, output_dir, settings.checks, settings.push.destination
+    )
+    files.write_bytes(view_path, files.read_bytes(posixpath.join(output_dir, STATISTICS_VIEW_FILE)))
+    return DataChecks(
+        statistics=Statistics.from_dict(dict(statistics)),
+        verdicts=CheckVerdicts.from_dict(verdicts),
+    )
+
+
+def enforce_saved(statistics_dir: str) -> None:
+    """The enforce_data_checks step: stops on a failed ``error`` check; prints the warnings."""
+    verdicts = CheckVerdicts.read(posixpath.join(statistics_dir, CHECKS_FILE)).to_dict()
+    enforce(verdicts)
+    for check in verdicts["checks"]:
+        if check["status"] == "fail" and check["severity"] == "warn":
+            print(f"data check warning: {describe(check)}")
 
 
 def files_to_push(statistics_dir: str) -> tuple[dict[str, str], dict[str, Any]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from components.platform.config import PushConfig
+
 logger = logging.getLogger(__name__)
 
 TRAIN = "train"
@@ -27,6 +29,11 @@ def production_fingerprint(manifest: dict[str, Any]) -> str:
         if isinstance(dataset, dict) and dataset.get("fingerprint"):
             return str(dataset["fingerprint"])
     return ""
+
+
+def run(settings: PushConfig, dataset_dir: str) -> str:
+    """The skip_unchanged step: 'train', or 'skip: <why>' (production is settings.destination's)."""
+    return decide(dataset_dir, settings.destination)
 
 
 def decide(dataset_dir: str, destination: str) -> str:

@@ -41,7 +41,15 @@ import tensorflow as tf
 
 from components.data import dataset_info, schema
 from components.platform import files
-from components.platform.config import CLASS_NAMES, TUTORIAL_CLASS_WEIGHTS, WeightingStrategy
+from components.platform.config import (
+    CLASS_NAMES,
+    TUTORIAL_CLASS_WEIGHTS,
+    ModelConfig,
+    TrainingConfig,
+    WeightingStrategy,
+)
+from components.platform.contracts import ClassWeights, StepSettings
+from components.platform.retry import retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +257,28 @@ def compute_class_weights(
         "weights": weights,
         "absent_classes": absent,
     }
+
+
+class Settings(StepSettings):
+    """model.image_size is the counting resolution; training picks the strategy."""
+
+    model: ModelConfig
+    training: TrainingConfig
+
+
+def run(settings: Settings, dataset_dir: str, output_path: str) -> ClassWeights:
+    """The class_weights step: counts, weights and the file train reads at ``output_path``."""
+    record = retry_transient(
+        lambda: compute_class_weights(
+            dataset_dir,
+            image_size=settings.model.image_size,
+            strategy=settings.training.class_weighting,
+            fixed_weights=settings.training.fixed_class_weights,
+        ),
+        what="class weights",
+    )
+    write_class_weights(record, output_path)
+    return ClassWeights.from_dict(record)
 
 
 def write_class_weights(result: dict[str, Any], path: str) -> None:

@@ -9,6 +9,11 @@ One pydantic model per hand-off, read and written here only (as the config is):
 - ``EvaluationOutcome``: the blessing decision and metrics (evaluate → push).
 - ``PushResult``: what push published, or why not (push → predict, the local summary).
 - ``PredictionSummary``: what batch prediction produced.
+- ``ClassWeights``: the class-weights file (class weights → train).
+
+A core step is ``run(settings, inputs) -> outcome`` (TFX's executor): ``StepSettings``
+is the config sections it reads, and its outcome's ``to_metadata()`` is what the
+``components/ops`` wrapper copies into the output artifact's metadata.
 
 Field names are the ones the JSON files always had, so files written before these
 contracts read unchanged. Each contract carries its version in a named field
@@ -27,7 +32,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.platform import files
-from components.platform.config import IGNORE_ID
+from components.platform.config import IGNORE_ID, section_from_json
 
 # dataset.json's and the records' layout (components.data.schema re-exports it as SCHEMA_VERSION).
 # 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
@@ -103,6 +108,26 @@ class _Contract(BaseModel):
     def write(self, path: str) -> None:
         """Writes the contract atomically (see ``components.platform.files``)."""
         files.write_json(path, self.to_dict())
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The facts given, as an output artifact's metadata (JSON values, no version)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class StepSettings(BaseModel):
+    """The config sections one core step reads; the pipeline hands each over as its JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def from_json(cls, **sections: str) -> Self:
+        """Each section from its JSON parameter; an invalid one is named with its field."""
+        return cls(
+            **{
+                name: section_from_json(cls.model_fields[name].annotation, text)
+                for name, text in sections.items()
+            }
+        )
 
 
 # ----------------------------------------------------------------------------- dataset.json
@@ -342,12 +367,17 @@ class PushResult(_Contract):
 
     pushed: bool
     skip_reason: str = ""
-    destination: str = ""
+    # The published version's directory: the pushed_model artifact's URI, not its metadata.
+    uri: str = Field(default="", exclude=True)
     version: str = ""
     latest: str = ""
     digest: str = ""
     reused: bool = False
+    destination: str = ""
     manifest: str = ""
+    vertex_model: str = ""
+    vertex_model_version: str = ""
+    vertex_alias_version: str = ""
 
 
 class PredictionSummary(_Contract):
@@ -366,3 +396,36 @@ class PredictionSummary(_Contract):
     version: str = ""
     classes: list[str] = Field(default_factory=list)
     skip_reason: str = ""
+
+
+# ----------------------------------------------------------------------------- class weights
+
+
+class ClassWeights(_Contract):
+    """The class-weights file: per-class pixel counts, frequencies and the loss weights."""
+
+    VERSION_FIELD: ClassVar[str] = "weights_format"
+    WHAT: ClassVar[str] = "class weights"
+    REMEDY: ClassVar[str] = "re-run class weights"
+
+    strategy: str
+    classes: list[str]
+    image_size: int
+    num_images: int
+    pixel_counts: list[int]
+    ignored_pixels: int
+    frequencies: list[float]
+    weights: list[float]
+    absent_classes: list[str] = Field(default_factory=list)
+
+    def to_metadata(self) -> dict[str, Any]:
+        return self.model_dump(include={"strategy", "classes", "image_size", "weights"})
+
+    def metrics(self) -> dict[str, float]:
+        """Images and ignored pixels, then each class's pixels, frequency and weight."""
+        figures = {"num_images": self.num_images, "ignored_pixels": self.ignored_pixels}
+        for index, name in enumerate(self.classes):
+            figures[f"pixels_{name}"] = self.pixel_counts[index]
+            figures[f"frequency_{name}"] = self.frequencies[index]
+            figures[f"weight_{name}"] = self.weights[index]
+        return figures
