@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 CHECKS_FORMAT = CheckVerdicts.VERSION
 CHECKS_FILE = CheckVerdicts.FILE_NAME
 # Where push publishes them in a model version, and where the next run looks.
-PUSHED_STATISTICS = "data/statistics.json"
-PUSHED_CHECKS = "data/" + CHECKS_FILE
+PUSHED_STATISTICS = Statistics.PUSHED_PATH
+PUSHED_CHECKS = CheckVerdicts.PUSHED_PATH
 TRAIN_SPLIT = "train"
 _LISTED = 5  # names quoted in a message
 
@@ -466,27 +466,3 @@ def enforce_saved(statistics_dir: str) -> None:
     for check in verdicts["checks"]:
         if check["status"] == "fail" and check["severity"] == "warn":
             print(f"data check warning: {describe(check)}")
-
-
-def files_to_push(statistics_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
-    """What push publishes of a data_statistics output: files and a manifest summary.
-
-    Returns:
-        ``({path in the version: local file}, {compared_with, errors, warnings,
-        figures, statistics})``: the statistics and verdicts travel with the model, and
-        the manifest repeats the verdicts and each check's figure.
-    """
-    statistics_path = posixpath.join(statistics_dir, "statistics.json")
-    checks_path = posixpath.join(statistics_dir, CHECKS_FILE)
-    verdicts = CheckVerdicts.read(checks_path)
-    summary = {
-        "compared_with": verdicts.compared_with,
-        "errors": verdicts.errors,
-        "warnings": verdicts.warnings,
-        "checks": {
-            check.name: check.model_dump(include={"status", "severity", "figure", "threshold"})
-            for check in verdicts.checks
-        },
-        "statistics": PUSHED_STATISTICS,
-    }
-    return {PUSHED_STATISTICS: statistics_path, PUSHED_CHECKS: checks_path}, summary
