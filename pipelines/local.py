@@ -682,10 +682,13 @@ def run_local(
             raise
         step = failed[-1].name
         message = router.last_error(step) or str(error)
-        # A full disk or a refused write, in the step's error or anywhere in its last lines.
-        found = disk_problem(message, pipeline_root) or disk_problem(
-            router.task_output(step), pipeline_root
-        )
+        # A full disk or a refused write in the step's error; or a full disk anywhere in its
+        # last lines (it may surface as another error), never a stray "Permission denied".
+        found = disk_problem(message, pipeline_root)
+        if found is None:
+            earlier = disk_problem(router.task_output(step), pipeline_root)
+            if earlier is not None and earlier[0] in (errno.ENOSPC, errno.EDQUOT):
+                found = earlier
         if found is None and router.write_error is not None:
             path, _, write_error = router.write_error
             if write_error.errno in DISK_ERRNOS:
