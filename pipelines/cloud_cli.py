@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from components.config import (
+from components.platform.config import (
     ConfigError,
     PipelineConfig,
     apply_runtime_parameters,
@@ -225,7 +225,7 @@ def _template(
 _IMAGE_PLACEHOLDER = "/PROJECT/"
 
 
-def cloud_config_problems(config: Any, target: str) -> list[str]:
+def cloud_config_problems(config: PipelineConfig, target: str) -> list[str]:
     """What would make a run fail or lose its output once it is in the cloud.
 
     Tasks run in containers there: a relative or container-local path is gone
@@ -274,14 +274,14 @@ def _same_commit(tag: str, commit: str) -> bool:
     return min(len(tag), len(commit)) >= 7 and (tag.startswith(commit) or commit.startswith(tag))
 
 
-def image_tag_mismatch(config: Any) -> str:
+def image_tag_mismatch(config: PipelineConfig) -> str:
     """One line naming the task images whose tag is neither this petseg's version nor commit.
 
     The components run the package installed in their image, not this checkout, so an
     image of another version runs other code than the pipeline was compiled from. A
     digest reference (``image@sha256:...``) is taken as deliberate and not compared.
     """
-    from components import provenance
+    from components.platform import provenance
 
     version = provenance.package_version()
     commit = provenance.git_commit().removesuffix("-dirty")
@@ -301,7 +301,7 @@ def image_tag_mismatch(config: Any) -> str:
     )
 
 
-def _warn_on_image_tags(config: Any) -> None:
+def _warn_on_image_tags(config: PipelineConfig) -> None:
     mismatch = image_tag_mismatch(config)
     if mismatch:
         print(f"warning: {mismatch}", file=sys.stderr)

@@ -20,9 +20,9 @@ from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.runners.worker import data_plane
 from PIL import Image
 
-from components import beam_ingest, dataset_info, schema, splits, synthetic_pets
-from components.config import BeamConfig, ConfigError, DataConfig, load_config
-from components.ingest import BAD_RECORDS_FILE, BadRecordsError
+from components.data import beam_ingest, dataset_info, schema, splits, synthetic_pets
+from components.data.ingest import BAD_RECORDS_FILE, BadRecordsError
+from components.platform.config import BeamConfig, ConfigError, DataConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECT = BeamConfig(direct_num_workers=3, direct_running_mode="multi_threading")
