@@ -666,15 +666,6 @@ def resolve_baseline(
     return latest, f"baseline: the latest model pushed to {push_destination}"
 
 
-def _without_samples(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics without the images, masks and per-image arrays kept for the report."""
-    return {
-        key: value
-        for key, value in metrics.items()
-        if key not in ("samples", "worst", "predictions", "per_image")
-    }
-
-
 def _baseline_predictions(
     items: Sequence[dict[str, Any]],
 ) -> dict[str, tuple[np.ndarray, float | None]]:

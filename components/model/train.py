@@ -236,7 +236,7 @@ def _compile(
     )
 
 
-def augmentation_for(training_config: Any) -> data.Augmentation:
+def augmentation_for(training_config: TrainingConfig) -> data.Augmentation:
     """The input pipeline's augmentation from the config (flips, then the recipe's extras)."""
     return data.Augmentation(
         flip=True,
@@ -263,7 +263,7 @@ class Phase:
     backup_dir: str
 
 
-def training_phases(training_config: Any) -> list[Phase]:
+def training_phases(training_config: TrainingConfig) -> list[Phase]:
     phases = [
         Phase("train", 0, training_config.epochs, training_config.learning_rate, False, BACKUP_DIR)
     ]
@@ -282,7 +282,7 @@ def training_phases(training_config: Any) -> list[Phase]:
 
 
 def learning_rate_for(
-    training_config: Any, phase: Phase, steps_per_epoch: int
+    training_config: TrainingConfig, phase: Phase, steps_per_epoch: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The phase's rate, constant or decaying to 0 by a cosine over the phase's steps."""
     if training_config.learning_rate_schedule == "cosine":
@@ -338,7 +338,7 @@ class KeepBestWeights(keras.callbacks.Callback):
 def build_callbacks(
     phase: Phase,
     model_dir: str,
-    training_config: Any,
+    training_config: TrainingConfig,
     tensorboard: list[keras.callbacks.Callback],
     keeper: KeepBestWeights | None,
     extra: list[keras.callbacks.Callback] | None,

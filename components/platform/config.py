@@ -173,8 +173,8 @@ class BeamConfig(_Section):
     direct_num_workers: Annotated[int, Field(ge=0, le=256)] = Field(
         default=1,
         description=(
-            "DirectRunner: parallel workers; 0 = one per core. Above 1, Beam 2.77's DirectRunner "
-            "lost or garbled records of real-size photos here (ingest then stops; README)."
+            "DirectRunner: parallel workers; 0 = one per core. Ingest turns off the "
+            "DirectRunner's timer flush, which lost records in Beam 2.77 (README)."
         ),
     )
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = Field(

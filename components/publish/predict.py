@@ -44,7 +44,7 @@ from components.model.model import (
     SERVING_SIGNATURE,
 )
 from components.platform.config import PredictConfig
-from components.platform.contracts import ArtifactRef, PredictionSummary
+from components.platform.contracts import ArtifactRef, ModelMetadata, PredictionSummary
 from components.platform.storage import GCS_SCHEME, parse_gcs_uri
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -323,14 +323,12 @@ class Predictor:
 
         metadata_path = os.path.join(model_dir, METADATA_FILE)
         try:
-            with open(metadata_path) as handle:
-                metadata = json.load(handle)
-        except (OSError, json.JSONDecodeError) as error:
+            classes = ModelMetadata.read(metadata_path).classes
+        except (OSError, ValueError) as error:
             raise PredictError(
                 f"{metadata_path}: cannot read the model's metadata ({error})"
             ) from None
-        classes = metadata.get("classes")
-        if not isinstance(classes, list) or not classes:
+        if not classes:
             raise PredictError(f"{metadata_path}: no 'classes' list")
         saved_model = os.path.join(model_dir, SAVED_MODEL_DIR)
         if not os.path.isdir(saved_model):

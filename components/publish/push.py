@@ -38,7 +38,13 @@ from typing import Any
 
 from components.platform import provenance
 from components.platform.config import PushConfig
-from components.platform.contracts import ArtifactRef, CheckVerdicts, PushResult, Statistics
+from components.platform.contracts import (
+    ArtifactRef,
+    CheckVerdicts,
+    ModelMetadata,
+    PushResult,
+    Statistics,
+)
 from components.platform.retry import retry_transient
 from components.platform.storage import (
     GCS_FUSE_ROOT,
@@ -386,12 +392,7 @@ def push_model(
     if clashes:
         raise ValueError(f"extra_files would replace files of the model: {clashes}")
     digest = model_digest(files)
-    metadata_path = os.path.join(model_dir, MODEL_METADATA_FILE)
-    try:
-        with open(metadata_path) as handle:
-            metadata = json.load(handle)
-    except ValueError as error:
-        raise ValueError(f"{metadata_path} is not valid JSON: {error}") from error
+    metadata = ModelMetadata.read(os.path.join(model_dir, MODEL_METADATA_FILE)).to_dict()
 
     store = store or open_store(destination)
     store.check_ready(for_write=True)
@@ -410,8 +411,8 @@ def push_model(
             "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in files},
             "model_metadata": metadata,
             # The class names in output-channel order, for whoever serves the model.
-            "classes": metadata.get("classes") if isinstance(metadata, dict) else None,
-            "dataset": metadata.get("dataset") if isinstance(metadata, dict) else None,
+            "classes": metadata.get("classes"),
+            "dataset": metadata.get("dataset"),
             # The petseg that pushed; the one that trained is in model_metadata.
             "pushed_by": provenance.provenance(),
             **extra_manifest,
