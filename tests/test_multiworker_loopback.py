@@ -2,7 +2,10 @@
 
 What a Vertex AI custom job of two replicas runs, on this machine's CPU: the same
 train_model under MultiWorkerMirroredStrategy, each worker reading its own shard files.
-Synthetic pets like the demo's (tests/recordsets), 32 px, a few steps per epoch.
+Synthetic pets like the demo's (tests/recordsets), 32 px, a few steps per epoch, and the
+U-Net's decoder on a five-convolution encoder (``loopback.small_encoder``) instead of
+MobileNetV2, whose tracing alone cost each process over a minute; the multi-worker machinery
+under test (strategy, sharding, chief-only writes, backups) is the same for any encoder.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from components.model import loopback, train
 from components.model import model as model_lib
 from components.platform.config import ModelConfig, TrainingConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+WORKER_TIMEOUT = 150  # seconds for a job's workers; they take about 30 here
 
 SIZE = 32
 MODEL_CONFIG = ModelConfig(image_size=SIZE, encoder_weights="none")
@@ -55,13 +59,15 @@ def dataset_dir(tmp_path_factory):
     return directory
 
 
-def _job(tmp_path, dataset_dir, training, name="job") -> loopback.LoopbackJob:
+def _job(tmp_path, dataset_dir, training, name="job", pause=0.0) -> loopback.LoopbackJob:
     arguments = loopback.worker_arguments(
         dataset_dir,
         str(tmp_path / "model"),
         str(tmp_path / "tensorboard"),
         MODEL_CONFIG,
         training,
+        small_encoder=True,
+        epoch_pause=pause,
     )
     return loopback.LoopbackJob(2, arguments, tmp_path / name)
 
@@ -71,10 +77,10 @@ def _event_files(log_dir):
 
 
 def test_two_workers_write_one_model_close_to_one_worker_with_the_same_global_batch(
-    tmp_path, dataset_dir
+    tmp_path, dataset_dir, monkeypatch
 ):
     with _job(tmp_path, dataset_dir, _training()) as job:
-        codes = job.wait(timeout=480)
+        codes = job.wait(timeout=WORKER_TIMEOUT)
         assert codes == [0, 0], job.tail_logs()
         chief, other = job.results()
     assert chief["is_chief"] and not other["is_chief"]
@@ -101,7 +107,8 @@ def test_two_workers_write_one_model_close_to_one_worker_with_the_same_global_ba
     ]
     assert sorted(runs) == ["samples", "train", "validation"]
 
-    # One worker, the same global batch and seed.
+    # One worker, the same global batch, seed and model.
+    monkeypatch.setattr(model_lib, "build_encoder", loopback.small_encoder)
     single = train.train_model(
         dataset_dir,
         str(tmp_path / "single_model"),
@@ -125,8 +132,9 @@ def _backup_epoch(backup_dir) -> int:
 def test_a_killed_worker_and_the_rerun_resumes_every_worker_from_the_backup(tmp_path, dataset_dir):
     training = _training(epochs=3)
     backup_dir = tmp_path / "model" / train.BACKUP_DIR
-    with _job(tmp_path, dataset_dir, training, "first") as job:
-        deadline = time.monotonic() + 420
+    # Each worker waits 2 s after an epoch: a window to lose one in mid-training.
+    with _job(tmp_path, dataset_dir, training, "first", pause=2.0) as job:
+        deadline = time.monotonic() + WORKER_TIMEOUT
         while _backup_epoch(backup_dir) < 1:
             assert time.monotonic() < deadline, "no backup after an epoch\n" + job.tail_logs()
             assert all(p.poll() is None for p in job.processes), job.tail_logs()
@@ -138,7 +146,7 @@ def test_a_killed_worker_and_the_rerun_resumes_every_worker_from_the_backup(tmp_
     assert 1 <= resumed_from < training.epochs
 
     with _job(tmp_path, dataset_dir, training, "rerun") as rerun:
-        codes = rerun.wait(timeout=420)
+        codes = rerun.wait(timeout=WORKER_TIMEOUT)
         assert codes == [0, 0], rerun.tail_logs()
         chief, other = rerun.results()
     expected = list(range(resumed_from, training.epochs))

@@ -156,15 +156,53 @@ class LoopbackJob:
         self.stop()
 
 
+def small_encoder(image_size: int, *unused: Any, **unused_named: Any):
+    """A five-convolution stand-in for MobileNetV2 with the same skip strides (2 to 32).
+
+    For the loopback tests only (``--small-encoder``): what they prove is the multi-worker
+    machinery (strategy, sharding, chief-only writes, backups), which does not depend on
+    the encoder, and tracing MobileNetV2's 150 layers cost each process over a minute.
+    """
+    import keras
+
+    from components.model import model as model_lib
+
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    skips, x = [], inputs
+    for index, filters in enumerate((8, 8, 16, 16, 32)):
+        x = keras.layers.Conv2D(
+            filters, 3, strides=2, padding="same", activation="relu", name=f"small_{index}"
+        )(x)
+        skips.append(x)
+    return keras.Model(inputs=inputs, outputs=skips, name=model_lib.ENCODER_NAME)
+
+
+def use_small_encoder() -> None:
+    """Makes ``build_unet`` use ``small_encoder`` in this process."""
+    from components.model import model as model_lib
+
+    model_lib.build_encoder = small_encoder
+
+
 def worker_arguments(
     dataset_dir: str,
     model_dir: str,
     tensorboard_dir: str,
     model_config: Any,
     training_config: Any,
+    *,
+    small_encoder: bool = False,
+    epoch_pause: float = 0.0,
 ) -> list[str]:
-    """The command line of one worker for these settings (pydantic config sections)."""
+    """The command line of one worker for these settings (pydantic config sections).
+
+    ``small_encoder`` and ``epoch_pause`` (seconds each worker waits after an epoch, a
+    window to kill it in) are for tests.
+    """
     return [
+        *(["--small-encoder"] if small_encoder else []),
+        "--epoch-pause",
+        str(epoch_pause),
         "--dataset",
         dataset_dir,
         "--model-dir",
@@ -186,7 +224,11 @@ def _run_worker(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-config", required=True)
     parser.add_argument("--training-config", required=True)
     parser.add_argument("--result", required=True)
+    parser.add_argument("--small-encoder", action="store_true")
+    parser.add_argument("--epoch-pause", type=float, default=0.0)
     args = parser.parse_args(argv)
+    if args.small_encoder:
+        use_small_encoder()
 
     import keras
 
@@ -204,6 +246,7 @@ def _run_worker(argv: Sequence[str] | None = None) -> int:
         def on_epoch_end(self, epoch, logs=None):
             epochs_run.append(int(epoch))
             epoch_seconds.append(time.perf_counter() - self.epoch_started)
+            time.sleep(args.epoch_pause)
 
     metrics = train.train_model(
         args.dataset,
