@@ -2,7 +2,7 @@
 
 ``petseg --version`` and the provenance in models and push manifests read the commit from git
 in a checkout and from ``PETSEG_GIT_COMMIT`` in the images; an installed wheel has neither,
-so the build writes ``components/BUILD_COMMIT`` into it (and into an sdist, whose own wheel
+so the build writes ``components/platform/BUILD_COMMIT`` into it (and into an sdist, whose own wheel
 build has no git). Everything else is in pyproject.toml.
 """
 
@@ -16,7 +16,7 @@ from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
-COMMIT_FILE = ("components", "BUILD_COMMIT")
+COMMIT_FILE = ("components", "platform", "BUILD_COMMIT")
 
 
 def _git(*arguments: str) -> str:

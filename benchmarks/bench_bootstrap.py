@@ -2,7 +2,7 @@
 
 Prints, for per-image confusion counts of two models on N images (C classes):
 
-- vectorised: ``components.bootstrap.paired_bootstrap`` (draw counts per image, one
+- vectorised: ``components.evaluation.bootstrap.paired_bootstrap`` (draw counts per image, one
   matrix product over all resamples, mean IoU of every resample at once);
 - naive: a Python loop over resamples, each drawing N image indices and summing
   their confusion matrices, then mean IoU via ``segmentation_metrics``, as a direct
@@ -47,7 +47,7 @@ def naive_bootstrap(
     challenger: np.ndarray, production: np.ndarray, samples: int, seed: int
 ) -> np.ndarray:
     """The loop a direct implementation writes: resample, sum, score, per resample."""
-    from components.metrics import segmentation_metrics
+    from components.evaluation.metrics import segmentation_metrics
 
     names = [f"class{index}" for index in range(challenger.shape[1])]
     rng = np.random.default_rng(seed)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from components import bootstrap
+    from components.evaluation import bootstrap
 
     challenger, production = synthetic_counts(args.images, args.classes, seed=0)
     # Warm-up (imports, first allocation) outside the timing.

@@ -60,7 +60,7 @@ def _rss_mb() -> float:
 
 
 def _config(n: int, image_size: int, data_dir: str):
-    from components.config import DataConfig
+    from components.platform.config import DataConfig
 
     return DataConfig(
         dataset="synthetic_pets",
@@ -74,8 +74,8 @@ def _config(n: int, image_size: int, data_dir: str):
 
 def child_ingest(n: int, image_size: int, data_dir: str, output_dir: str) -> dict:
     """Runs in a subprocess: ingest only (data already prepared), with memory figures."""
-    from components import sources
-    from components.ingest import ingest_dataset
+    from components.data import sources
+    from components.data.ingest import ingest_dataset
 
     config = _config(n, image_size, data_dir)
     builder = sources.prepare(config)  # Loads the prepared dataset's info; no generation.
@@ -107,8 +107,8 @@ def bench_statistics(config, output_dir: str, *, first_ingest_seconds: float, re
     (``compute_statistics``, what the data-statistics step does for a dataset without
     stored statistics) reads ``output_dir``.
     """
-    from components.ingest import ingest_dataset
-    from components.statistics import compute_statistics
+    from components.data.ingest import ingest_dataset
+    from components.data.statistics import compute_statistics
 
     with_statistics = [first_ingest_seconds]
     without_statistics = []
@@ -140,13 +140,13 @@ def child_parallel(source: str, n: int, image_size: int, where: str, workers: in
     """
     if workers == 1 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from components.config import DataConfig
-    from components.ingest import ingest_dataset
+    from components.data.ingest import ingest_dataset
+    from components.platform.config import DataConfig
 
     if source == "tfds":
         config = _config(n, image_size, where).model_copy(update={"download": False})
     else:
-        from components import synthetic_pets
+        from components.data import synthetic_pets
 
         fields = synthetic_pets.folder_class_table(3, "values")
         config = DataConfig(source="folder", path=where, records_per_shard=256, **fields)
@@ -159,8 +159,8 @@ def child_parallel(source: str, n: int, image_size: int, where: str, workers: in
 
 def bench_parallel(workdir: Path, n: int, image_size: int) -> list[tuple]:
     """(source, cores, one-worker result, all-cores result) for TFDS and folder."""
-    from components import sources, synthetic_pets
-    from components.ingest import worker_count
+    from components.data import sources, synthetic_pets
+    from components.data.ingest import worker_count
 
     cores = worker_count(_config(n, image_size, str(workdir)))
     data_dir = str(workdir / "tfds_parallel")
@@ -214,7 +214,7 @@ def _numpy_counts(dataset_dir: str, image_size: int) -> tuple[list[int], int, fl
     import tensorflow as tf
     from PIL import Image
 
-    from components import dataset_info, schema
+    from components.data import dataset_info, schema
 
     started = time.perf_counter()
     counts = np.zeros(schema.NUM_CLASSES, np.int64)
@@ -237,7 +237,7 @@ def _numpy_counts(dataset_dir: str, image_size: int) -> tuple[list[int], int, fl
 
 
 def bench_class_weights(dataset_dir: str, image_size: int) -> dict:
-    from components.class_weights import count_mask_pixels
+    from components.model.class_weights import count_mask_pixels
 
     count_mask_pixels(dataset_dir, image_size)  # Warm up tf.data and tracing.
     started = time.perf_counter()
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
 
-    from components import sources
+    from components.data import sources
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_ingest_"))
     parallel = bench_parallel(workdir, args.parallel_n, args.parallel_image_size)

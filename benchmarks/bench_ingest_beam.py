@@ -35,7 +35,7 @@ REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford_
 
 
 def _config(path: str, masks_folder: str, engine: str, workers: int, mode: str, fields: dict):
-    from components.config import BeamConfig, DataConfig
+    from components.platform.config import BeamConfig, DataConfig
 
     return DataConfig(
         **{
@@ -55,7 +55,7 @@ def _config(path: str, masks_folder: str, engine: str, workers: int, mode: str, 
 
 
 def _timed(config, output: Path) -> tuple[float, dict]:
-    from components.beam_ingest import ingest_with_engine
+    from components.data.beam_ingest import ingest_with_engine
 
     shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         fields: dict = {}
         source, masks_folder = args.source, args.masks_folder
         if args.generate:
-            from components import synthetic_pets
+            from components.data import synthetic_pets
 
             written = synthetic_pets.write_folder_dataset(
                 str(workdir / "photos"), args.generate, image_size=args.image_size

@@ -1,6 +1,6 @@
 """Training images/s per worker: two loopback workers against one, in the same run.
 
-Both runs are ``components.loopback`` jobs (one process per worker with its own
+Both runs are ``components.model.loopback`` jobs (one process per worker with its own
 TF_CONFIG, 127.0.0.1) training the real ``train_model`` on the demo's synthetic_pets
 data (prepared with TFDS, then ingested to our records) on CPU:
 
@@ -32,7 +32,7 @@ os.environ.setdefault("TFDS_DISABLE_GCS", "1")
 
 def run_job(num_workers: int, dataset_dir: str, work_dir: str, model_config, training_config):
     """Runs one loopback job to the end; returns each worker's result."""
-    from components import loopback
+    from components.model import loopback
 
     arguments = loopback.worker_arguments(
         dataset_dir,
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="where to prepare and ingest the data")
     args = parser.parse_args(argv)
 
-    from components import sources
-    from components.config import DataConfig, ModelConfig, TrainingConfig
-    from components.ingest import ingest_dataset
+    from components.data import sources
+    from components.data.ingest import ingest_dataset
+    from components.platform.config import DataConfig, ModelConfig, TrainingConfig
 
     work_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_multiworker_")
     data_config = DataConfig(
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     if not os.path.exists(os.path.join(dataset_dir, "dataset.json")):
         ingest_dataset(data_config, dataset_dir, progress_every=10**9)
 
-    from components import dataset_info
+    from components.data import dataset_info
 
     num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT)
     model_config = ModelConfig(image_size=args.image_size, encoder_weights="none")

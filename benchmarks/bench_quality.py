@@ -1,8 +1,9 @@
 """Segmentation quality on real photos: the tutorial's recipe against the production preset.
 
 Both recipes go through petseg's own code path in the same run: the folder source and
-ingest (``components.ingest``), the train step's ``components.train.train_model`` with its
-input pipeline, and the evaluate step's ``components.evaluate.evaluate_model``.
+ingest (``components.data.ingest``), the train step's
+``components.model.train.train_model`` with its
+input pipeline, and the evaluate step's ``components.evaluation.evaluate.evaluate_model``.
 
 Data (``../shared/data`` beside the repository, or --shared-data / $PETSEG_SHARED_DATA):
 
@@ -79,8 +80,8 @@ def ingest_views(shared: Path, work: Path, limit: int | None, holdout_limit: int
     The holdout's dataset needs train and validation splits to exist; four real photos
     fill each, unused.
     """
-    from components.config import DataConfig
-    from components.ingest import ingest_dataset
+    from components.data.ingest import ingest_dataset
+    from components.platform.config import DataConfig
 
     marker = work / "ingested.json"
     wanted = {"limit": limit, "holdout_limit": holdout_limit, "shared": str(shared)}
@@ -119,7 +120,7 @@ def ingest_views(shared: Path, work: Path, limit: int | None, holdout_limit: int
 
 
 def recipe_config(preset: str, overrides: list[str]):
-    from components.config import load_config
+    from components.platform.config import load_config
 
     return load_config(preset=preset, overrides=overrides)
 
@@ -144,10 +145,10 @@ def train_and_evaluate(
 
     import numpy as np
 
-    from components import train as train_lib
-    from components.class_weights import compute_class_weights, write_class_weights
-    from components.evaluate import evaluate_model
-    from components.metrics import segmentation_metrics
+    from components.evaluation.evaluate import evaluate_model
+    from components.evaluation.metrics import segmentation_metrics
+    from components.model import train as train_lib
+    from components.model.class_weights import compute_class_weights, write_class_weights
 
     shutil.rmtree(work / name, ignore_errors=True)  # a reused --workdir: train afresh
     model_dir = str(work / name / "model")

@@ -4,12 +4,13 @@ On the same synthetic_pets data (prepared with TFDS, then ingested to our record
 
 - input pipeline, images/s: the tutorial's ``tfds.load`` → ``map(load_image)`` → cache →
   shuffle → batch → repeat → ``map(Augment())`` → prefetch, against
-  ``components.data.make_dataset`` (parallel shard reads, uint8 cache, per-example seeded
+  ``components.model.input_pipeline.make_dataset`` (parallel shard reads, uint8 cache,
+  per-example seeded
   flips), and against make_dataset with the production preset's augmentation (random
   crop/scale, rotation, colour jitter after the cache). The first epoch (decode and cache
   fill) and the cached epochs are timed apart.
-- training, images/s: our train step (``components.train``'s compile, with the runtime
-  plan ``components.devices`` picks: mixed precision and XLA on a GPU) on our input,
+- training, images/s: our train step (``components.model.train``'s compile, with the runtime
+  plan ``components.model.devices`` picks: mixed precision and XLA on a GPU) on our input,
   against the tutorial's plain ``model.compile('adam', ...)`` + ``model.fit`` on its own
   input, both on the same U-Net. The first epoch (tracing, XLA compile) is left out.
 
@@ -130,11 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     import keras
     import tensorflow as tf
 
-    from components import data, devices, schema, sources
-    from components import model as model_lib
-    from components import train as train_lib
-    from components.config import DataConfig, TrainingConfig, load_config
-    from components.ingest import ingest_dataset
+    from components.data import schema, sources
+    from components.data.ingest import ingest_dataset
+    from components.model import devices
+    from components.model import input_pipeline as data
+    from components.model import model as model_lib
+    from components.model import train as train_lib
+    from components.platform.config import DataConfig, TrainingConfig, load_config
 
     gpus, capabilities = devices.visible_gpus()
     plan = devices.choose_runtime(gpus, TrainingConfig(), capabilities)

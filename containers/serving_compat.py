@@ -27,7 +27,7 @@ def export(directory: str) -> None:
     import numpy as np
     from PIL import Image
 
-    from components import model
+    from components.model import model
 
     os.makedirs(directory, exist_ok=True)
     network = model.build_unet(64, encoder_weights="none")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.config import (
+from components.platform.config import (
     PRESETS,
     ConfigError,
     PipelineConfig,
@@ -135,10 +135,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     with _native_stderr_silenced(not args.verbose) as console:
         import logging
 
-        from components import dataset_info
-        from components.beam_ingest import ingest_with_engine
-        from components.ingest import BadRecordError
-        from components.sources import DatasetNotPreparedError, SourceError
+        from components.data import dataset_info
+        from components.data.beam_ingest import ingest_with_engine
+        from components.data.ingest import BadRecordError
+        from components.data.sources import DatasetNotPreparedError, SourceError
 
         logging.basicConfig(
             level=logging.INFO if args.verbose else logging.ERROR,
@@ -192,7 +192,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     interactive = sys.stderr.isatty()
     with _native_stderr_silenced(not args.verbose) as console:
-        from components.predict import EXIT_FAILED, PredictError, predict
+        from components.publish.predict import EXIT_FAILED, PredictError, predict
 
         def progress(done: int, total: int) -> None:
             if interactive:
@@ -256,7 +256,7 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="print version and commit, exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        from components import provenance
+        from components.platform import provenance
 
         commit = provenance.git_commit() or "unknown"
         print(f"petseg {provenance.package_version()} (commit {commit})")

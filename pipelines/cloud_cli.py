@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from components.config import (
+from components.platform.config import (
     ConfigError,
     PipelineConfig,
     apply_runtime_parameters,
@@ -281,7 +281,7 @@ def image_tag_mismatch(config: Any) -> str:
     image of another version runs other code than the pipeline was compiled from. A
     digest reference (``image@sha256:...``) is taken as deliberate and not compared.
     """
-    from components import provenance
+    from components.platform import provenance
 
     version = provenance.package_version()
     commit = provenance.git_commit().removesuffix("-dirty")

@@ -338,6 +338,6 @@ def refuse_replicas(training_config: Any, target: str) -> None:
         )
     raise ValueError(
         f"training.replica_count={count}: the {target} runner trains in one process; set "
-        "training.replica_count=1 (components.loopback runs several workers on this machine "
+        "training.replica_count=1 (components.model.loopback runs several workers on this machine "
         "for testing)."
     )

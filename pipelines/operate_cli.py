@@ -1,6 +1,6 @@
 """``petseg models``, ``petseg push`` and ``petseg runs``: operating what runs leave behind.
 
-Thin handlers over components/versions.py (push destinations) and pipelines/runs.py
+Thin handlers over components/publish/versions.py (push destinations) and pipelines/runs.py
 (local run folders); each failure is one line on stderr and exit code 1.
 """
 
@@ -32,8 +32,8 @@ def _fail(error: BaseException) -> int:
 
 
 def _cmd_models(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -> int:
-    from components import versions
-    from components.storage import DestinationError
+    from components.platform.storage import DestinationError
+    from components.publish import versions
 
     destination = _destination(args, config_loader)
     try:
@@ -73,9 +73,9 @@ def _cmd_models(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -
 
 
 def _cmd_push(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -> int:
-    from components import versions
-    from components.push import PushError
-    from components.storage import DestinationError
+    from components.platform.storage import DestinationError
+    from components.publish import versions
+    from components.publish.push import PushError
 
     destination = _destination(args, config_loader)
     try:

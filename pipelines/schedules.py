@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from croniter import CroniterBadCronError, croniter
+
 from pipelines.kubeflow import KubeflowSettings, check_host, check_namespace, connect
 from pipelines.vertex import (
     CloudInputError,
@@ -34,24 +36,9 @@ from pipelines.vertex import (
     resolve_parameters,
 )
 
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
-        start=1,
-    )
-}
-_DAYS = {
-    name: number for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
-}
-# (name, lowest, highest, names). Day of week is 0-6 with 0 = Sunday: Kubeflow's cron has no 7.
-_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 6, _DAYS),
-)
+# The five fields in croniter's order. Vertex AI (unix-cron) and Kubeflow (robfig/cron) both
+# take only these items per field; croniter reads more (L, W, #, ?), so the shape is checked first.
+_CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
 _CRON_ITEM = re.compile(r"(?P<range>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>[0-9]+))?")
 _KUBEFLOW_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _UTC_NAMES = ("UTC", "Etc/UTC")
@@ -61,17 +48,24 @@ class CronError(CloudInputError):
     """A cron expression that Vertex AI or Kubeflow would reject or misread."""
 
 
-def _cron_value(text: str, field: str, low: int, high: int, names: dict[str, int]) -> int:
-    if text.upper() in names:
-        return names[text.upper()]
-    if not text.isdigit():
+def _cron_value(text: str, index: int) -> int:
+    """One number or name of a field, read by croniter; its error said with the field's name."""
+    field = _CRON_FIELDS[index]
+    low, high = croniter.RANGES[index]
+    if index == 4:
+        high = 6  # Kubeflow's cron has no 7 for Sunday (croniter reads it as 0)
+    names = [name.upper() for name in croniter.ALPHACONV[index] if len(name) == 3]
+    try:
+        value = croniter.expand(" ".join(text if i == index else "*" for i in range(5)))[0][index]
+    except CroniterBadCronError:
+        value = None if not text.isdigit() else [int(text)]
+    if not value or not isinstance(value[0], int):
         hint = f" or one of {', '.join(names)}" if names else ""
         raise CronError(f"cron {field}: {text!r} is not a number from {low} to {high}{hint}")
-    value = int(text)
-    if not low <= value <= high:
-        hint = " (use 0 for Sunday)" if field == "day of week" and value == 7 else ""
-        raise CronError(f"cron {field}: {value} is outside {low}-{high}{hint}")
-    return value
+    if text.isdigit() and not low <= int(text) <= high:
+        hint = " (use 0 for Sunday)" if index == 4 and int(text) == 7 else ""
+        raise CronError(f"cron {field}: {int(text)} is outside {low}-{high}{hint}")
+    return value[0]
 
 
 def validate_cron(expression: str) -> str:
@@ -96,7 +90,7 @@ def validate_cron(expression: str) -> str:
             f"cron {text!r} has {len(fields)} fields; five are needed: "
             "minute hour day-of-month month day-of-week (e.g. '0 3 * * 1')"
         )
-    for part, (field, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+    for index, (part, field) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
         for item in part.split(","):
             match = _CRON_ITEM.fullmatch(item)
             if not match:
@@ -106,7 +100,7 @@ def validate_cron(expression: str) -> str:
             if match["range"] == "*":
                 continue
             bounds = match["range"].split("-")
-            values = [_cron_value(bound, field, low, high, names) for bound in bounds]
+            values = [_cron_value(bound, index) for bound in bounds]
             if len(values) == 2 and values[0] > values[1]:
                 raise CronError(f"cron {field}: range {item!r} runs backwards")
     return " ".join(fields)

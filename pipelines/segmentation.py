@@ -3,7 +3,7 @@
 ``create_pipeline`` takes every setting from a ``PipelineConfig`` (TFX's
 ``create_pipeline`` style). The whole config is compiled in; the pipeline's
 parameters are typed scalars for what people change per run
-(``components.config.RUNTIME_PARAMETERS``), each defaulting to the compiled
+(``components.platform.config.RUNTIME_PARAMETERS``), each defaulting to the compiled
 value. The first task puts the run's values on the fields they name,
 validates the whole config and hands each task its sections, so a run-time
 value changes only what it names. Task settings (images, resources,
@@ -16,7 +16,7 @@ from typing import Literal, get_args
 
 from kfp import compiler, dsl
 
-from components.config import (
+from components.platform.config import (
     RUNTIME_PARAMETERS,
     NotifyConfig,
     PipelineConfig,
@@ -107,8 +107,10 @@ def create_pipeline(
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
+    from components.data.skip_unchanged import TRAIN as DATA_CHANGED
     from components.ops.class_weights import compute_class_weights
-    from components.ops.data_validation import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics
+    from components.ops.enforce_data_checks import enforce_data_checks
     from components.ops.evaluate import evaluate
     from components.ops.ingest import ingest
     from components.ops.notify import notify_run_end
@@ -117,7 +119,6 @@ def create_pipeline(
     from components.ops.resolve_config import resolve_config
     from components.ops.skip_unchanged import check_data_changed
     from components.ops.train import train
-    from components.skip_unchanged import TRAIN as DATA_CHANGED
 
     runtime = config.runtime
     cache_data = runtime.enable_caching and not scheduled
@@ -156,7 +157,7 @@ def create_pipeline(
     def run_tasks(parameters: dict):
         # No task-level retries but train's: the other tasks retry transient errors
         # (network, GCS 429/5xx) in their process, and a deterministic failure (an invalid
-        # config, a bad record, a mismatch) would only fail again (components/retry.py).
+        # config, a bad record, a mismatch) would only fail again (components/platform/retry.py).
         resolved = step(resolve_config(compiled_config=compiled_config, **parameters)).outputs
         ingest_task = step(ingest(data_config=resolved["data_config"]))
         # Never cached: it compares with the statistics pushed with production's latest model.

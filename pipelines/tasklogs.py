@@ -21,6 +21,7 @@ import io
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ _CACHED = re.compile(r"^Task (\S+) cache hit")
 # kfp.local indents the task process's lines by four spaces.
 _TASK_INDENT = "    "
 _RUN_DIR_POLL_SECONDS = 0.5
+# A task's last lines are also kept in memory: its error line must be found even when its
+# log file could not be written (a full disk truncates it mid-traceback).
+TAIL_LINES = 300
 
 
 @dataclass
@@ -49,6 +53,7 @@ class TaskRecord:
     ended: float | None = None
     status: str = "running"  # running, succeeded, failed, skipped, cached
     log_lines: list[str] = field(default_factory=list)  # held until the run folder exists
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
     @property
     def seconds(self) -> float:
@@ -150,6 +155,8 @@ class TaskLogRouter:
                 task.log_lines.clear()
 
     def _store(self, task_name: str | None, line: str) -> None:
+        if task_name is not None and task_name in self.tasks:
+            self.tasks[task_name].tail.append(line)
         if self.write_error is not None:
             return  # the log folder is full or read-only: the run reports it once, at its end
         if self._find_run_dir() is not None:
@@ -248,12 +255,20 @@ class TaskLogRouter:
                         self.write_error = (Path(handle.name), None, error)
             self._files.clear()
 
+    def task_output(self, task_name: str) -> str:
+        """The task's last lines, as it printed them (kept here, not read back from its log)."""
+        task = self.tasks.get(task_name)
+        return "".join(task.tail) if task is not None else ""
+
     def last_error(self, task_name: str) -> str | None:
         """The task's exception line (not its traceback), or its last line when it has none."""
-        path = self.log_path(task_name)
-        if path is None or not path.is_file():
-            return None
-        return last_exception_line(path.read_text(encoding="utf-8", errors="replace"))
+        text = self.task_output(task_name)
+        if not text:
+            path = self.log_path(task_name)
+            if path is None or not path.is_file():
+                return None
+            text = path.read_text(encoding="utf-8", errors="replace")
+        return last_exception_line(text)
 
     @contextlib.contextmanager
     def capturing(self) -> Iterator[TaskLogRouter]:

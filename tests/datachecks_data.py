@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import dataset_info, schema
+from components.data import dataset_info, schema
 from tests.recordsets import draw_example, encode_image
 
 Example = tuple[bytes, np.ndarray, str]  # (encoded image, class ids [H, W], file name)

@@ -21,7 +21,7 @@ google-cloud-storage uses for small objects (a create-if-absent or a stale
 ``ifGenerationMatch`` answers 412, as GCS does), so racing pushes are really refused.
 Its bundled version (1.5x) still ignores preconditions on resumable uploads; petseg's
 conditional writes (version claim, manifest, LATEST) are small multipart uploads, and
-``components.storage`` refuses to send one that would go resumable. Its request log
+``components.platform.storage`` refuses to send one that would go resumable. Its request log
 (``log_text()``) shows each request line with its query string.
 """
 

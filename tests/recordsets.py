@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from components import dataset_info, schema
+from components.data import dataset_info, schema
 
 CLASS_COLOURS = np.array([[200, 120, 40], [40, 90, 200], [120, 200, 120]], dtype=np.float32)
 # Colours of the generic N-class drawing, index = class id (at most 6 classes).

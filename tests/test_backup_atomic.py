@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from components.distributed import AtomicBackupAndRestore, Cluster, backup_callback
+from components.model.distributed import AtomicBackupAndRestore, Cluster, backup_callback
 
 
 def _model() -> keras.Model:

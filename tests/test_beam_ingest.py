@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import beam_ingest, dataset_info, schema, splits, synthetic_pets
-from components.config import BeamConfig, ConfigError, DataConfig, load_config
-from components.ingest import BAD_RECORDS_FILE, BadRecordsError
+from components.data import beam_ingest, dataset_info, schema, splits, synthetic_pets
+from components.data.ingest import BAD_RECORDS_FILE, BadRecordsError
+from components.platform.config import BeamConfig, ConfigError, DataConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECT = BeamConfig(direct_num_workers=3, direct_running_mode="multi_threading")

@@ -13,9 +13,13 @@ import json
 import numpy as np
 import pytest
 
-from components import bootstrap, boundary, evaluate, slices
-from components.config import EvaluationConfig, ModelConfig
-from components.metrics import confusion_matrix, per_image_confusion, segmentation_metrics
+from components.evaluation import bootstrap, boundary, evaluate, slices
+from components.evaluation.metrics import (
+    confusion_matrix,
+    per_image_confusion,
+    segmentation_metrics,
+)
+from components.platform.config import EvaluationConfig, ModelConfig
 
 CLASSES = ["pet", "background", "border"]
 
@@ -382,7 +386,7 @@ def test_slice_and_boundary_rules_name_what_failed():
 
 
 def test_production_preset_uses_the_confident_rule():
-    from components.config import load_config
+    from components.platform.config import load_config
 
     assert load_config(preset="production").evaluation.blessing_rule == "confident"
     assert EvaluationConfig().blessing_rule == "point"
@@ -511,9 +515,9 @@ def test_run_evaluation_reports_intervals_slices_and_changed_images(scored, tmp_
 def test_own_data_slices_come_from_sub_folders_and_the_manifest_column(tmp_path):
     import shutil
 
-    from components import dataset_info, schema, sources, synthetic_pets
-    from components.config import DataConfig
-    from components.ingest import ingest_dataset
+    from components.data import dataset_info, schema, sources, synthetic_pets
+    from components.data.ingest import ingest_dataset
+    from components.platform.config import DataConfig
     from tests.recordsets import CLASS_COLOURS
     from tests.test_evaluate import write_colour_model
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import dataset_info, schema
-from components.class_weights import (
+from components.data import dataset_info, schema
+from components.data.ingest import SourceRecord, write_split
+from components.model.class_weights import (
     ClassWeightsError,
     compute_class_weights,
     count_mask_pixels,
@@ -17,7 +18,6 @@ from components.class_weights import (
     weights_from_counts,
     write_class_weights,
 )
-from components.ingest import SourceRecord, write_split
 from tests import recordsets
 
 PET, BACKGROUND, BORDER = 0, 1, 2

@@ -11,8 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from components import data, evaluate, schema, train
-from components.config import EvaluationConfig, ModelConfig
+from components.data import schema
+from components.evaluation import evaluate
+from components.model import input_pipeline as data
+from components.model import train
+from components.platform.config import EvaluationConfig, ModelConfig
 from tests import recordsets
 from tests.test_evaluate import IMAGE_SIZE, nearest_colour, write_colour_model
 
@@ -224,7 +227,7 @@ def test_tensorboard_panels_colour_any_number_of_classes_and_ignored_pixels():
 
 
 def test_config_checks_fixed_weights_against_the_configured_classes():
-    from components.config import ConfigError, load_config
+    from components.platform.config import ConfigError, load_config
 
     two = "data.classes=[{name: sky, values: [0]}, {name: ground, values: [1]}]"
     config = load_config(

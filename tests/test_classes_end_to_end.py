@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from components import schema, synthetic_pets
-from components.config import load_config
+from components.data import schema, synthetic_pets
+from components.platform.config import load_config
 from pipelines.local import run_local
 
 pytestmark = [
@@ -76,7 +76,7 @@ def test_five_classes_with_ignored_pixels_follow_through_the_pipeline(tmp_path):
     assert sum(weights["pixel_counts"]) + weights["ignored_pixels"] == 12 * SIZE * SIZE
 
     # Train: five output channels, named in the metadata.
-    from components.model import load_model_dir
+    from components.model.model import load_model_dir
 
     model_artifact = run.task("train").artifacts["model"]
     assert model_artifact["metadata"]["classes"] == names

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from kfp import dsl
 
-from components import schema
-from components.config import EvaluationConfig, ModelConfig, PushConfig, TrainingConfig
+from components.data import schema
+from components.platform.config import EvaluationConfig, ModelConfig, PushConfig, TrainingConfig
 from tests import recordsets
 
 pytestmark = [
@@ -115,7 +115,7 @@ def _check_class_weights(run):
 
 def _check_model(run):
     """Two output channels; the metadata names the classes and the weights used."""
-    from components.model import load_model_dir
+    from components.model.model import load_model_dir
 
     model_artifact = run["task"].outputs["model"]
     assert model_artifact.metadata["classes"] == TWO

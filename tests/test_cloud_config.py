@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.config import load_config
+from components.platform.config import load_config
 from pipelines.cloud_cli import cloud_config_problems
 from tests.cloudargs import CLOUD_READY
 

@@ -49,6 +49,7 @@ def test_every_component_module_defines_a_component():
         "resolve_config",
         "ingest",
         "data_validation",
+        "enforce_data_checks",
         "skip_unchanged",
         "class_weights",
         "train",
@@ -62,7 +63,7 @@ def test_every_component_module_defines_a_component():
 def test_compiling_the_pipeline_imports_no_tensorflow():
     code = (
         "import sys\n"
-        "from components.config import load_config\n"
+        "from components.platform.config import load_config\n"
         "from pipelines.segmentation import create_pipeline\n"
         "create_pipeline(load_config('tutorial'))\n"
         "heavy = ('tensorflow', 'tensorflow_datasets', 'keras')\n"

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from components.config import (
+from components.platform.config import (
     PRESETS,
     ConfigError,
     DataConfig,

@@ -1,11 +1,12 @@
-"""components.contracts: typed hand-off files with a schema version, read in one place."""
+"""components.platform.contracts: typed hand-off files with a schema version, read in one place."""
 
 import json
 
 import pytest
 
-from components import contracts, schema
-from components.contracts import (
+from components.data import schema
+from components.platform import contracts
+from components.platform.contracts import (
     CheckVerdicts,
     ContractVersionError,
     DatasetInfo,

@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 from kfp import dsl
 
-from components import dataset_info, schema
-from components.class_weights import count_mask_pixels, load_class_weights
-from components.config import DataConfig, ModelConfig, TrainingConfig
+from components.data import dataset_info, schema
+from components.model.class_weights import count_mask_pixels, load_class_weights
 from components.ops.class_weights import compute_class_weights
 from components.ops.ingest import ingest
+from components.platform.config import DataConfig, ModelConfig, TrainingConfig
 
 IMAGE_SIZE = 64
 

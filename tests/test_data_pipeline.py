@@ -1,4 +1,4 @@
-"""components.data.make_dataset on tiny record sets written through the schema."""
+"""components.model.input_pipeline.make_dataset on tiny record sets written through the schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import recordsets
 from PIL import Image
 
-from components import data, dataset_info
+from components.data import dataset_info
+from components.model import input_pipeline as data
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from components import data_validation, statistics
-from components.config import ChecksConfig, ConfigError, load_config
-from components.data_validation import DataCheckError, enforce, js_distance, run_checks
+from components.data import data_validation, statistics
+from components.data.data_validation import DataCheckError, enforce, js_distance, run_checks
+from components.platform.config import ChecksConfig, ConfigError, load_config
 from tests.datachecks_data import double_pet, standard_splits, write_dataset
 
 CLASSES = ("pet", "background", "border")
@@ -195,7 +195,7 @@ def test_verdicts_are_json_metrics_and_markdown(tmp_path, production):
 
 
 def test_verdicts_go_into_the_evaluation_report(tmp_path, production):
-    from components.report import write_report
+    from components.evaluation.report import write_report
 
     splits = standard_splits()
     splits["train"].append(splits["test"][0])

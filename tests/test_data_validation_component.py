@@ -8,9 +8,9 @@ from typing import NamedTuple
 import pytest
 from kfp import dsl
 
-from components import data_validation, statistics
-from components.config import ChecksConfig, PushConfig
-from components.push import push_model
+from components.data import data_validation, statistics
+from components.platform.config import ChecksConfig, PushConfig
+from components.publish.push import push_model
 from tests.datachecks_data import standard_splits, write_dataset
 from tests.test_push_local import make_model_dir
 
@@ -24,7 +24,8 @@ class Outputs(NamedTuple):
 
 
 def _run(dataset_dir, destination="", checks=None):
-    from components.ops.data_validation import data_statistics, enforce_data_checks
+    from components.ops.data_validation import data_statistics
+    from components.ops.enforce_data_checks import enforce_data_checks
 
     @dsl.pipeline(name="data-checks-test")
     def checks_pipeline() -> Outputs:

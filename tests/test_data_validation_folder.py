@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import statistics, synthetic_pets
-from components.config import ChecksConfig, DataConfig
-from components.data_validation import DataCheckError, enforce, js_distance, run_checks
-from components.ingest import ingest_dataset
-from components.sources import EmptySplitError
+from components.data import statistics, synthetic_pets
+from components.data.data_validation import DataCheckError, enforce, js_distance, run_checks
+from components.data.ingest import ingest_dataset
+from components.data.sources import EmptySplitError
+from components.platform.config import ChecksConfig, DataConfig
 
 SPLITS = {"train": 10, "validation": 3, "test": 3}
 SIZE = 48

@@ -1,12 +1,12 @@
-"""components.devices.choose_runtime with fake device lists (runs on CPU-only machines)."""
+"""components.model.devices.choose_runtime with fake device lists (runs on CPU-only machines)."""
 
 from __future__ import annotations
 
 import pytest
 import tensorflow as tf
 
-from components import devices
-from components.config import TrainingConfig
+from components.model import devices
+from components.platform.config import TrainingConfig
 
 
 class FakeGpu:

@@ -1,4 +1,4 @@
-"""components.distributed: the cluster from TF_CONFIG / CLUSTER_SPEC, batches, shards, writers."""
+"""model.distributed: the cluster from TF_CONFIG / CLUSTER_SPEC, batches, shards, writers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from components import distributed
-from components.distributed import Cluster
+from components.model import distributed
+from components.model.distributed import Cluster
 
 
 def _tf_config(cluster: dict, task_type: str, index: int) -> dict[str, str]:

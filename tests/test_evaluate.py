@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from components import evaluate, schema
-from components.config import EvaluationConfig, ModelConfig
+from components.data import schema
+from components.evaluation import evaluate
+from components.platform.config import EvaluationConfig, ModelConfig
 
 # A hand-made pair of 2x4 masks. Pixel pairs (true, pred):
 # (0,0) (0,0) (0,1) (1,1) / (1,1) (1,2) (2,2) (2,0)
@@ -301,7 +302,7 @@ def write_colour_model(
     """
     import keras
 
-    from components import model as model_lib
+    from components.model import model as model_lib
 
     scale, offset = model_lib.NORMALIZATIONS[normalization]
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
@@ -425,7 +426,7 @@ def test_evaluate_model_refuses_model_with_other_classes(saved):
 
 
 def test_evaluate_model_refuses_dataset_with_other_classes_or_no_split(saved, tmp_path):
-    from components import dataset_info
+    from components.data import dataset_info
     from tests import recordsets
 
     dataset_dir = str(tmp_path / "dataset")
@@ -532,7 +533,7 @@ def test_baseline_at_another_size_is_scored_on_the_candidates_pixels(saved, tmp_
 
 
 def test_evaluate_model_scores_the_real_unet_like_its_own_predict(saved, tmp_path):
-    from components import model as model_lib
+    from components.model import model as model_lib
 
     unet = model_lib.build_unet(IMAGE_SIZE, encoder_weights="none", normalization="mobilenet")
     model_dir = str(tmp_path / "unet")
@@ -628,7 +629,7 @@ def test_report_shows_the_baseline_on_the_candidates_worst_images(saved, tmp_pat
 
     from PIL import Image
 
-    from components import report, visualize
+    from components.evaluation import report, visualize
 
     outcome = evaluate.run_evaluation(
         saved["skewed"],

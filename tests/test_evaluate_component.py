@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from kfp import dsl
 
-from components import evaluate as core
-from components import push, schema
-from components.config import EvaluationConfig, ModelConfig, PushConfig
+from components.data import schema
+from components.evaluation import evaluate as core
+from components.platform.config import EvaluationConfig, ModelConfig, PushConfig
+from components.publish import push
 from tests import recordsets
 from tests.test_evaluate import IMAGE_SIZE, SKEWED_COLOURS, nearest_colour, write_colour_model
 

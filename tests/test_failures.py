@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components import failures
+from components.platform import failures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,9 @@ def executor_argv(output_file: str) -> list[str]:
 
 def run_task(task_dir: Path, body: str) -> subprocess.CompletedProcess:
     """Runs ``body`` as a component's process would: a fresh interpreter with its argv."""
-    script = f"from components.failures import record_failures\nrecord_failures()\n{body}\n"
+    script = (
+        f"from components.platform.failures import record_failures\nrecord_failures()\n{body}\n"
+    )
     return subprocess.run(
         [sys.executable, "-c", script, *executor_argv(str(task_dir / "executor_output.json"))[1:]],
         cwd=ROOT,

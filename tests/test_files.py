@@ -1,10 +1,10 @@
-"""components.files: one layer for bytes, text and JSON, with atomic writes."""
+"""components.platform.files: one layer for bytes, text and JSON, with atomic writes."""
 
 import json
 
 import pytest
 
-from components import files
+from components.platform import files
 
 
 def test_write_and_read_back_bytes_text_and_json_creating_folders(tmp_path):

@@ -1,9 +1,9 @@
-"""components.files on gs:// (a real GCS emulator): the same calls as on a local path."""
+"""components.platform.files on gs:// (a real GCS emulator): the same calls as on a local path."""
 
 import pytest
 from gcs_emulator import running_emulator
 
-from components import files
+from components.platform import files
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def emulator(tmp_path_factory):
 @pytest.fixture
 def bucket_uri(emulator, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
-    from components.storage import make_gcs_client
+    from components.platform.storage import make_gcs_client
 
     bucket = make_gcs_client().create_bucket("files-test")
     yield f"gs://{bucket.name}"

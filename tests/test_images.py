@@ -15,7 +15,7 @@ import pytest
 from docker_engine import CPU_IMAGE, GPU_IMAGE, build_images, docker, docker_engine, image_size_mb
 from test_containers import IMAGE_COMPONENTS, ROOT, component_files, third_party_imports
 
-from components.config import load_config
+from components.platform.config import load_config
 from pipelines.local import run_local, summarize_run
 from pipelines.tasklogs import LOGS_DIR
 

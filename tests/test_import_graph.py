@@ -81,6 +81,18 @@ def test_core_modules_import_each_other_without_cycles():
 def test_the_graph_sees_real_edges():
     """Guards the two tests above against a parser that finds nothing."""
     graph = _graph()
-    assert "components.config" in graph["components.ingest"]
-    assert "components.metrics" in graph["components.report"]
+    assert "components.platform.config" in graph["components.data.ingest"]
+    assert "components.evaluation.metrics" in graph["components.evaluation.report"]
     assert "pipelines.segmentation" in graph["pipelines.local"]
+
+
+def test_platform_package_imports_no_other_component_package():
+    """Config, contracts and files sit under every step; reaching up would tie them to one."""
+    reaching_up = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if module.startswith("components.platform")
+        for target in targets
+        if target.startswith("components.") and not target.startswith("components.platform")
+    ]
+    assert reaching_up == []

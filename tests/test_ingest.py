@@ -10,9 +10,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from components import dataset_info, schema, sources, splits
-from components.config import DataConfig
-from components.ingest import (
+from components.data import dataset_info, schema, sources, splits
+from components.data.ingest import (
     BAD_RECORDS_FILE,
     BadRecordError,
     BadRecordsError,
@@ -22,6 +21,7 @@ from components.ingest import (
     validate_record,
     write_split,
 )
+from components.platform.config import DataConfig
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -171,7 +171,7 @@ def test_records_keep_source_bytes_and_shift_the_masks(ingested, synthetic_confi
 
 
 def test_progress_is_logged(synthetic_config, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="components.ingest"):
+    with caplog.at_level(logging.INFO, logger="components.data.ingest"):
         ingest_dataset(synthetic_config, str(tmp_path / "out"), progress_every=4)
     progress = [r.getMessage() for r in caplog.records if "records read" in r.getMessage()]
     assert [message.split(" ")[0] for message in progress] == ["4/18", "8/18", "12/18", "16/18"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
-from components.config import RuntimeConfig
+from components.platform.config import RuntimeConfig
 from pipelines.kubeflow import (
     CloudInputError,
     KubeflowSettings,

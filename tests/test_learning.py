@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components import data, schema, train
-from components.config import load_config
-from components.ingest import ingest_dataset
-from components.model import load_model_dir
+from components.data import schema
+from components.data.ingest import ingest_dataset
+from components.model import input_pipeline as data
+from components.model import train
+from components.model.model import load_model_dir
+from components.platform.config import load_config
 
 MIN_MEAN_IOU = 0.45
 MIN_PET_IOU = 0.40

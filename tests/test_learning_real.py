@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import train
-from components.config import DataConfig, load_config
-from components.evaluate import evaluate_model
-from components.ingest import ingest_dataset
+from components.data.ingest import ingest_dataset
+from components.evaluation.evaluate import evaluate_model
+from components.model import train
+from components.platform.config import DataConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"

@@ -1,4 +1,4 @@
-"""components.model: the U-Net, its encoder weights, and the Model artifact directory."""
+"""components.model.model: the U-Net, its encoder weights, and the Model artifact directory."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import model as model_lib
-from components import schema
+from components.data import schema
+from components.model import model as model_lib
 
 SIZE = 32
 
@@ -205,7 +205,7 @@ def _encode(image, image_format):
 
 
 def test_serving_signature_decodes_resizes_and_predicts(unet, saved_dir):
-    from components import data
+    from components.model import input_pipeline as data
 
     rng = np.random.default_rng(5)
     small = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)

@@ -16,9 +16,9 @@ import pytest
 import recordsets
 import tensorflow as tf
 
-from components import loopback, train
-from components import model as model_lib
-from components.config import ModelConfig, TrainingConfig
+from components.model import loopback, train
+from components.model import model as model_lib
+from components.platform.config import ModelConfig, TrainingConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

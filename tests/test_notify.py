@@ -10,8 +10,8 @@ import threading
 import pytest
 import yaml
 
-from components import notify
-from components.config import ConfigError, NotifyConfig, load_config
+from components.platform import notify
+from components.platform.config import ConfigError, NotifyConfig, load_config
 from pipelines.local import run_local
 from pipelines.segmentation import compile_pipeline
 
@@ -216,7 +216,7 @@ def test_failed_local_run_reports_the_failed_task_and_its_error_line_through_kfp
     [report] = hook.received
     assert report["state"] == "FAILED" and report["succeeded"] is False
     # kfp.local's status names only the exit handler's group ("exit-handler-1"); the failed
-    # task's own record (components/failures.py) names it and gives its error line.
+    # task's own record (components/platform/failures.py) names it and gives its error line.
     assert report["failed_tasks"] == [task]
     assert error in report["error"] and "\n" not in report["error"]
     assert report["task_errors"] == [{"task": task, "error": report["error"]}]

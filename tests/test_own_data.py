@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import dataset_info, schema, sources, splits, synthetic_pets, train
-from components.config import DataConfig
-from components.ingest import BadRecordError, ingest_dataset
+from components.data import dataset_info, schema, sources, splits, synthetic_pets
+from components.data.ingest import BadRecordError, ingest_dataset
+from components.model import train
+from components.platform.config import DataConfig
 
 SPLIT_FRACTIONS = {"validation_fraction": 0.2, "test_fraction": 0.2}
 

@@ -6,9 +6,9 @@ import uuid
 import pytest
 from gcs_emulator import running_emulator
 
-from components import synthetic_pets
-from components.config import DataConfig
-from components.ingest import BadRecordError, ingest_dataset
+from components.data import synthetic_pets
+from components.data.ingest import BadRecordError, ingest_dataset
+from components.platform.config import DataConfig
 
 pytestmark = pytest.mark.timeout(300)
 FRACTIONS = {"validation_fraction": 0.25, "test_fraction": 0.25, "records_per_shard": 4}

@@ -20,9 +20,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.core.download import checksums, download_manager
 
-from components import dataset_info, schema, sources
-from components.config import DataConfig
-from components.ingest import BadRecordError, ingest_dataset
+from components.data import dataset_info, schema, sources
+from components.data.ingest import BadRecordError, ingest_dataset
+from components.platform.config import DataConfig
 
 BASE_URL = "https://thor.robots.ox.ac.uk/~vgg/data/pets"
 # (name, class id 1..37, species 1 cat / 2 dog, split, kind)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import load_config
+from components.platform.config import load_config
 from pipelines.segmentation import compile_pipeline
 
 TASKS = {

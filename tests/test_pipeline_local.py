@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.config import load_config
+from components.platform.config import load_config
 from pipelines.local import LocalRunError, format_summary, run_local
 
 pytestmark = pytest.mark.slow
@@ -122,7 +122,7 @@ def test_class_weights_json_is_finite_and_logged(blessed_run):
 
 
 def test_trained_model_loads_and_predicts(blessed_run):
-    from components.model import load_model_dir
+    from components.model.model import load_model_dir
 
     model_dir = blessed_run.task("train").artifacts["model"]["uri"]
     model, metadata = load_model_dir(model_dir)

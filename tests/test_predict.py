@@ -17,9 +17,10 @@ import tensorflow as tf
 from gcs_emulator import running_emulator
 from PIL import Image
 
-from components import model as model_lib
-from components import predict as predict_lib
-from components import push, visualize
+from components.evaluation import visualize
+from components.model import model as model_lib
+from components.publish import predict as predict_lib
+from components.publish import push
 from pipelines.cli import main
 from tests import tinymodels
 
@@ -267,7 +268,7 @@ def test_gcs_model_input_and_output_on_the_emulator(emulator, model_dir, photos,
     assert [row["file"] for row in failed] == [f"gs://{bucket.name}/photos/broken.jpg"]
 
     # A gs:// push destination is resolved through its LATEST too.
-    from components.storage import GcsStore
+    from components.platform.storage import GcsStore
 
     destination = f"gs://{bucket.name}/pushed"
     push.push_model(model_dir, destination, run_id="r", store=GcsStore(destination, client=client))

@@ -9,10 +9,10 @@ from kfp import dsl
 from kfp.dsl import Artifact
 from PIL import Image
 
-from components import model as model_lib
-from components import push
-from components.config import PredictConfig
+from components.model import model as model_lib
 from components.ops.predict import predict
+from components.platform.config import PredictConfig
+from components.publish import push
 from tests import tinymodels
 
 
@@ -76,7 +76,7 @@ def test_predict_component_says_why_when_nothing_was_pushed(kfp_local, tmp_path,
 def test_predict_step_is_compiled_in_only_when_an_input_is_configured(tmp_path):
     import yaml
 
-    from components.config import load_config
+    from components.platform.config import load_config
     from pipelines.segmentation import compile_pipeline
 
     def tasks(overrides):

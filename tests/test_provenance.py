@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components import provenance
-from components.config import load_config
-from components.push import push_model
+from components.platform import provenance
+from components.platform.config import load_config
+from components.publish.push import push_model
 from pipelines.cloud_cli import image_tag_mismatch
 from tests.cloudargs import CLOUD_READY
 from tests.test_vertex_boundary import (  # noqa: F401 - vertex is a fixture

@@ -7,8 +7,8 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Artifact, Metrics, Model, Output
 
-from components.config import PushConfig
 from components.ops.push import push
+from components.platform.config import PushConfig
 
 
 @dsl.component(install_kfp_package=False)

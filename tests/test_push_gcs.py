@@ -18,9 +18,14 @@ from pathlib import Path
 import pytest
 from gcs_emulator import running_emulator
 
-from components import storage as storage_module
-from components.push import ChecksumMismatchError, PushError, push_model, resolve_latest_model
-from components.storage import CONDITIONAL_WRITE_MAX_BYTES, DestinationError, GcsStore
+from components.platform import storage as storage_module
+from components.platform.storage import CONDITIONAL_WRITE_MAX_BYTES, DestinationError, GcsStore
+from components.publish.push import (
+    ChecksumMismatchError,
+    PushError,
+    push_model,
+    resolve_latest_model,
+)
 
 FAST_RETRY_S = 3.0
 # A hung server or client must fail the test, not the CI job.

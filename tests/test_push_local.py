@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from components import push as push_module
-from components import storage
-from components.push import (
+from components.platform import storage
+from components.platform.storage import DestinationError, GcsStore, LocalStore, open_store
+from components.publish import push as push_module
+from components.publish.push import (
     ChecksumMismatchError,
     push_model,
     resolve_latest_model,
     scan_model_dir,
 )
-from components.storage import DestinationError, GcsStore, LocalStore, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
@@ -141,7 +141,8 @@ def test_pushing_an_older_model_again_does_not_move_latest_back(tmp_path, models
 CRASHING_PUSH = textwrap.dedent(
     """
     import os, sys
-    from components import push, storage
+    from components.publish import push
+    from components.platform import storage
 
     original = storage.LocalStore.upload_file
     calls = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.push import ChecksumMismatchError, push_model, read_latest_file
+from components.publish.push import ChecksumMismatchError, push_model, read_latest_file
 from tests.test_push_local import make_model_dir
 
 STATS = "data/statistics.json"

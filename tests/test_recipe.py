@@ -12,9 +12,10 @@ import pytest
 import recordsets
 import tensorflow as tf
 
-from components import data, train
-from components import model as model_lib
-from components.config import ModelConfig, TrainingConfig, load_config
+from components.model import input_pipeline as data
+from components.model import model as model_lib
+from components.model import train
+from components.platform.config import ModelConfig, TrainingConfig, load_config
 
 SIZE = 64
 STRONG = data.Augmentation(min_crop_scale=0.5, max_rotation_degrees=20, color_jitter=0.2)

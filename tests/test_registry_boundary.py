@@ -8,8 +8,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
 
-from components import registry
-from components.config import ConfigError, PushConfig, load_config
+from components.platform.config import ConfigError, PushConfig, load_config
+from components.publish import registry
 
 DIGEST = "ab" * 32
 ARTIFACT_URI = "gs://bucket/models/petseg/versions/v000003/saved_model"

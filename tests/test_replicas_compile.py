@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import load_config
+from components.platform.config import load_config
 from pipelines.segmentation import compile_pipeline
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import evaluate, report, schema, visualize
+from components.data import schema
+from components.evaluation import evaluate, report, visualize
 
 
 def _samples(count):

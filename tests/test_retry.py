@@ -6,8 +6,8 @@ import json
 import pytest
 from google.api_core import exceptions as api_exceptions
 
-from components.config import ConfigError
-from components.retry import (
+from components.platform.config import ConfigError
+from components.platform.retry import (
     FAILURE_RECORD,
     RepeatedFailure,
     is_transient,

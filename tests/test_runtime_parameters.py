@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from components.config import (
+from components.ops.resolve_config import resolve_config
+from components.platform.config import (
     RUNTIME_PARAMETERS,
     ConfigError,
     apply_runtime_parameters,
@@ -14,7 +15,6 @@ from components.config import (
     runtime_parameter_defaults,
     runtime_parameter_types,
 )
-from components.ops.resolve_config import resolve_config
 
 
 def test_the_first_task_takes_every_run_time_parameter_with_its_type():

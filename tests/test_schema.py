@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import schema
+from components.data import schema
 
 
 def _encoded(array: np.ndarray, image_format: str, mode: str | None = None) -> bytes:

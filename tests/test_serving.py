@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import data, evaluate
-from components import model as model_lib
+from components.evaluation import evaluate
+from components.model import input_pipeline as data
+from components.model import model as model_lib
 from tests import recordsets, tinymodels
 
 SIZE = 32

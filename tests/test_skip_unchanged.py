@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from components import skip_unchanged, synthetic_pets
-from components.config import load_config
-from components.push import latest_manifest
+from components.data import skip_unchanged, synthetic_pets
+from components.platform.config import load_config
+from components.publish.push import latest_manifest
 from pipelines.local import format_summary, run_local
 
 pytestmark = [

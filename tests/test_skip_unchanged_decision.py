@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from components import dataset_info, schema, skip_unchanged
-from components.push import push_model
+from components.data import dataset_info, schema, skip_unchanged
+from components.publish.push import push_model
 
 
 def _dataset(path: Path, fingerprint: str) -> str:

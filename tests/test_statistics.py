@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import statistics
-from components.statistics import compute_statistics, encoding_and_channels, percentiles
+from components.data import statistics
+from components.data.statistics import compute_statistics, encoding_and_channels, percentiles
 from tests.datachecks_data import draw_split, standard_splits, write_dataset
 
 
@@ -149,7 +149,7 @@ def test_markdown_view_shows_splits_classes_and_duplicates(tmp_path):
 def test_a_record_count_that_disagrees_with_dataset_json_is_refused(tmp_path):
     import json
 
-    from components.dataset_info import ShardIntegrityError
+    from components.data.dataset_info import ShardIntegrityError
 
     dataset = write_dataset(str(tmp_path / "data"), standard_splits())
     info_file = tmp_path / "data" / "dataset.json"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from components import synthetic_pets
-from components.synthetic_pets import generate_example, make_config
+from components.data import synthetic_pets
+from components.data.synthetic_pets import generate_example, make_config
 
 
 def _masks(count, size=64, seed=0, split="train"):

@@ -1,4 +1,4 @@
-"""components.train and the train component on a tiny record set (CPU, seconds per run)."""
+"""components.model.train and the train component on a tiny record set (CPU, seconds per run)."""
 
 # No `from __future__ import annotations`: KFP reads the pipeline's output types at run time.
 import json
@@ -14,10 +14,12 @@ import recordsets
 import tensorflow as tf
 from kfp import dsl
 
-from components import class_weights as class_weights_lib
-from components import devices, provenance, schema, train
-from components import model as model_lib
-from components.config import ModelConfig, TrainingConfig
+from components.data import schema
+from components.model import class_weights as class_weights_lib
+from components.model import devices, train
+from components.model import model as model_lib
+from components.platform import provenance
+from components.platform.config import ModelConfig, TrainingConfig
 
 # Locally the component bodies run in this interpreter, which is what the warning is about.
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")
@@ -313,9 +315,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
-from components import devices, train
-from components.model import load_model_dir
-from components.config import ModelConfig, TrainingConfig
+from components.model import devices, train
+from components.model.model import load_model_dir
+from components.platform.config import ModelConfig, TrainingConfig
 
 dataset_dir, model_dir, log_dir = sys.argv[1:4]
 plan = devices.RuntimePlan(
@@ -360,7 +362,7 @@ def test_train_component_records_a_deterministic_failure_for_its_retry(
 ):
     """Train is the one task the orchestrator retries; a mismatch must not be retried."""
     from components.ops.train import train as train_component
-    from components.retry import FAILURE_RECORD
+    from components.platform.retry import FAILURE_RECORD
 
     weights_path = str(tmp_path / "class_weights.json")
     record = class_weights_lib.compute_class_weights(dataset_dir, SIZE, "inverse_frequency")

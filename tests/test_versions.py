@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,9 +18,10 @@ from pathlib import Path
 import pytest
 from gcs_emulator import running_emulator
 
-from components import push, storage, versions
-from components.evaluate import resolve_baseline
-from components.predict import PredictError, resolve_model
+from components.evaluation.evaluate import resolve_baseline
+from components.platform import storage
+from components.publish import push, versions
+from components.publish.predict import PredictError, resolve_model
 from pipelines.cli import main
 
 pytestmark = pytest.mark.timeout(120)
@@ -241,3 +243,41 @@ def test_an_incomplete_version_is_never_a_baseline_nor_predicted_from(three_vers
     # LATEST stayed on the complete v000002, which is what 'latest' resolves to.
     baseline, _ = resolve_baseline("latest", destination, str(tmp_path / "cache"))
     assert json.loads(Path(baseline, "metadata.json").read_text())["seed"] == 2
+
+
+def test_an_incomplete_gs_version_is_refused_through_the_callers_client(
+    emulator, tmp_path, monkeypatch
+):
+    """predict's own client checks the version: no default client (ADC) is made for it."""
+    with monkeypatch.context() as setup:
+        setup.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
+        bucket = emulator.client().create_bucket(f"petseg-{uuid.uuid4().hex[:12]}")
+        destination = f"gs://{bucket.name}/models"
+        push.push_model(str(make_model_dir(tmp_path / "model1", 1)), destination, run_id="r1")
+        interrupted_push(make_model_dir(tmp_path / "model2", 2), destination, monkeypatch)
+    # No emulator in the environment and no credentials: a default client cannot be made.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    client = emulator.client()
+
+    with pytest.raises(PredictError, match="incomplete push: version v000002"):
+        resolve_model(f"{destination}/versions/v000002", str(tmp_path / "c"), gcs_client=client)
+    with pytest.raises(versions.VersionError, match="incomplete push: version v000002"):
+        versions.check_not_incomplete(f"{destination}/versions/v000002", gcs_client=client)
+    store = storage.open_store(destination, gcs_client=client)
+    baseline = versions.resolve_production_model(destination, str(tmp_path / "c"), store=store)
+    assert json.loads(Path(baseline, "metadata.json").read_text())["seed"] == 1
+
+
+def test_without_the_versions_module_the_error_names_what_could_not_be_imported(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setitem(
+        sys.modules, "components.publish.versions", None
+    )  # import raises ImportError
+    with pytest.raises(RuntimeError) as failure:
+        resolve_baseline("latest", str(tmp_path / "dest"), str(tmp_path / "cache"))
+    assert "components.publish.versions.resolve_production_model is not available" in str(
+        failure.value
+    )
+    assert "evaluation.baseline to 'none'" in str(failure.value)

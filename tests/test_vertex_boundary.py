@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kfp import compiler, dsl
 
-from components.config import load_config
+from components.platform.config import load_config
 from pipelines.vertex import (
     CloudInputError,
     VertexSettings,

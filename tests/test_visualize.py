@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import visualize
+from components.evaluation import visualize
 
 
 def test_palette_starts_with_oxfords_three_colours():

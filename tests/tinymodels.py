@@ -14,7 +14,7 @@ def pixel_classifier(size: int, num_classes: int = 3, seed: int = 0):
     """
     import keras
 
-    from components import model as model_lib
+    from components.model import model as model_lib
 
     inputs = keras.Input(shape=(size, size, 3), name="image")
     scale, offset = model_lib.NORMALIZATIONS["tutorial"]

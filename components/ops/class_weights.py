@@ -27,44 +27,13 @@ def compute_class_weights(
         metrics: per-class pixel counts, frequencies and weights, and the ignored
             pixels, for the UI.
     """
-    from components.failures import record_failures
+    from components.ops import start_task
 
-    record_failures()  # an uncaught error names this task in the run-end report
+    start_task()
+    from components.model import class_weights as step
 
-    import logging
-
-    from components.class_weights import compute_class_weights as compute
-    from components.class_weights import write_class_weights
-    from components.config import ModelConfig, TrainingConfig, section_from_json
-    from components.retry import retry_transient
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    model = section_from_json(ModelConfig, model_config)
-    training = section_from_json(TrainingConfig, training_config)
-    result = retry_transient(
-        lambda: compute(
-            dataset.path,
-            image_size=model.image_size,
-            strategy=training.class_weighting,
-            fixed_weights=training.fixed_class_weights,
-        ),
-        what="class weights",
-    )
-    write_class_weights(result, class_weights.path)
-
-    class_weights.metadata.update(
-        {
-            "strategy": result["strategy"],
-            "classes": result["classes"],
-            "image_size": result["image_size"],
-            "weights": result["weights"],
-        }
-    )
-    metrics.log_metric("num_images", result["num_images"])
-    metrics.log_metric("ignored_pixels", result["ignored_pixels"])
-    for index, name in enumerate(result["classes"]):
-        metrics.log_metric(f"pixels_{name}", result["pixel_counts"][index])
-        metrics.log_metric(f"frequency_{name}", result["frequencies"][index])
-        metrics.log_metric(f"weight_{name}", result["weights"][index])
+    settings = step.Settings.from_json(model=model_config, training=training_config)
+    outcome = step.run(settings, dataset.path, class_weights.path)
+    class_weights.metadata.update(outcome.to_metadata())
+    for name, value in outcome.metrics().items():
+        metrics.log_metric(name, value)

@@ -42,7 +42,7 @@ def evaluate(
         reason: every check's result, '; '-separated.
         mean_iou: the candidate's mean IoU on the test split.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
@@ -52,10 +52,15 @@ def evaluate(
 
     import tensorflow as tf
 
-    from components import evaluate as core
-    from components.config import EvaluationConfig, ModelConfig, PushConfig, section_from_json
-    from components.contracts import EvaluationOutcome
-    from components.retry import retry_transient
+    from components.evaluation import evaluate as core
+    from components.platform.config import (
+        EvaluationConfig,
+        ModelConfig,
+        PushConfig,
+        section_from_json,
+    )
+    from components.platform.contracts import EvaluationOutcome
+    from components.platform.retry import retry_transient
 
     model_settings = section_from_json(ModelConfig, model_config)
     evaluation_settings = section_from_json(EvaluationConfig, evaluation_config)
@@ -63,7 +68,7 @@ def evaluate(
 
     verdicts = None
     if data_statistics is not None:
-        from components import data_validation
+        from components.data import data_validation
 
         with tf.io.gfile.GFile(f"{data_statistics.path}/{data_validation.CHECKS_FILE}") as handle:
             verdicts = json.load(handle)

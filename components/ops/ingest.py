@@ -17,22 +17,11 @@ def ingest(data_config: str, dataset: Output[Dataset]):
             metadata repeats the facts later steps check: source, classes, ignore id,
             schema version, content fingerprint, per-split counts, skips and shards.
     """
-    from components.failures import record_failures
+    from components.ops import start_task
 
-    record_failures()  # an uncaught error names this task in the run-end report
+    start_task()
+    from components.data import beam_ingest as step
+    from components.platform.config import DataConfig, section_from_json
 
-    import logging
-
-    from components.beam_ingest import ingest_with_engine
-    from components.config import DataConfig, section_from_json
-    from components.contracts import DatasetInfo
-    from components.retry import retry_transient
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = section_from_json(DataConfig, data_config)
-    # Shards are written under temporary names, so a repeat after a dropped download is safe.
-    info = retry_transient(lambda: ingest_with_engine(config, dataset.path), what="ingest")
-
-    dataset.metadata.update(DatasetInfo.from_dict(info).to_metadata())
+    info = step.run(section_from_json(DataConfig, data_config), dataset.path)
+    dataset.metadata.update(info.to_metadata())

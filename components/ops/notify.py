@@ -19,12 +19,12 @@ def notify_run_end(
             (an environment variable or a Secret Manager version), never the URL itself.
         run_name: the run's name, for the report.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
-    from components import notify
-    from components.config import NotifyConfig, section_from_json
+    from components.platform import notify
+    from components.platform.config import NotifyConfig, section_from_json
 
     settings = section_from_json(NotifyConfig, notify_config)
     task_errors = []

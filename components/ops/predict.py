@@ -23,14 +23,14 @@ def predict(
             overlays/, predictions.jsonl and failed.jsonl (unreadable images). Its metadata
             holds predicted, unreadable, model, version, input, classes and skip_reason.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     import os
 
-    from components.config import PredictConfig, section_from_json
-    from components.predict import predict_pushed_model
+    from components.platform.config import PredictConfig, section_from_json
+    from components.publish.predict import predict_pushed_model
 
     settings = section_from_json(PredictConfig, predict_config)
     os.makedirs(predictions.path, exist_ok=True)

@@ -43,15 +43,15 @@ def push(
         run_id: the pipeline job id recorded in the manifest; when the placeholder is not
             resolved (an ad-hoc run), a digest of the model's URI stands in.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
     import hashlib
 
-    from components import push as core
-    from components.config import PushConfig, section_from_json
-    from components.retry import retry_transient
+    from components.platform.config import PushConfig, section_from_json
+    from components.platform.retry import retry_transient
+    from components.publish import push as core
 
     settings = section_from_json(PushConfig, push_config)
     skip_reason = ""
@@ -68,8 +68,8 @@ def push(
         )
         return
     if settings.register_vertex:
-        from components import registry
-        from components.storage import GCS_FUSE_ROOT, GCS_SCHEME
+        from components.platform.storage import GCS_FUSE_ROOT, GCS_SCHEME
+        from components.publish import registry
 
         # Checked before anything is written, so a misconfiguration pushes nothing.
         if not settings.destination.startswith((GCS_SCHEME, GCS_FUSE_ROOT)):
@@ -91,7 +91,7 @@ def push(
     }
     extra_files = {}
     if data_statistics is not None:
-        from components import data_validation
+        from components.data import data_validation
 
         extra_files, extra_manifest["data_checks"] = data_validation.files_to_push(
             data_statistics.path

@@ -1,7 +1,7 @@
 """The first task: the compiled config plus the run's typed parameters → one valid config.
 
 Each argument after ``compiled_config`` is a run-time parameter of the pipeline, named as
-in ``components.config.RUNTIME_PARAMETERS`` (a test checks both lists agree).
+in ``components.platform.config.RUNTIME_PARAMETERS`` (a test checks both lists agree).
 """
 
 from typing import NamedTuple
@@ -58,13 +58,13 @@ def resolve_config(
     # Every argument but the compiled config is a run-time parameter, by the same name.
     values = dict(locals())
     compiled = values.pop("compiled_config")
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an invalid value names this task in the run-end report
 
     from collections import namedtuple
 
-    from components.config import apply_runtime_parameters
+    from components.platform.config import apply_runtime_parameters
 
     config = apply_runtime_parameters(compiled, values)
     sections = namedtuple(

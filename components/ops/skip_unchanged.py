@@ -1,4 +1,4 @@
-"""The data-check component: skip training when production was trained on this very data."""
+"""The skip_unchanged component: skip training when production was trained on this very data."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input
@@ -20,17 +20,10 @@ def check_data_changed(dataset: Input[Dataset], push_config: str) -> str:
         'train' when the data differs from production's (or there is no production
         model); otherwise 'skip: ...' naming production's version and the fingerprint.
     """
-    from components.failures import record_failures
+    from components.ops import start_task
 
-    record_failures()  # an uncaught error names this task in the run-end report
+    start_task()
+    from components.data import skip_unchanged as step
+    from components.platform.config import PushConfig, section_from_json
 
-    import logging
-
-    from components.config import PushConfig, section_from_json
-    from components.skip_unchanged import decide
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = section_from_json(PushConfig, push_config)
-    return decide(dataset.path, settings.destination)
+    return step.run(section_from_json(PushConfig, push_config), dataset.path)

@@ -36,7 +36,7 @@ def train(
         tensorboard: output TensorBoard log directory (epoch scalars, sample predictions).
         metrics: final train and validation loss, accuracy and mean IoU.
     """
-    from components.failures import record_failures
+    from components.platform.failures import record_failures
 
     record_failures()  # an uncaught error names this task in the run-end report
 
@@ -46,10 +46,11 @@ def train(
     import keras
     import tensorflow as tf
 
-    from components import dataset_info, provenance
-    from components.config import ModelConfig, TrainingConfig, section_from_json
-    from components.retry import run_or_replay_failure
-    from components.train import train_model
+    from components.data import dataset_info
+    from components.model.train import train_model
+    from components.platform import provenance
+    from components.platform.config import ModelConfig, TrainingConfig, section_from_json
+    from components.platform.retry import run_or_replay_failure
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -79,7 +80,7 @@ def train(
     logging.info("final metrics: %s", final_metrics)
 
     # From the dataset, not the saved model: on a custom job of several replicas every worker
-    # runs this, and only the chief writes model.path (components/distributed.py).
+    # runs this, and only the chief writes model.path (components/model/distributed.py).
     info = dataset_info.load_dataset_info(dataset.path)
     model.metadata.update(
         {

@@ -105,7 +105,7 @@ def prepared_source(tmp_path_factory):
 @pytest.fixture(scope="session")
 def good_dataset(prepared_source, tmp_path_factory):
     """The clean ingest of ``prepared_source``: what a damaged run is compared with."""
-    from components.ingest import ingest_dataset
+    from components.data.ingest import ingest_dataset
 
     output = tmp_path_factory.mktemp("good") / "dataset"
     ingest_dataset(prepared_source, str(output))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from components.config import DataConfig
+from components.platform.config import DataConfig
 
 SOURCE_TRAIN = 6
 SOURCE_TEST = 3
@@ -50,7 +50,7 @@ def source_config(data_dir: Path, **overrides) -> DataConfig:
 
 
 def prepare_source(data_dir: Path) -> DataConfig:
-    from components import sources
+    from components.data import sources
 
     config = source_config(data_dir, download=True)
     sources.prepare(config)
@@ -64,7 +64,7 @@ def copy_source(prepared: DataConfig, data_dir: Path, **overrides) -> DataConfig
 
 
 def _builder_dir(config: DataConfig) -> Path:
-    from components import sources
+    from components.data import sources
 
     return Path(str(sources.get_builder(config).data_dir))
 
@@ -315,7 +315,7 @@ def write_pixel_model(
     """
     import keras
 
-    from components import model as model_lib
+    from components.model import model as model_lib
 
     scale, offset = model_lib.NORMALIZATIONS[normalization]
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")

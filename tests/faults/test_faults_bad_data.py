@@ -19,8 +19,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import class_weights, dataset_info, evaluate, schema, splits
-from components.ingest import BadRecordError, EmptySplitError, ingest_dataset
+from components.data import dataset_info, schema, splits
+from components.data.ingest import BadRecordError, EmptySplitError, ingest_dataset
+from components.evaluation import evaluate
+from components.model import class_weights
 
 pytestmark = [
     pytest.mark.timeout(300),

@@ -20,8 +20,8 @@ import annotated_types
 import pydantic
 import pytest
 
-from components import config as config_module
-from components.config import (
+from components.platform import config as config_module
+from components.platform.config import (
     ConfigError,
     DataConfig,
     EvaluationConfig,

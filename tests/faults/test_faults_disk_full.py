@@ -16,10 +16,12 @@ dataset.json, and a re-run with space gives the same dataset as a clean ingest.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -30,8 +32,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from components import dataset_info
-from components.ingest import ingest_dataset
+from components.data import dataset_info
+from components.data.ingest import ingest_dataset
 
 pytestmark = pytest.mark.timeout(300)
 PAGE = 4096
@@ -40,8 +42,8 @@ INGEST_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from components.config import DataConfig
-    from components.ingest import ingest_dataset
+    from components.platform.config import DataConfig
+    from components.data.ingest import ingest_dataset
 
     config = DataConfig.model_validate_json(sys.argv[1])
     output = sys.argv[2]
@@ -235,7 +237,7 @@ def test_injected_full_disk_while_writing_dataset_json(
         expected="error; no dataset.json at all (never a truncated one), so no reader "
         "mistakes the dataset for complete",
     )
-    from components import files
+    from components.platform import files
 
     class HalfWrittenFile:
         """The files layer's handle on a disk that fills up halfway through dataset.json."""
@@ -275,22 +277,72 @@ def test_injected_full_disk_while_writing_dataset_json(
         dataset_info.load_dataset_info(str(output))
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 64 KiB tmpfs (as root) or a loop-mounted ext2 image; skipped when neither mounts."""
-    mount_point = tmp_path / "full"
-    mount_point.mkdir()
+def _mount_small_disk(mount_point: Path, size: str) -> str | None:
+    """Mounts a tmpfs (or, where that is refused, a loop-mounted ext2 image) of ``size``.
+
+    Returns None when mounted, else why neither could be mounted.
+    """
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
     )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    if mounted.returncode == 0:
+        return None
+    image = mount_point.parent / f"{mount_point.name}.img"
+    loop = subprocess.run(
+        f"truncate -s {size} {image} && mkfs.ext2 -q -F {image} && "
+        f"mount -o loop {image} {mount_point}",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    if loop.returncode == 0:
+        return None
+    return (
+        f"cannot mount a tmpfs ({mounted.stderr.strip()}) nor a loop image ({loop.stderr.strip()})"
+    )
+
+
+@contextlib.contextmanager
+def small_disk(tmp_path: Path, size: str):
+    mount_point = tmp_path / f"disk-{size}"
+    mount_point.mkdir()
+    unavailable = _mount_small_disk(mount_point, size)
+    if unavailable:
+        pytest.skip(unavailable)
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (as root) or a loop-mounted ext2 image; skipped when neither mounts."""
+    with small_disk(tmp_path, "64k") as mount_point:
+        yield mount_point
+
+
+def _fill(folder: Path) -> None:
+    """Writes until the disk says ENOSPC: after this, any byte more fails."""
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * PAGE)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+
+
+def _broken_json(folder: Path) -> list[str]:
+    """JSON files that are empty or cut short (a reader would trust or choke on them)."""
+    broken = []
+    for path in folder.rglob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError):
+            broken.append(f"{path} ({path.stat().st_size} bytes)")
+    return broken
 
 
 def test_a_full_log_folder_is_one_error_naming_the_log_not_a_crash_in_kfp(tiny_tmpfs, fault):
@@ -314,3 +366,154 @@ def test_a_full_log_folder_is_one_error_naming_the_log_not_a_crash_in_kfp(tiny_t
     assert path == tiny_tmpfs / "p-2026-01-01" / "logs" / "train.log"
     assert task == "train" and error.errno == 28
     assert router.tasks["train"].status == "succeeded"  # markers still followed
+
+
+def test_a_log_cut_short_by_a_full_disk_still_gives_the_steps_error_line(tiny_tmpfs, fault):
+    from pipelines.tasklogs import TaskLogRouter
+
+    fault(
+        "the step log fills the disk before the step's traceback is written",
+        expected="the error line is the traceback's last line (kept in memory), not the "
+        "log file's cut-off text",
+    )
+    router = TaskLogRouter(tiny_tmpfs, "p")
+    (tiny_tmpfs / "p-2026-01-01").mkdir()
+    router.write("12:00:00.000 - INFO - Executing task 'train'\n")
+    for index in range(2000):  # ~140 KB into 64 KB
+        router.write(f"    epoch line {index} " + "x" * 50 + "\n")
+    router.write("    Traceback (most recent call last):\n")
+    router.write('      File "h5py/h5d.pyx", line 307, in h5py.h5d.DatasetID.write\n')
+    router.write("    OSError: [Errno 28] Can't synchronously write data (file write failed:\n")
+    router.write("    , filename = '/r/train/model/_training_backup/latest.partial.weights.h5')\n")
+    router.write("12:00:01.000 - ERROR - Task 'train' finished with status FAILURE\n")
+    router.close()
+
+    assert router.write_error is not None and router.write_error[2].errno == errno.ENOSPC
+    line = router.last_error("train")
+    fault.saw(line)
+    assert line.startswith("OSError: [Errno 28] Can't synchronously write data")
+    assert line.endswith("filename = '/r/train/model/_training_backup/latest.partial.weights.h5')")
+
+
+def test_failure_records_on_a_full_disk_are_whole_or_absent(tiny_tmpfs, tmp_path, fault):
+    from components.platform import failures, retry
+
+    fault(
+        "the disk is full when train records its failure (deterministic_failure.json, "
+        "failure.json)",
+        expected="no 0-byte record left (a retry would choke on it); the step's own error "
+        "propagates, not the record's",
+    )
+    _fill(tiny_tmpfs)
+    model_dir = tiny_tmpfs / "train" / "model"
+
+    def bad_data():
+        raise ValueError("mask value 7 in record 3")
+
+    with pytest.raises(ValueError, match="mask value 7"):
+        retry.run_or_replay_failure(bad_data, str(model_dir), what="train")
+    with pytest.raises(OSError) as failure:
+        failures.write_failure(tiny_tmpfs / "train", "train", ValueError("x"))
+    assert failure.value.errno == errno.ENOSPC
+    left = sorted(str(path.relative_to(tiny_tmpfs)) for path in tiny_tmpfs.rglob("*.json*"))
+    fault.saw(f"JSON files left: {left or 'none'}")
+    assert left == []
+
+    # A full disk is not a deterministic failure: once space is freed, the retry runs.
+    def disk_full():
+        raise OSError(errno.ENOSPC, "No space left on device", str(model_dir / "x.h5"))
+
+    with pytest.raises(OSError):
+        retry.run_or_replay_failure(disk_full, str(tmp_path / "model"), what="train")
+    assert not (tmp_path / "model" / retry.FAILURE_RECORD).exists()
+    assert retry.run_or_replay_failure(lambda: 5, str(tmp_path / "model"), what="train") == 5
+
+
+def test_a_full_disk_error_names_the_file_the_step_was_writing():
+    from pipelines.local import disk_problem
+
+    root = Path("/mnt/full")
+    h5py = (  # train's backup on the 30 MB tmpfs, as the step printed it
+        "OSError: [Errno 28] Can't synchronously write data (file write failed: time = Sat "
+        "Dec  5 06:59:06 2026 , filename = '/mnt/full/petseg-demo-1/train/model/"
+        "_training_backup/latest.partial.weights.h5', file descriptor = 3, errno = 28, error "
+        "message = 'No space left on device', buf = 0x55a846394090, total write size = 75360)"
+    )
+    assert disk_problem(h5py, root) == (
+        errno.ENOSPC,
+        "/mnt/full/petseg-demo-1/train/model/_training_backup/latest.partial.weights.h5",
+    )
+    tensorflow = (
+        "ResourceExhaustedError: /mnt/full/r/ingest/d/train-0.tfrecord; No space left on device"
+    )
+    assert disk_problem(tensorflow, root) == (errno.ENOSPC, "/mnt/full/r/ingest/d/train-0.tfrecord")
+    python = "PermissionError: [Errno 13] Permission denied: '/mnt/full/r/evaluate/report.html'"
+    assert disk_problem(python, root) == (errno.EACCES, "/mnt/full/r/evaluate/report.html")
+    readonly = "OSError: [Errno 30] Read-only file system: '/mnt/full/r/push/x'"
+    assert disk_problem(readonly, root) == (errno.EROFS, "/mnt/full/r/push/x")
+    assert disk_problem("ValueError: mask value 7 in /mnt/full/r/x.png", root) is None
+
+
+def test_an_oserror_inside_kfp_local_is_one_line_naming_the_step_and_path(
+    tmp_path, monkeypatch, capsys, fault
+):
+    from kfp.local import subprocess_task_handler
+
+    from pipelines.cli import main
+
+    fault(
+        "kfp.local itself meets a read-only pipeline root while starting the first step",
+        expected="exit 1, one line naming the step, the path and what to do; no traceback",
+    )
+    root = tmp_path / "root"
+    target = root / "petseg-demo-x" / "resolve-config" / "executor_output.json"
+
+    def read_only(self):
+        raise OSError(errno.EROFS, "Read-only file system", str(target))
+
+    monkeypatch.setattr(subprocess_task_handler.SubprocessTaskHandler, "run", read_only)
+    monkeypatch.chdir(tmp_path)
+
+    code = main(["run", "--local", "--preset", "demo", "--pipeline-root", str(root)])
+
+    err = capsys.readouterr().err
+    fault.saw(err.strip())
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: step resolve-config failed: read-only file system: {target}")
+    assert f"make {root} writable" in err
+
+
+def test_a_full_pipeline_root_ends_the_run_with_one_line_and_a_marked_run_folder(tmp_path, fault):
+    from pipelines.runs import FAILED_MARKER, run_folders
+
+    fault(
+        "`petseg run --local --preset demo` with its pipeline root on a 1 MB disk (full at ingest)",
+        expected="exit 1; one line naming the step, the file and what to do; no traceback; "
+        "the run folder marked failed; no empty or cut-off JSON left",
+    )
+    with small_disk(tmp_path, "1m") as disk:
+        command = [sys.executable, "-m", "pipelines.cli", "run", "--local", "--preset", "demo"]
+        command += ["--set", "training.epochs=1", "--pipeline-root", str(disk)]
+        ran = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        fault.saw(ran.stderr.strip())
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        assert ran.stderr.count("\n") == 1, ran.stderr
+        assert "Traceback" not in ran.stdout + ran.stderr
+        (run_dir,) = run_folders(disk)
+        assert re.fullmatch(
+            rf"error: step (\S+) failed: no space left on device: {re.escape(str(run_dir))}/"
+            rf"\1/\S+; free space under {re.escape(str(disk))} and run again; .*\n",
+            ran.stderr,
+        ), ran.stderr
+        step = ran.stderr.split()[2]
+        assert f"FAILED   {step}" in ran.stdout
+        assert (run_dir / FAILED_MARKER).is_file()
+        assert _broken_json(run_dir) == []

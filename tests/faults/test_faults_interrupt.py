@@ -8,6 +8,7 @@ step, exit code 130, no traceback, and no step process left alive.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,10 +42,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _backup_written(root: Path) -> bool:
+    """True once train has written its backup at least once (it is inside model.fit)."""
+    return any(root.glob("*/train/model/_training_backup/training_metadata.json"))
+
+
 def _interrupt(tmp_path: Path, *, at_step: str, signum: int, whole_group: bool):
     root = tmp_path / "root"
     command = [sys.executable, "-m", "pipelines.cli", "run", "--local", "--preset", "demo"]
-    command += [arg for item in TINY for arg in ("--set", item)]
+    # Enough epochs that train is still fitting (and rewriting its backup) when the signal comes.
+    settings = [*TINY, "training.epochs=500"] if at_step == "train" else TINY
+    command += [arg for item in settings for arg in ("--set", item)]
     command += ["--pipeline-root", str(root)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -64,12 +72,18 @@ def _interrupt(tmp_path: Path, *, at_step: str, signum: int, whole_group: bool):
                 break
         else:
             pytest.fail(f"the run ended before {at_step} started: {''.join(lines)}")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         steps = []
         while not steps and time.monotonic() < deadline:  # the step's own process
             steps = _descendants(process.pid)
             time.sleep(0.2)
-        time.sleep(2.0)  # well inside the step
+        if at_step == "train":  # well inside model.fit: its backup has been written
+            while not _backup_written(root) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _backup_written(root), "train wrote no backup"
+            time.sleep(0.5)
+        else:
+            time.sleep(2.0)  # well inside the step
         steps = _descendants(process.pid)
         assert steps, "no step process found"
         if whole_group:
@@ -86,10 +100,36 @@ def _interrupt(tmp_path: Path, *, at_step: str, signum: int, whole_group: bool):
             os.kill(pid, signal.SIGKILL)
 
 
+def _untrusted_backup_files(run_dir: Path) -> list[str]:
+    """Backup files under their final names that a resumed train would load but cannot.
+
+    Keras resumes from ``latest.weights.h5`` and ``training_metadata.json``; a ``.partial``
+    name is never read.
+    """
+    import h5py
+
+    bad = []
+    for folder in run_dir.glob("train/model/_training_backup*"):
+        for path in folder.iterdir():
+            if ".partial" in path.name:
+                continue
+            try:
+                if path.name.endswith(".json"):
+                    json.loads(path.read_text())
+                elif path.name.endswith(".h5"):
+                    with h5py.File(path, "r") as weights:
+                        weights.visititems(
+                            lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None
+                        )
+            except (OSError, ValueError) as error:
+                bad.append(f"{path.name} ({path.stat().st_size} bytes): {error}")
+    return bad
+
+
 @pytest.mark.parametrize(
     ("at_step", "signum", "whole_group"),
-    [("ingest", signal.SIGINT, True), ("ingest", signal.SIGTERM, False)],
-    ids=["ctrl-c-to-the-group", "sigterm-to-petseg-alone"],
+    [("train", signal.SIGINT, True), ("ingest", signal.SIGTERM, False)],
+    ids=["ctrl-c-to-the-group-during-train", "sigterm-to-petseg-alone-during-ingest"],
 )
 def test_a_signal_stops_the_run_with_one_line_and_no_process_left(
     tmp_path, fault, at_step, signum, whole_group
@@ -97,7 +137,8 @@ def test_a_signal_stops_the_run_with_one_line_and_no_process_left(
     name = signal.Signals(signum).name
     fault(
         f"{name} to {'the process group' if whole_group else 'petseg alone'} during {at_step}",
-        expected="exit 130, one line naming the step, step processes reaped, run marked failed",
+        expected="exit 130, one line naming the step and what a rerun does, step processes "
+        "reaped, run marked failed, no cut-off backup under a name a resume trusts",
     )
     code, out, err, steps, root = _interrupt(
         tmp_path, at_step=at_step, signum=signum, whole_group=whole_group
@@ -114,3 +155,7 @@ def test_a_signal_stops_the_run_with_one_line_and_no_process_left(
     (run_dir,) = run_folders(root)
     assert str(run_dir) in err
     assert f"interrupted by {name}" in (run_dir / FAILED_MARKER).read_text()
+    assert _untrusted_backup_files(run_dir) == []
+    if at_step == "train":
+        backup = run_dir / "train" / "model" / "_training_backup"
+        fault.saw(f"backup left: {sorted(path.name for path in backup.iterdir())}")

@@ -16,10 +16,10 @@ import faultkit
 import keras
 import pytest
 
-from components import evaluate
-from components.config import EvaluationConfig, ModelConfig, PushConfig
-from components.model import load_model_dir
-from components.push import push_model
+from components.evaluation import evaluate
+from components.model.model import load_model_dir
+from components.platform.config import EvaluationConfig, ModelConfig, PushConfig
+from components.publish.push import push_model
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -153,7 +153,7 @@ def test_tampered_pushed_model_is_refused_before_loading(
 UNSAFE_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "marshal", "shelve"}
 # The Beam engine hands its combined results from its own workers to its launcher through a
 # private work folder that the same ingest creates and deletes; it never unpickles an artifact.
-ALLOWED_SITES = {"components/beam_ingest.py imports pickle"}
+ALLOWED_SITES = {"components/data/beam_ingest.py imports pickle"}
 MODEL_LOADERS = {"load_model"}
 
 

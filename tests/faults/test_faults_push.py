@@ -27,8 +27,8 @@ import faultkit
 import pytest
 from gcs_emulator import running_emulator
 
-from components.push import PushError, push_model, resolve_latest_model
-from components.storage import GcsStore
+from components.platform.storage import GcsStore
+from components.publish.push import PushError, push_model, resolve_latest_model
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +184,7 @@ def test_long_outage_fails_the_push_cleanly_and_a_rerun_resumes(
 RACING_PUSH = textwrap.dedent(
     """
     import json, os, sys, time
-    from components.push import push_model
+    from components.publish.push import push_model
 
     model_dir, destination, go_file, run_id = sys.argv[1:5]
     print("READY", flush=True)

@@ -31,9 +31,11 @@ from pathlib import Path
 import keras
 import pytest
 
-from components import class_weights, dataset_info, evaluate, train
-from components.config import ModelConfig, TrainingConfig
-from components.model import load_model_dir
+from components.data import dataset_info
+from components.evaluation import evaluate
+from components.model import class_weights, train
+from components.model.model import load_model_dir
+from components.platform.config import ModelConfig, TrainingConfig
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +64,11 @@ RUN_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from components import class_weights, evaluate, train
-    from components.ingest import ingest_dataset
-    from components.model import load_model_dir
-    from components.config import DataConfig, ModelConfig, TrainingConfig
+    from components.model import class_weights, train
+    from components.evaluation import evaluate
+    from components.data.ingest import ingest_dataset
+    from components.model.model import load_model_dir
+    from components.platform.config import DataConfig, ModelConfig, TrainingConfig
 
     root = sys.argv[1]
     data = DataConfig.model_validate_json(sys.argv[2])
@@ -95,8 +98,8 @@ KILLED_SCRIPT = textwrap.dedent(
     import os, signal, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
-    from components import train
-    from components.config import ModelConfig, TrainingConfig
+    from components.model import train
+    from components.platform.config import ModelConfig, TrainingConfig
 
     dataset, weights, model_dir = sys.argv[1:4]
     model_config = ModelConfig.model_validate_json(sys.argv[4])

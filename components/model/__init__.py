@@ -1,0 +1,1 @@
+"""The U-Net and how it is fed and trained: input pipeline, class weights, devices, workers."""

@@ -1,0 +1,1 @@
+"""What every step stands on: config, artifact contracts, files, retries, failures, provenance."""

@@ -1,0 +1,1 @@
+"""Getting a blessed model to where it is served: storage, push, versions, registry, predict."""

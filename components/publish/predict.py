@@ -1,0 +1,629 @@
+"""Batch prediction with an exported model: the core of ``petseg predict`` and the predict step.
+
+Predictions come from the model's ``saved_model/`` ``serving_default`` signature, the one
+Vertex AI serves, so a file written here is what an online client would get for the same
+image: training's exact resize, a class-id mask at the image's own resolution, class
+fractions and mean confidence. For each readable image the output folder gets::
+
+    <output>/masks/<name>.png        class ids (uint8, one channel) at the image's resolution
+    <output>/overlays/<name>.png     the image with class colours blended over it
+    <output>/predictions.jsonl       one line: file, mask, overlay, height, width,
+                                     class_fractions {class: fraction}, mean_confidence
+    <output>/failed.jsonl            one line per unreadable image: file, error
+    <output>/skipped.jsonl           one line per other file of the input folder: file, reason
+
+``<name>`` is the image's path relative to the input folder (or glob base, or gs:// prefix)
+without its extension, so sub-folders never collide; two inputs that differ only by
+extension keep it (``cat.jpg.png``). An unreadable image is skipped and listed; the others
+are still predicted. A folder's files whose names are not images' (``notes.txt``) are listed
+as skipped, with the reason, never dropped without a word. Extensions match in any case;
+TIFF, which TensorFlow's decoder (and so the served model) does not read, goes through
+Pillow and reaches the model as PNG.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from components.evaluation import visualize
+from components.model.model import (
+    MASK_PNG_OUTPUT,
+    METADATA_FILE,
+    SAVED_MODEL_DIR,
+    SERVING_SIGNATURE,
+)
+from components.platform.storage import GCS_SCHEME, parse_gcs_uri
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff",
+)  # fmt: skip
+MASKS_DIR = "masks"
+OVERLAYS_DIR = "overlays"
+PREDICTIONS_FILE = "predictions.jsonl"
+FAILED_FILE = "failed.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_ALPHA = 0.5
+# Exit codes of `petseg predict` (the CLI returns them; the pipeline step records the counts).
+EXIT_OK = 0
+EXIT_FAILED = 1  # nothing predicted: the model or the input could not be used
+EXIT_SOME_UNREADABLE = 3  # the readable images were predicted; the others are in failed.jsonl
+_GLOB_CHARACTERS = "*?["
+
+
+class PredictError(ValueError):
+    """The model or the input cannot be used; the message names which and why."""
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image to predict: where it is and the name its outputs get."""
+
+    uri: str
+    name: str
+
+
+@dataclass
+class PredictSummary:
+    """What a prediction run did."""
+
+    output: str
+    model_dir: str
+    classes: list[str]
+    predicted: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # not images, by name
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOME_UNREADABLE if self.failed else EXIT_OK
+
+    def line(self) -> str:
+        text = f"predicted {self.predicted} image(s) into {self.output}"
+        if self.failed:
+            text += (
+                f"; {len(self.failed)} unreadable, skipped and listed in "
+                f"{_join(self.output, FAILED_FILE)}"
+            )
+        if self.skipped:
+            text += (
+                f"; {len(self.skipped)} other file(s) not read (not images), listed in "
+                f"{_join(self.output, SKIPPED_FILE)}"
+            )
+        return text
+
+
+def _join(root: str, *parts: str) -> str:
+    return (
+        posixpath.join(root, *parts) if root.startswith(GCS_SCHEME) else os.path.join(root, *parts)
+    )
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _not_an_image(uri: str) -> dict[str, str]:
+    extension = os.path.splitext(uri)[1] or "no extension"
+    return {
+        "file": uri,
+        "reason": f"not an image file name ({extension}); predict reads "
+        + ", ".join(IMAGE_EXTENSIONS),
+    }
+
+
+def _has_glob(text: str) -> bool:
+    return any(character in text for character in _GLOB_CHARACTERS)
+
+
+def _output_names(relative_paths: list[str]) -> list[str]:
+    """Relative paths without extension; paths that would collide keep their extension."""
+    stems = [os.path.splitext(path)[0] for path in relative_paths]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    return [
+        stem if counts[stem] == 1 else path
+        for stem, path in zip(stems, relative_paths, strict=True)
+    ]
+
+
+def _images(uris: list[str], relative_paths: list[str]) -> list[InputImage]:
+    order = sorted(range(len(uris)), key=lambda index: relative_paths[index])
+    uris = [uris[index] for index in order]
+    names = _output_names([relative_paths[index] for index in order])
+    return [InputImage(uri, name) for uri, name in zip(uris, names, strict=True)]
+
+
+def _gcs_client(gcs_client: Any) -> Any:
+    if gcs_client is not None:
+        return gcs_client
+    from components.platform.storage import make_gcs_client
+
+    return make_gcs_client()
+
+
+def list_inputs(
+    spec: str, *, gcs_client: Any = None, skipped: list[dict[str, str]] | None = None
+) -> list[InputImage]:
+    """The images an input names, in a stable (sorted) order.
+
+    Args:
+        spec: an image file (any extension), a folder (its image files, sub-folders
+            included), a glob (``photos/*.jpg``, ``**`` recursive; every match), or a gs://
+            object, prefix or glob.
+        gcs_client: a google-cloud-storage client for gs:// inputs (default: ADC, or the
+            emulator named by STORAGE_EMULATOR_HOST).
+        skipped: gets ``{file, reason}`` for each file of a folder or prefix that is not
+            an image by its name (a glob's or a file's matches are all tried).
+
+    Raises:
+        PredictError: the input does not exist or holds no image.
+    """
+    others: list[dict[str, str]] = [] if skipped is None else skipped
+    spec = spec.strip()
+    if not spec:
+        raise PredictError("--input is empty; give an image file, a folder, a glob or gs:// prefix")
+    if spec.startswith(GCS_SCHEME):
+        images = _list_gcs(spec, _gcs_client(gcs_client), others)
+    elif _has_glob(spec):
+        base = _glob_base(spec)
+        matches = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        images = _images(matches, [os.path.relpath(p, base) for p in matches])
+    elif os.path.isfile(spec):
+        images = [InputImage(spec, os.path.splitext(os.path.basename(spec))[0])]
+    elif os.path.isdir(spec):
+        files = sorted(
+            os.path.join(root, name) for root, _, names in os.walk(spec) for name in names
+        )
+        paths = [path for path in files if _is_image_name(path)]
+        others.extend(_not_an_image(path) for path in files if not _is_image_name(path))
+        images = _images(paths, [os.path.relpath(path, spec) for path in paths])
+    else:
+        raise PredictError(f"--input {spec!r}: no such file or folder")
+    if not images:
+        also = f"; its {len(others)} file(s) are not images, e.g. {others[0]['file']}"
+        raise PredictError(
+            f"--input {spec!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)})"
+            + (also if others else "")
+        )
+    return images
+
+
+def _glob_base(pattern: str) -> str:
+    parts = pattern.split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if _has_glob(part):
+            break
+        fixed.append(part)
+    return "/".join(fixed) or "."
+
+
+def _list_gcs(spec: str, client: Any, skipped: list[dict[str, str]]) -> list[InputImage]:
+    bucket_name, prefix = parse_gcs_uri(spec.rstrip("/") if not _has_glob(spec) else spec)
+    bucket_uri = f"{GCS_SCHEME}{bucket_name}"
+    if _has_glob(prefix):
+        base = _glob_base(prefix)
+        base = "" if base == "." else base
+        listed = client.list_blobs(bucket_name, prefix=f"{base}/" if base else None)
+        names = [b.name for b in listed if fnmatch.fnmatchcase(b.name, prefix)]
+        relative = [name[len(base) :].lstrip("/") for name in names]
+    else:
+        if prefix and client.bucket(bucket_name).get_blob(prefix) is not None:
+            return [
+                InputImage(
+                    f"{bucket_uri}/{prefix}", posixpath.splitext(posixpath.basename(prefix))[0]
+                )
+            ]
+        folder = f"{prefix}/" if prefix else ""
+        listed = [
+            b.name
+            for b in client.list_blobs(bucket_name, prefix=folder or None)
+            if not b.name.endswith("/")  # a console-made "folder" placeholder
+        ]
+        names = [name for name in listed if _is_image_name(name)]
+        skipped.extend(
+            _not_an_image(f"{bucket_uri}/{name}") for name in listed if not _is_image_name(name)
+        )
+        relative = [name[len(folder) :] for name in names]
+    return _images([f"{bucket_uri}/{name}" for name in names], relative)
+
+
+def _read_bytes(uri: str, client: Any) -> bytes:
+    if uri.startswith(GCS_SCHEME):
+        bucket_name, name = parse_gcs_uri(uri)
+        return client.bucket(bucket_name).blob(name).download_as_bytes()
+    with open(uri, "rb") as handle:
+        return handle.read()
+
+
+def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
+    """A local model directory for a model directory or a push destination (its LATEST).
+
+    Args:
+        model: a model directory (holding metadata.json and saved_model/), local or gs://,
+            or a push destination whose LATEST names the model to use.
+        cache_dir: where gs:// models are downloaded.
+        gcs_client: a google-cloud-storage client for gs:// (default: ADC or the emulator).
+
+    Raises:
+        PredictError: the location is neither a model directory nor a push destination,
+            or the destination has no model yet.
+    """
+    from components.platform.storage import GcsStore, open_store
+    from components.publish import push
+
+    model = model.strip()
+    if not model:
+        raise PredictError("--model is empty; give a model directory or a push destination")
+    from components.publish.versions import VersionError, check_not_incomplete
+
+    try:
+        # A killed push's version: say so, not "no SavedModel"; through this call's client.
+        check_not_incomplete(model, gcs_client=gcs_client)
+    except VersionError as error:
+        raise PredictError(str(error)) from None
+    if not model.startswith(GCS_SCHEME):
+        if os.path.isfile(os.path.join(model, METADATA_FILE)):
+            return model
+        if not os.path.isdir(model):
+            raise PredictError(f"--model {model!r}: no such folder")
+        if not os.path.isfile(os.path.join(model, push.LATEST_FILE)):
+            raise PredictError(
+                f"--model {model!r} is neither a model directory (no {METADATA_FILE}) nor a "
+                f"push destination (no {push.LATEST_FILE})"
+            )
+        return push.resolve_latest_model(model, cache_dir)
+
+    client = _gcs_client(gcs_client)
+    store = GcsStore(model, client=client)
+    if store.read_bytes(METADATA_FILE) is not None:
+        return _download_model_dir(store, client, cache_dir)
+    if store.read_bytes(push.LATEST_FILE) is None:
+        raise PredictError(
+            f"--model {model!r} is neither a model directory (no {METADATA_FILE}) nor a "
+            f"push destination (no {push.LATEST_FILE})"
+        )
+    return push.resolve_latest_model(model, cache_dir, store=open_store(model, gcs_client=client))
+
+
+def _download_model_dir(store: Any, client: Any, cache_dir: str) -> str:
+    """Copies metadata.json and saved_model/ of a gs:// model directory (not model.keras)."""
+    target = tempfile.mkdtemp(prefix="model-", dir=cache_dir)
+    prefix = f"{store.prefix}/" if store.prefix else ""
+    wanted = (METADATA_FILE, f"{SAVED_MODEL_DIR}/")
+    for blob in client.list_blobs(store.bucket_name, prefix=prefix or None):
+        relative = blob.name[len(prefix) :]
+        if relative == METADATA_FILE or relative.startswith(wanted[1]):
+            local_path = os.path.join(target, *relative.split("/"))
+            os.makedirs(os.path.dirname(local_path), exist_ok=True)
+            blob.download_to_filename(local_path)
+    return target
+
+
+class Predictor:
+    """A loaded model directory's serving signature and its class names."""
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        metadata_path = os.path.join(model_dir, METADATA_FILE)
+        try:
+            with open(metadata_path) as handle:
+                metadata = json.load(handle)
+        except (OSError, json.JSONDecodeError) as error:
+            raise PredictError(
+                f"{metadata_path}: cannot read the model's metadata ({error})"
+            ) from None
+        classes = metadata.get("classes")
+        if not isinstance(classes, list) or not classes:
+            raise PredictError(f"{metadata_path}: no 'classes' list")
+        saved_model = os.path.join(model_dir, SAVED_MODEL_DIR)
+        if not os.path.isdir(saved_model):
+            raise PredictError(f"{saved_model} not found: {model_dir!r} has no SavedModel")
+        loaded = tf.saved_model.load(saved_model)
+        signature = loaded.signatures.get(SERVING_SIGNATURE)
+        outputs = set(signature.structured_outputs) if signature is not None else set()
+        if not {MASK_PNG_OUTPUT, "class_fractions", "mean_confidence"} <= outputs:
+            raise PredictError(
+                f"{saved_model}: its {SERVING_SIGNATURE} signature has no input-size mask "
+                f"({sorted(outputs)}); it was exported by an older petseg, train it again"
+            )
+        num_outputs = signature.structured_outputs["class_fractions"].shape[-1]
+        if num_outputs != len(classes):
+            raise PredictError(
+                f"{metadata_path}: {len(classes)} classes {classes}, but the SavedModel "
+                f"predicts {num_outputs}"
+            )
+        self._loaded = loaded  # keeps the signature's variables alive
+        self._signature = signature
+        self.model_dir = model_dir
+        self.classes = [str(name) for name in classes]
+        self.palette = visualize.class_palette(len(self.classes))
+
+    def __call__(self, encoded: list[bytes]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        outputs = self._signature(image_bytes=tf.constant(encoded))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def _decode(encoded: bytes) -> tuple[bytes, np.ndarray]:
+    """(bytes for the served model, RGB pixels); raises ValueError on unreadable bytes.
+
+    TensorFlow's decoder, the served model's own, reads JPEG, PNG, GIF, BMP and WebP; what it
+    cannot read but Pillow can (TIFF) is handed to the model as a lossless PNG of the same
+    pixels.
+    """
+    import tensorflow as tf
+
+    from components.data.dataset_info import reader_message
+
+    try:
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        converted = _pillow_png(encoded)
+        if converted is None:
+            raise ValueError(f"not a readable image: {reader_message(error)}") from None
+        return converted
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty image ({image.shape[0]}x{image.shape[1]})")
+    return encoded, image.numpy()
+
+
+def _pillow_png(encoded: bytes) -> tuple[bytes, np.ndarray] | None:
+    """(PNG bytes, RGB pixels) of an image Pillow reads (first frame), else None."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(encoded)) as opened:
+            pixels = np.asarray(opened.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        return None
+    return visualize.encode_png(pixels), pixels
+
+
+class _Output:
+    """Writes outputs under a local folder or a gs:// prefix, summary lines as they come."""
+
+    def __init__(self, root: str, gcs_client: Any):
+        self.root = root.rstrip("/") if root.startswith(GCS_SCHEME) else root
+        self._store = None
+        self._lines: dict[str, list[str]] = {
+            PREDICTIONS_FILE: [],
+            FAILED_FILE: [],
+            SKIPPED_FILE: [],
+        }
+        if root.startswith(GCS_SCHEME):
+            from components.platform.storage import GcsStore
+
+            self._store = GcsStore(root, client=_gcs_client(gcs_client))
+        else:
+            os.makedirs(root, exist_ok=True)
+            for name in self._lines:  # a new run replaces an earlier run's lists
+                with open(os.path.join(root, name), "w"):
+                    pass
+
+    def write(self, key: str, data: bytes) -> None:
+        if self._store is not None:
+            self._store.write_bytes(key, data)
+            return
+        path = os.path.join(self.root, *key.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = path + ".partial"
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+
+    def append(self, name: str, rows: list[dict[str, Any]]) -> None:
+        lines = [json.dumps(row) + "\n" for row in rows]
+        if self._store is not None:
+            self._lines[name].extend(lines)
+            return
+        with open(os.path.join(self.root, name), "a") as handle:
+            handle.writelines(lines)
+
+    def close(self) -> None:
+        """Writes the summary objects on GCS (objects cannot be appended to)."""
+        if self._store is not None:
+            for name, lines in self._lines.items():
+                self._store.write_bytes(name, "".join(lines).encode("utf-8"))
+
+
+def _batches(
+    images: list[InputImage], batch_size: int, client: Any, failed: list[dict[str, str]]
+) -> Iterator[list[tuple[InputImage, bytes, np.ndarray]]]:
+    batch: list[tuple[InputImage, bytes, np.ndarray]] = []
+    for image in images:
+        try:
+            encoded, pixels = _decode(_read_bytes(image.uri, client))
+        except Exception as error:  # any read or decode failure skips this image only
+            failed.append({"file": image.uri, "error": str(error) or type(error).__name__})
+            continue
+        batch.append((image, encoded, pixels))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def predict(
+    model: str,
+    inputs: str,
+    output: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    alpha: float = DEFAULT_ALPHA,
+    cache_dir: str | None = None,
+    gcs_client: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PredictSummary:
+    """Predicts every image an input names and writes masks, overlays and summaries.
+
+    Args:
+        model: a model directory or push destination (local or gs://); see resolve_model.
+        inputs: an image file, folder, glob or gs:// prefix; see list_inputs.
+        output: a folder (created) or gs:// prefix for masks/, overlays/ and the JSON Lines.
+        batch_size: images per call of the model.
+        alpha: the overlay's colour weight.
+        cache_dir: where a gs:// model is downloaded; default a temporary folder, removed.
+        gcs_client: a google-cloud-storage client for gs:// locations.
+        progress: called with (images done, images in total) after every batch.
+
+    Returns:
+        A PredictSummary (counts, unreadable files, exit code).
+
+    Raises:
+        PredictError: the model, input or output cannot be used (nothing is predicted).
+    """
+    if batch_size < 1:
+        raise PredictError(f"batch size must be >= 1, got {batch_size}")
+    if not 0.0 <= alpha <= 1.0:
+        raise PredictError(f"alpha must be in [0, 1], got {alpha}")
+    if not output.strip():
+        raise PredictError("--output is empty; give a folder or gs:// prefix")
+    needs_gcs = any(text.startswith(GCS_SCHEME) for text in (model, inputs, output))
+    client = _gcs_client(gcs_client) if needs_gcs else None
+    skipped: list[dict[str, str]] = []
+    images = list_inputs(inputs, gcs_client=client, skipped=skipped)
+    temporary = None
+    if cache_dir is None:
+        temporary = cache_dir = tempfile.mkdtemp(prefix="petseg-predict-")
+    try:
+        predictor = Predictor(resolve_model(model, cache_dir, gcs_client=client))
+        summary = PredictSummary(
+            output=output, model_dir=predictor.model_dir, classes=predictor.classes
+        )
+        summary.skipped = skipped
+        sink = _Output(output, client)
+        sink.append(SKIPPED_FILE, skipped)
+        done = 0
+        reported_failures = 0
+        try:
+            for batch in _batches(images, batch_size, client, summary.failed):
+                outputs = predictor([encoded for _, encoded, _ in batch])
+                rows = [
+                    _write_one(sink, predictor, image, pixels, outputs, index, alpha)
+                    for index, (image, _, pixels) in enumerate(batch)
+                ]
+                sink.append(PREDICTIONS_FILE, rows)
+                sink.append(FAILED_FILE, summary.failed[reported_failures:])
+                reported_failures = len(summary.failed)
+                summary.predicted += len(rows)
+                done = summary.predicted + len(summary.failed)
+                if progress is not None:
+                    progress(done, len(images))
+            sink.append(FAILED_FILE, summary.failed[reported_failures:])
+            if progress is not None and done < len(images):
+                progress(len(images), len(images))
+        finally:
+            sink.close()
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return summary
+
+
+def _write_one(
+    sink: _Output,
+    predictor: Predictor,
+    image: InputImage,
+    pixels: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    index: int,
+    alpha: float,
+) -> dict[str, Any]:
+    import io
+
+    from PIL import Image
+
+    mask_png = bytes(outputs[MASK_PNG_OUTPUT][index])
+    class_ids = np.asarray(Image.open(io.BytesIO(mask_png)))
+    mask_key = f"{MASKS_DIR}/{image.name}.png"
+    overlay_key = f"{OVERLAYS_DIR}/{image.name}.png"
+    sink.write(mask_key, mask_png)
+    sink.write(
+        overlay_key,
+        visualize.encode_png(visualize.overlay(pixels, class_ids, predictor.palette, alpha)),
+    )
+    fractions = outputs["class_fractions"][index]
+    return {
+        "file": image.uri,
+        "mask": mask_key,
+        "overlay": overlay_key,
+        "height": int(outputs["height"][index]),
+        "width": int(outputs["width"][index]),
+        "class_fractions": {
+            name: round(float(value), 6)
+            for name, value in zip(predictor.classes, fractions, strict=True)
+        },
+        "mean_confidence": round(float(outputs["mean_confidence"][index]), 6),
+    }
+
+
+def predict_pushed_model(
+    pushed: dict[str, Any],
+    model_uri: str,
+    inputs: str,
+    output_dir: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict[str, Any]:
+    """The pipeline's predict step: the model push just published, over the configured input.
+
+    Args:
+        pushed: push's outcome (its ``pushed_model`` metadata: ``pushed``, ``skip_reason``,
+            ``version``).
+        model_uri: the pushed version's directory (push's ``pushed_model`` URI).
+        inputs: PredictConfig.input (a folder, glob or gs:// prefix).
+        output_dir: the step's artifact directory for masks/, overlays/ and the JSON Lines.
+        batch_size: images per call of the model.
+        alpha: the overlay's colour weight.
+
+    Returns:
+        The artifact's metadata: predicted, unreadable, skipped (files not images, by name),
+        model, version, input, classes and skip_reason ('' when it ran; why not, when
+        nothing was pushed).
+
+    Raises:
+        PredictError: the input or the pushed model cannot be used.
+    """
+    if not pushed.get("pushed"):
+        why = pushed.get("skip_reason") or "push recorded no reason"
+        return {
+            "predicted": 0,
+            "unreadable": 0,
+            "input": inputs,
+            "skip_reason": f"nothing was pushed ({why}), so there is no model to predict with",
+        }
+    summary = predict(model_uri, inputs, output_dir, batch_size=batch_size, alpha=alpha)
+    return {
+        "predicted": summary.predicted,
+        "unreadable": len(summary.failed),
+        "unreadable_files": [failure["file"] for failure in summary.failed[:20]],
+        "skipped": len(summary.skipped),
+        "skipped_files": [other["file"] for other in summary.skipped[:20]],
+        "input": inputs,
+        "model": model_uri,
+        "version": pushed.get("version", ""),
+        "classes": summary.classes,
+        "skip_reason": "",
+    }

@@ -1,0 +1,588 @@
+"""Publishing a blessed model as an immutable version, and finding the latest one.
+
+Destination layout (a ``gs://bucket/prefix`` or a local folder)::
+
+    <dest>/versions/v000001/.claim          who took this version number (digest, run id)
+    <dest>/versions/v000001/<model files>   model.keras, saved_model/..., metadata.json, ...
+    <dest>/versions/v000001/manifest.json   written last: checksums, metrics, dataset, config
+    <dest>/LATEST                           {"version", "model_digest", "manifest_sha256"}
+
+The order of writes is what makes a push safe to interrupt, retry or race:
+
+1. A version number is taken by creating its ``.claim`` only if absent (a GCS
+   generation precondition, a local ``link``), so two pushes never share one.
+2. Files are uploaded and each is verified against the local size and MD5.
+3. ``manifest.json`` is created only if absent. A version without one is
+   incomplete and invisible to readers; a version with one is never written again.
+4. ``LATEST`` moves forward only (compare-and-swap on what was read), so racing
+   pushes leave it at the highest complete version.
+
+A retried push of the same model files (same content digest) finds its own
+claim: it returns the complete version (``reused``) or resumes the incomplete
+one, and never creates a second version. An abandoned claim of another model
+keeps its number; the next push takes a higher one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from components.platform import provenance
+from components.platform.storage import LocalStore, Store, file_digests, open_store
+
+VERSIONS_DIR = "versions"
+LATEST_FILE = "LATEST"
+MANIFEST_FILE = "manifest.json"
+CLAIM_FILE = ".claim"
+MODEL_METADATA_FILE = "metadata.json"
+MANIFEST_FORMAT = 1
+_VERSION_PATTERN = re.compile(r"v(\d{6,})")
+_RESERVED_NAMES = (MANIFEST_FILE, CLAIM_FILE)
+_MAX_CLAIM_ATTEMPTS = 50
+_MAX_POINTER_ATTEMPTS = 50
+_MANIFEST_KEYS = (
+    "manifest_format",
+    "version",
+    "model_digest",
+    "created_at",
+    "run_id",
+    "source_model_dir",
+    "files",
+    "model_metadata",
+    "classes",
+    "dataset",
+    "pushed_by",
+)
+
+
+class PushError(RuntimeError):
+    """A push could not complete; the destination's LATEST is unchanged by it."""
+
+
+class ChecksumMismatchError(ValueError):
+    """A stored file differs from what its manifest records."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    relative_path: str
+    local_path: str
+    sha256: str
+    md5_base64: str
+    size: int
+
+
+def version_name(number: int) -> str:
+    return f"v{number:06d}"
+
+
+def version_number(name: str) -> int | None:
+    match = _VERSION_PATTERN.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def _version_key(version: str, relative_path: str) -> str:
+    return f"{VERSIONS_DIR}/{version}/{relative_path}"
+
+
+def _to_json_bytes(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def scan_model_dir(model_dir: str) -> list[ModelFile]:
+    """Lists and checksums every file of a model directory, in a stable order."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"model directory {model_dir!r} does not exist")
+    files = []
+    for root, directories, names in os.walk(model_dir):
+        directories.sort()
+        for name in sorted(names):
+            local_path = os.path.join(root, name)
+            relative = os.path.relpath(local_path, model_dir).replace(os.sep, "/")
+            sha256, md5_base64, size = file_digests(local_path)
+            files.append(ModelFile(relative, local_path, sha256, md5_base64, size))
+    if not files:
+        raise ValueError(f"model directory {model_dir!r} is empty")
+    names = {model_file.relative_path for model_file in files}
+    if MODEL_METADATA_FILE not in names:
+        raise ValueError(
+            f"model directory {model_dir!r} has no {MODEL_METADATA_FILE}; "
+            "it is not a model written by petseg's train step"
+        )
+    clashes = sorted(names.intersection(_RESERVED_NAMES))
+    if clashes:
+        raise ValueError(f"model directory {model_dir!r} holds reserved file names {clashes}")
+    return files
+
+
+def _scan_extra_files(extra_files: dict[str, str]) -> list[ModelFile]:
+    scanned = []
+    for relative_path, local_path in sorted(extra_files.items()):
+        parts = relative_path.split("/")
+        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"extra_files: unsafe path {relative_path!r} in the version")
+        if relative_path in _RESERVED_NAMES:
+            raise ValueError(f"extra_files: {relative_path!r} is a reserved name")
+        if not os.path.isfile(local_path):
+            raise FileNotFoundError(f"extra_files: {local_path!r} ({relative_path}) is no file")
+        sha256, md5_base64, size = file_digests(local_path)
+        scanned.append(ModelFile(relative_path, local_path, sha256, md5_base64, size))
+    return scanned
+
+
+def read_latest_file(
+    destination: str, relative_path: str, *, store: Store | None = None
+) -> tuple[bytes, str] | None:
+    """One file of the latest version, checked against its manifest, and the version's URI.
+
+    Reads only LATEST, the manifest and that file (not the whole model).
+
+    Returns:
+        ``(content, version URI)``, or None when nothing was pushed yet or the latest
+        version has no such file (pushed before the file existed).
+
+    Raises:
+        ChecksumMismatchError: the file or the manifest differs from what was recorded.
+        ValueError: LATEST or the manifest it names is missing or malformed.
+    """
+    store = store or open_store(destination)
+    store.check_ready(for_write=False)
+    pointer_bytes = store.read_bytes(LATEST_FILE)
+    if pointer_bytes is None:
+        return None
+    version = _parse_pointer(store, pointer_bytes)["version"]
+    manifest_key = _version_key(version, MANIFEST_FILE)
+    manifest_bytes = store.read_bytes(manifest_key)
+    if manifest_bytes is None:
+        raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
+    recorded = json.loads(pointer_bytes).get("manifest_sha256")
+    if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
+        raise ChecksumMismatchError(
+            f"{store.key_uri(manifest_key)} differs from the sha256 recorded in LATEST"
+        )
+    try:
+        expected = json.loads(manifest_bytes)["files"].get(relative_path)
+    except (ValueError, KeyError, AttributeError):
+        raise ValueError(f"{store.key_uri(manifest_key)} is not a petseg manifest") from None
+    if expected is None:
+        return None
+    key = _version_key(version, relative_path)
+    content = store.read_bytes(key)
+    if content is None:
+        raise FileNotFoundError(f"{store.key_uri(key)} is listed in the manifest but missing")
+    if hashlib.sha256(content).hexdigest() != expected.get("sha256"):
+        raise ChecksumMismatchError(
+            f"{store.key_uri(key)}: sha256 does not match the manifest's {expected.get('sha256')}"
+        )
+    return content, store.key_uri(f"{VERSIONS_DIR}/{version}")
+
+
+def model_digest(files: list[ModelFile]) -> str:
+    """One sha256 over every file's path, checksum and size: the model's identity."""
+    lines = sorted(f"{f.relative_path}\t{f.sha256}\t{f.size}\n" for f in files)
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+def push_model(
+    model_dir: str,
+    destination: str,
+    *,
+    run_id: str,
+    extra_manifest: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
+    store: Store | None = None,
+) -> dict[str, Any]:
+    """Publishes model_dir as a new immutable version under destination.
+
+    Args:
+        model_dir: Local directory of the model (``metadata.json`` required); on Vertex a
+            ``/gcs/`` mount path.
+        destination: ``gs://bucket/prefix`` or a local folder.
+        run_id: The pipeline run that produced the model, recorded in the manifest.
+        extra_manifest: JSON-serialisable facts to record in the manifest (metrics,
+            config, source artifact URI); they may not replace the push's own keys.
+        extra_files: ``{path in the version: local file}`` published beside the model
+            files and checksummed with them (the data statistics the model learned
+            from, so the next run can compare with them).
+        store: The store to write to; default ``open_store(destination)``.
+
+    Returns:
+        ``{version, uri, latest, digest, reused}``: the version written or found, its
+        full URI, the version LATEST names after this push (a racing push may have
+        published a newer one), the model's content digest, and whether an earlier
+        push of the same model already held that version complete.
+
+    Raises:
+        PushError: When a file could not be verified after upload, or a version number
+            or the LATEST pointer stayed contended past a bounded number of attempts.
+    """
+    if not run_id:
+        raise ValueError("run_id is empty; pass the pipeline job id or another identifier")
+    extra_manifest = dict(extra_manifest or {})
+    overridden = sorted(set(extra_manifest).intersection(_MANIFEST_KEYS))
+    if overridden:
+        raise ValueError(f"extra_manifest may not set the manifest's own keys {overridden}")
+    try:
+        json.dumps(extra_manifest)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"extra_manifest is not JSON-serialisable: {error}") from error
+
+    files = scan_model_dir(model_dir) + _scan_extra_files(extra_files or {})
+    names = [model_file.relative_path for model_file in files]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ValueError(f"extra_files would replace files of the model: {clashes}")
+    digest = model_digest(files)
+    metadata_path = os.path.join(model_dir, MODEL_METADATA_FILE)
+    try:
+        with open(metadata_path) as handle:
+            metadata = json.load(handle)
+    except ValueError as error:
+        raise ValueError(f"{metadata_path} is not valid JSON: {error}") from error
+
+    store = store or open_store(destination)
+    store.check_ready(for_write=True)
+    version, manifest_bytes, resuming = _find_or_claim_version(store, digest, run_id)
+    reused = manifest_bytes is not None
+    if not reused:
+        again = push_again_command(model_dir, store.uri, extra_files)
+        _upload_and_verify(store, version, files, resuming=resuming, again=again)
+        manifest = {
+            "manifest_format": MANIFEST_FORMAT,
+            "version": version,
+            "model_digest": digest,
+            "created_at": _now(),
+            "run_id": run_id,
+            "source_model_dir": os.path.abspath(model_dir),
+            "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in files},
+            "model_metadata": metadata,
+            # The class names in output-channel order, for whoever serves the model.
+            "classes": metadata.get("classes") if isinstance(metadata, dict) else None,
+            "dataset": metadata.get("dataset") if isinstance(metadata, dict) else None,
+            # The petseg that pushed; the one that trained is in model_metadata.
+            "pushed_by": provenance.provenance(),
+            **extra_manifest,
+        }
+        manifest_bytes = _to_json_bytes(manifest)
+        manifest_key = _version_key(version, MANIFEST_FILE)
+        if not store.create_if_absent(manifest_key, manifest_bytes):
+            # A concurrent push of the same model completed this version first.
+            manifest_bytes = store.read_bytes(manifest_key)
+            if manifest_bytes is None or _manifest_digest(manifest_bytes) != digest:
+                raise PushError(
+                    f"{store.key_uri(manifest_key)} appeared during this push "
+                    "with another model's digest"
+                )
+    latest = _advance_latest(store, version, digest, hashlib.sha256(manifest_bytes).hexdigest())
+    return {
+        "version": version,
+        "uri": store.key_uri(f"{VERSIONS_DIR}/{version}"),
+        "latest": latest,
+        "digest": digest,
+        "reused": reused,
+    }
+
+
+def _manifest_digest(manifest_bytes: bytes) -> str | None:
+    try:
+        return json.loads(manifest_bytes).get("model_digest")
+    except (ValueError, AttributeError):
+        return None
+
+
+def read_store_json(store: Store, key: str) -> dict[str, Any] | None:
+    """A JSON object stored under key, or None when it is missing or not an object."""
+    data = store.read_bytes(key)
+    if data is None:
+        return None
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _existing_versions(store: Store) -> list[tuple[int, str]]:
+    found = []
+    for name in store.list_children(VERSIONS_DIR):
+        number = version_number(name)
+        if number is not None:
+            found.append((number, name))
+    return sorted(found)
+
+
+def _find_or_claim_version(
+    store: Store, digest: str, run_id: str
+) -> tuple[str, bytes | None, bool]:
+    """Returns (version, manifest bytes if already complete, whether resuming a claim)."""
+    for _ in range(_MAX_CLAIM_ATTEMPTS):
+        versions = _existing_versions(store)
+        incomplete = None
+        for _number, name in versions:
+            claim = read_store_json(store, _version_key(name, CLAIM_FILE))
+            if not claim or claim.get("model_digest") != digest:
+                continue
+            manifest_bytes = store.read_bytes(_version_key(name, MANIFEST_FILE))
+            if manifest_bytes is not None and _manifest_digest(manifest_bytes) == digest:
+                return name, manifest_bytes, False
+            if manifest_bytes is None and incomplete is None:
+                incomplete = name
+        if incomplete is not None:
+            return incomplete, None, True
+        candidate = version_name((versions[-1][0] if versions else 0) + 1)
+        claim_bytes = _to_json_bytes(
+            {
+                "version": candidate,
+                "model_digest": digest,
+                "run_id": run_id,
+                "claimed_at": _now(),
+                "nonce": uuid.uuid4().hex,
+            }
+        )
+        if store.create_if_absent(_version_key(candidate, CLAIM_FILE), claim_bytes):
+            return candidate, None, False
+    raise PushError(
+        f"could not claim a version under {store.uri} in {_MAX_CLAIM_ATTEMPTS} attempts; "
+        "too many concurrent pushes"
+    )
+
+
+def _matches(info, model_file: ModelFile) -> bool:
+    return (
+        info is not None
+        and info.size == model_file.size
+        and info.md5_base64
+        in (
+            model_file.md5_base64,
+            None,
+        )
+    )
+
+
+def push_again_command(
+    model_dir: str, destination: str, extra_files: dict[str, str] | None = None
+) -> str:
+    """The command that pushes the same model (same digest) again, resuming its version."""
+    command = f"petseg push --model {os.path.abspath(model_dir)} --destination {destination}"
+    statistics_dirs = sorted({os.path.dirname(path) for path in (extra_files or {}).values()})
+    for directory in statistics_dirs:
+        command += f" --data-statistics {os.path.abspath(directory)}"
+    return command
+
+
+def _upload_and_verify(
+    store: Store, version: str, files: list[ModelFile], *, resuming: bool, again: str = ""
+) -> None:
+    for model_file in files:
+        key = _version_key(version, model_file.relative_path)
+        # A resumed push skips what the interrupted one already stored intact.
+        if resuming and _verified(store, key, model_file):
+            continue
+        try:
+            store.upload_file(model_file.local_path, key)
+        except Exception as error:
+            raise PushError(
+                f"uploading {model_file.local_path} to {store.key_uri(key)} failed: {error}. "
+                f"LATEST is unchanged; pushing the same model again resumes {version}"
+                + (f": {again}" if again else "")
+            ) from error
+        if not _verified(store, key, model_file):
+            raise PushError(
+                f"{store.key_uri(key)} does not match {model_file.local_path} after upload"
+            )
+
+
+def _verified(store: Store, key: str, model_file: ModelFile) -> bool:
+    info = store.object_info(key)
+    if not _matches(info, model_file):
+        return False
+    if info.md5_base64 is not None:
+        return True
+    # No MD5 on the server (a composite object): compare the bytes themselves.
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = os.path.join(scratch, "object")
+        store.download_file(key, copy)
+        return file_digests(copy)[0] == model_file.sha256
+
+
+def _parse_pointer(store: Store, data: bytes) -> dict[str, Any]:
+    try:
+        pointer = json.loads(data)
+    except ValueError:
+        pointer = None
+    if not isinstance(pointer, dict) or version_number(str(pointer.get("version"))) is None:
+        raise ValueError(
+            f"{store.key_uri(LATEST_FILE)} is not a petseg pointer "
+            '({"version": "v000001", ...}); fix or remove it'
+        )
+    return pointer
+
+
+def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: str) -> str:
+    """Points LATEST at version unless it already names a version at least as new."""
+    ours = version_number(version)
+    pointer_bytes = _to_json_bytes(
+        {
+            "version": version,
+            "model_digest": digest,
+            "manifest_sha256": manifest_sha256,
+            "updated_at": _now(),
+        }
+    )
+    for _ in range(_MAX_POINTER_ATTEMPTS):
+        current_bytes, token = store.read_versioned(LATEST_FILE)
+        if current_bytes is not None:
+            current = _parse_pointer(store, current_bytes)["version"]
+            if version_number(current) >= ours:
+                return current
+        if store.compare_and_swap(LATEST_FILE, pointer_bytes, token):
+            return version
+    raise PushError(
+        f"{store.key_uri(LATEST_FILE)} kept changing; {version} is complete but "
+        f"LATEST was not updated after {_MAX_POINTER_ATTEMPTS} attempts"
+    )
+
+
+def latest_model_digest(destination: str, *, store: Store | None = None) -> str | None:
+    """The model digest the destination's LATEST names now, or None if nothing is pushed."""
+    store = store or open_store(destination)
+    pointer_bytes = store.read_bytes(LATEST_FILE)
+    if pointer_bytes is None:
+        return None
+    return _parse_pointer(store, pointer_bytes).get("model_digest")
+
+
+def _read_latest(store: Store) -> tuple[dict[str, Any], str, bytes] | None:
+    """(LATEST's pointer, its manifest key, the manifest's bytes checked against it), or None."""
+    pointer_bytes = store.read_bytes(LATEST_FILE)
+    if pointer_bytes is None:
+        return None
+    pointer = _parse_pointer(store, pointer_bytes)
+    version = pointer["version"]
+    manifest_key = _version_key(version, MANIFEST_FILE)
+    manifest_bytes = store.read_bytes(manifest_key)
+    if manifest_bytes is None:
+        raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
+    actual = hashlib.sha256(manifest_bytes).hexdigest()
+    if pointer.get("manifest_sha256") not in (None, actual):
+        raise ChecksumMismatchError(
+            f"{store.key_uri(manifest_key)}: sha256 {actual} differs from "
+            f"{pointer['manifest_sha256']} recorded in LATEST"
+        )
+    return pointer, manifest_key, manifest_bytes
+
+
+def latest_manifest(
+    destination: str, *, store: Store | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """(version, manifest) that the destination's LATEST names, or None if nothing is pushed.
+
+    Only the pointer and the manifest are read (no model file), and the manifest is
+    checked against the sha256 LATEST records.
+
+    Raises:
+        ChecksumMismatchError: the manifest differs from the sha256 LATEST records.
+        ValueError: LATEST names a version without a manifest.
+    """
+    store = store or open_store(destination)
+    latest = _read_latest(store)
+    if latest is None:
+        return None
+    pointer, _, manifest_bytes = latest
+    return pointer["version"], json.loads(manifest_bytes)
+
+
+def resolve_latest_model(
+    destination: str, local_cache_dir: str, *, store: Store | None = None
+) -> str | None:
+    """A local directory holding the verified latest model, or None if none was pushed.
+
+    For a gs:// destination the version is downloaded into
+    ``<local_cache_dir>/<version>-<digest prefix>`` (reused when it still verifies);
+    for a local destination the version directory itself is verified and returned.
+
+    Raises:
+        ChecksumMismatchError: A file (or the manifest) differs from its recorded sha256;
+            the message names the file.
+        ValueError: LATEST or the manifest it names is missing or malformed.
+    """
+    store = store or open_store(destination)
+    store.check_ready(for_write=False)
+    latest = _read_latest(store)
+    if latest is None:
+        return None
+    pointer, manifest_key, manifest_bytes = latest
+    version = pointer["version"]
+    manifest = json.loads(manifest_bytes)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ValueError(f"{store.key_uri(manifest_key)} lists no files")
+    for relative_path in files:
+        parts = relative_path.split("/")
+        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(
+                f"{store.key_uri(manifest_key)} lists an unsafe path {relative_path!r}"
+            )
+
+    if isinstance(store, LocalStore):
+        version_dir = os.path.join(store.root, VERSIONS_DIR, version)
+        _verify_directory(
+            version_dir, files, lambda name: store.key_uri(_version_key(version, name))
+        )
+        return version_dir
+
+    os.makedirs(local_cache_dir, exist_ok=True)
+    digest_prefix = str(manifest.get("model_digest", pointer.get("model_digest", "")))[:12]
+    target = os.path.join(local_cache_dir, f"{version}-{digest_prefix}")
+    if os.path.isdir(target):
+        try:
+            _verify_directory(target, files, lambda name: os.path.join(target, name))
+            return target
+        except (ChecksumMismatchError, FileNotFoundError):
+            shutil.rmtree(target)  # a damaged cache copy: fetch it again
+    staging = tempfile.mkdtemp(prefix=f".{version}-", dir=local_cache_dir)
+    try:
+        for relative_path in sorted(files):
+            local_path = os.path.join(staging, *relative_path.split("/"))
+            os.makedirs(os.path.dirname(local_path), exist_ok=True)
+            store.download_file(_version_key(version, relative_path), local_path)
+        _verify_directory(staging, files, lambda name: store.key_uri(_version_key(version, name)))
+        with open(os.path.join(staging, MANIFEST_FILE), "wb") as handle:
+            handle.write(manifest_bytes)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not os.path.isdir(target):  # anything but a concurrent resolve finishing first
+                raise
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)
+    return target
+
+
+def _verify_directory(directory: str, files: dict[str, Any], describe) -> None:
+    for relative_path, expected in sorted(files.items()):
+        local_path = os.path.join(directory, *relative_path.split("/"))
+        if not os.path.isfile(local_path):
+            raise FileNotFoundError(
+                f"{describe(relative_path)} is listed in the manifest but missing"
+            )
+        sha256, _, _ = file_digests(local_path)
+        if sha256 != expected.get("sha256"):
+            raise ChecksumMismatchError(
+                f"{describe(relative_path)}: sha256 {sha256} does not match "
+                f"the manifest's {expected.get('sha256')}"
+            )
