@@ -223,7 +223,7 @@ def describe(config) -> str:
     if training.keep_best_epoch:
         items.append("best epoch kept")
     if model.batchnorm_momentum is not None:
-        items.append(f"BN momentum {model.batchnorm_momentum:g}")
+        items.append(f"BN momentum {model.batchnorm_momentum}")
     return ", ".join(items)
 
 
