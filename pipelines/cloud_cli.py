@@ -225,7 +225,7 @@ def _template(
 _IMAGE_PLACEHOLDER = "/PROJECT/"
 
 
-def cloud_config_problems(config: Any, target: str) -> list[str]:
+def cloud_config_problems(config: PipelineConfig, target: str) -> list[str]:
     """What would make a run fail or lose its output once it is in the cloud.
 
     Tasks run in containers there: a relative or container-local path is gone
@@ -274,7 +274,7 @@ def _same_commit(tag: str, commit: str) -> bool:
     return min(len(tag), len(commit)) >= 7 and (tag.startswith(commit) or commit.startswith(tag))
 
 
-def image_tag_mismatch(config: Any) -> str:
+def image_tag_mismatch(config: PipelineConfig) -> str:
     """One line naming the task images whose tag is neither this petseg's version nor commit.
 
     The components run the package installed in their image, not this checkout, so an
@@ -301,7 +301,7 @@ def image_tag_mismatch(config: Any) -> str:
     )
 
 
-def _warn_on_image_tags(config: Any) -> None:
+def _warn_on_image_tags(config: PipelineConfig) -> None:
     mismatch = image_tag_mismatch(config)
     if mismatch:
         print(f"warning: {mismatch}", file=sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from components.platform.config import NotifyConfig, RuntimeConfig, TrainingConfig
 from pipelines.vertex import (
     CloudInputError,
     raise_problems,
@@ -227,7 +228,7 @@ _KUBERNETES_RESOURCE = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 
-def kubernetes_accelerator(runtime_config) -> tuple[str, dict[str, str]]:
+def kubernetes_accelerator(runtime_config: RuntimeConfig) -> tuple[str, dict[str, str]]:
     """The Kubernetes resource the train task requests on Kubeflow, and its node selector.
 
     KFP's Kubeflow backend turns the compiled accelerator type into the container's
@@ -262,7 +263,9 @@ def kubernetes_accelerator(runtime_config) -> tuple[str, dict[str, str]]:
     )
 
 
-def apply_kubernetes_gpu_scheduling(task, runtime_config, node_selector=None):
+def apply_kubernetes_gpu_scheduling(
+    task, runtime_config: RuntimeConfig, node_selector: dict[str, str] | None = None
+):
     """Puts the train task on GPU nodes of a Kubeflow cluster.
 
     Which nodes carry the accelerator is cluster-specific (on GKE, e.g. the node
@@ -303,7 +306,7 @@ def apply_kubernetes_gpu_scheduling(task, runtime_config, node_selector=None):
     return task
 
 
-def mount_notify_secret(task, settings) -> None:
+def mount_notify_secret(task, settings: NotifyConfig) -> None:
     """Mounts the Kubernetes secret holding the webhook URL as the notify task's env var.
 
     Only the secret's name and key enter the compiled spec; the kubelet fills the
@@ -318,7 +321,7 @@ def mount_notify_secret(task, settings) -> None:
     )
 
 
-def refuse_replicas(training_config: Any, target: str) -> None:
+def refuse_replicas(training_config: TrainingConfig, target: str) -> None:
     """Only a Vertex AI custom job runs the train step on several machines.
 
     Raises:

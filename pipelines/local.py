@@ -682,10 +682,13 @@ def run_local(
             raise
         step = failed[-1].name
         message = router.last_error(step) or str(error)
-        # A full disk or a refused write, in the step's error or anywhere in its last lines.
-        found = disk_problem(message, pipeline_root) or disk_problem(
-            router.task_output(step), pipeline_root
-        )
+        # A full disk or a refused write in the step's error; or a full disk anywhere in its
+        # last lines (it may surface as another error), never a stray "Permission denied".
+        found = disk_problem(message, pipeline_root)
+        if found is None:
+            earlier = disk_problem(router.task_output(step), pipeline_root)
+            if earlier is not None and earlier[0] in (errno.ENOSPC, errno.EDQUOT):
+                found = earlier
         if found is None and router.write_error is not None:
             path, _, write_error = router.write_error
             if write_error.errno in DISK_ERRNOS:
@@ -782,11 +785,12 @@ def format_summary(summary: LocalRunSummary) -> str:
             # Not the resolved config sections (long JSON), nor what a metric line already says.
             if not key.endswith("_config") and key not in logged
         }
-        if not task.artifacts and not shown_parameters:
-            continue  # a step with nothing to show (it said how it went as it ran)
-        lines.append(f"[{task_name}]")
+        task_lines = []
         for artifact_name, artifact in task.artifacts.items():
-            lines.append(f"  {artifact_name}: {artifact['uri']}")
+            uri = artifact.get("uri") or ""
+            # Metrics-only artifacts (Metrics, ClassificationMetrics) have a uri but no file:
+            # only paths that exist are printed.
+            has_file = "://" in uri or (bool(uri) and os.path.exists(uri))
             metadata = artifact.get("metadata", {})
             numbers = {
                 key: value
@@ -803,11 +807,19 @@ def format_summary(summary: LocalRunSummary) -> str:
                 numbers = {
                     key: value for key, value in numbers.items() if not key.startswith(hidden)
                 }
+            figures = []
             if artifact_name in ("metrics", "eval_metrics", "check_metrics") and numbers:
-                lines.extend(_metric_lines(numbers, _class_names(summary)))
+                figures = _metric_lines(numbers, _class_names(summary))
+            if has_file or figures:  # else neither a file nor figures: nothing to show
+                task_lines.append(
+                    f"  {artifact_name}: {uri}" if has_file else f"  {artifact_name}:"
+                )
+                task_lines.extend(figures)
         for key, value in shown_parameters.items():
             shown = f"{value:.4f}" if isinstance(value, float) else value
-            lines.append(f"  {key} = {shown}")
+            task_lines.append(f"  {key} = {shown}")
+        if task_lines:  # else the step said how it went as it ran
+            lines.extend([f"[{task_name}]", *task_lines])
     checked = summary.task("data-statistics")
     if checked is not None:
         verdicts = checked.artifacts.get("statistics", {}).get("metadata", {})

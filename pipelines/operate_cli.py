@@ -26,6 +26,27 @@ def _usage_error(message: str) -> int:
     return 2
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type for --keep: a bad one exits 2, as every bad argument does."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} keeps nothing; keep at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 0")
+    return value
+
+
 def _fail(error: BaseException) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 1
@@ -147,12 +168,12 @@ def add_operate_commands(
     )
     gc.add_argument(
         "--keep",
-        type=int,
+        type=_at_least_one,
         help="also remove complete versions beyond the newest N (LATEST is always kept)",
     )
     gc.add_argument(
         "--older-than",
-        type=float,
+        type=_seconds,
         default=3600.0,
         metavar="SECONDS",
         help="remove an incomplete version only once its claim is this old (default 3600: "
@@ -186,7 +207,9 @@ def add_operate_commands(
     runs = commands.add_parser("runs", help="manage local run folders")
     runs_verbs = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     prune = runs_verbs.add_parser("gc", help="remove old local run folders, keeping the newest N")
-    prune.add_argument("--keep", type=int, required=True, help="run folders to keep (newest)")
+    prune.add_argument(
+        "--keep", type=_at_least_one, required=True, help="run folders to keep (newest)"
+    )
     prune.add_argument(
         "--pipeline-root",
         type=Path,

@@ -10,12 +10,25 @@ value changes only what it names. Task settings (images, resources,
 accelerator, retries, caching) are fixed at compile time from ``config.runtime``.
 """
 
+import contextlib
 import inspect
 from pathlib import Path
 from typing import Literal, get_args
 
 from kfp import compiler, dsl
 
+from components.data.skip_unchanged import TRAIN as DATA_CHANGED
+from components.ops.class_weights import compute_class_weights
+from components.ops.data_validation import data_statistics
+from components.ops.enforce_data_checks import enforce_data_checks
+from components.ops.evaluate import evaluate
+from components.ops.ingest import ingest
+from components.ops.notify import notify_run_end
+from components.ops.predict import predict
+from components.ops.push import push
+from components.ops.resolve_config import resolve_config
+from components.ops.skip_unchanged import check_data_changed
+from components.ops.train import train
 from components.platform.config import (
     RUNTIME_PARAMETERS,
     NotifyConfig,
@@ -24,10 +37,21 @@ from components.platform.config import (
     runtime_parameter_defaults,
     runtime_parameter_types,
 )
+from pipelines.kubeflow import (
+    apply_kubernetes_gpu_scheduling,
+    kubernetes_accelerator,
+    mount_notify_secret,
+    refuse_replicas,
+)
 from pipelines.steps import STEP_BY_NAME, CachePolicy
+from pipelines.vertex import multi_replica_train
 
 Target = Literal["vertex", "kubeflow", "local"]
 TARGETS: tuple[str, ...] = get_args(Target)
+POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
+DESCRIPTION = (
+    "Oxford-IIIT Pet segmentation: validate config, ingest, class weights, train, evaluate, push."
+)
 
 
 def check_notify_target(settings: NotifyConfig, target: str) -> None:
@@ -57,9 +81,24 @@ def check_notify_target(settings: NotifyConfig, target: str) -> None:
         )
 
 
+def cache_policies(config: PipelineConfig, scheduled: bool) -> dict[CachePolicy, bool]:
+    """Whether each cache policy of the step table reuses a cached result in this pipeline."""
+    runtime = config.runtime
+    cache_data = runtime.enable_caching and not scheduled
+    return {
+        "never": False,
+        "config": runtime.enable_caching,
+        # A folder or manifest can change under the same config: never reuse its ingest.
+        "ingest": cache_data and config.data.source == "tfds",
+        "data": cache_data,
+        "training": runtime.enable_caching
+        and (runtime.cache_training_on_schedule if scheduled else True),
+    }
+
+
 def configure(
     task: dsl.PipelineTask,
-    runtime: RuntimeConfig,
+    config: PipelineConfig,
     caching: dict[CachePolicy, bool],
     *,
     retries: int = 0,
@@ -70,6 +109,7 @@ def configure(
     A launcher (a Google Cloud custom-job task running train on several replicas) keeps
     the image and machines its job spec names.
     """
+    runtime = config.runtime
     step = STEP_BY_NAME["train" if launcher else task.name]
     task.set_display_name(step.display_name)
     task.set_caching_options(caching[step.cache])
@@ -83,12 +123,43 @@ def configure(
     return task.set_cpu_limit(resources.cpu).set_memory_limit(resources.memory)
 
 
-def create_pipeline(
-    config: PipelineConfig,
-    *,
-    target: Target = "vertex",
-    scheduled: bool = False,
-):
+def has_accelerator(runtime: RuntimeConfig) -> bool:
+    return bool(runtime.accelerator_type) and runtime.accelerator_count > 0
+
+
+def set_accelerator(task: dsl.PipelineTask, runtime: RuntimeConfig, target: str) -> None:
+    """The train task's accelerator; Kubernetes wants a resource name and a node selector."""
+    if not has_accelerator(runtime):
+        return
+    accelerator, node_selector = runtime.accelerator_type, None
+    if target == "kubeflow":
+        accelerator, node_selector = kubernetes_accelerator(runtime)
+    task.set_accelerator_type(accelerator)
+    task.set_accelerator_limit(runtime.accelerator_count)
+    if target == "kubeflow":
+        apply_kubernetes_gpu_scheduling(task, runtime, node_selector=node_selector)
+
+
+def exit_task(config: PipelineConfig, target: str, caching: dict[CachePolicy, bool]):
+    """The exit handler's task: Vertex AI's email, the webhook report, or None."""
+    settings = config.notify
+    if settings.emails:
+        from google_cloud_pipeline_components.v1.vertex_notification_email import (
+            VertexNotificationEmailOp,
+        )
+
+        task = VertexNotificationEmailOp(recipients=list(settings.emails))
+        return task.set_display_name(STEP_BY_NAME[task.name].display_name)
+    if not settings.enabled:
+        return None
+    # It reads the webhook URL at run time; its config says where, never the URL itself.
+    task = configure(notify_run_end(notify_config=settings.model_dump_json()), config, caching)
+    if target == "kubeflow" and settings.kubernetes_secret:
+        mount_notify_secret(task, settings)
+    return task
+
+
+def create_pipeline(config: PipelineConfig, *, target: Target = "vertex", scheduled: bool = False):
     """Builds the pipeline function for one config.
 
     Args:
@@ -106,207 +177,106 @@ def create_pipeline(
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-
-    from components.data.skip_unchanged import TRAIN as DATA_CHANGED
-    from components.ops.class_weights import compute_class_weights
-    from components.ops.data_validation import data_statistics
-    from components.ops.enforce_data_checks import enforce_data_checks
-    from components.ops.evaluate import evaluate
-    from components.ops.ingest import ingest
-    from components.ops.notify import notify_run_end
-    from components.ops.predict import predict
-    from components.ops.push import push
-    from components.ops.resolve_config import resolve_config
-    from components.ops.skip_unchanged import check_data_changed
-    from components.ops.train import train
-
-    runtime = config.runtime
-    cache_data = runtime.enable_caching and not scheduled
-    # A folder or manifest can change under the same config: never reuse a cached ingest
-    # of it (the Dataset it writes is new each run, so later steps' cache keys change too).
-    caching: dict[CachePolicy, bool] = {
-        "never": False,
-        "config": runtime.enable_caching,
-        "ingest": cache_data and config.data.source == "tfds",
-        "data": cache_data,
-        "training": runtime.enable_caching
-        and (runtime.cache_training_on_schedule if scheduled else True),
-    }
-    has_accelerator = bool(runtime.accelerator_type) and runtime.accelerator_count > 0
-    # Several training machines: a Vertex AI custom job of replicas (refused elsewhere).
-    from pipelines.kubeflow import refuse_replicas
-
+    # Refused here, before anything is compiled, when the target cannot run them.
     refuse_replicas(config.training, target)
-    multi_replica = config.training.replica_count > 1
-    if has_accelerator and target == "kubeflow":
-        # Refused here, before anything is compiled, when it cannot be requested.
-        from pipelines.kubeflow import apply_kubernetes_gpu_scheduling, kubernetes_accelerator
-
-        kubeflow_gpu = kubernetes_accelerator(runtime)
-    # A schedule exists to replace production with a better model, not an equal one.
-    if scheduled:
+    if target == "kubeflow" and has_accelerator(config.runtime):
+        kubernetes_accelerator(config.runtime)
+    if config.notify.enabled or config.notify.emails:
+        check_notify_target(config.notify, target)
+    if scheduled:  # a schedule exists to replace production with a better model
         config = config.model_copy(deep=True)
         config.evaluation.require_improvement = True
-    # Unchanged data has nothing new to teach production's model (on for schedules).
+    caching = cache_policies(config, scheduled)
     skip_unchanged = scheduled if config.data.skip_unchanged is None else config.data.skip_unchanged
     compiled_config = config.to_json()
+    # Several training machines: a Vertex AI custom job of replicas.
+    multi_replica = config.training.replica_count > 1
+    train_op = (
+        multi_replica_train(train, config.runtime, config.training) if multi_replica else train
+    )
 
-    def step(task: dsl.PipelineTask, retries: int = 0, launcher: bool = False):
-        return configure(task, runtime, caching, retries=retries, launcher=launcher)
-
-    def run_tasks(parameters: dict):
-        # No task-level retries but train's: the other tasks retry transient errors
-        # (network, GCS 429/5xx) in their process, and a deterministic failure (an invalid
-        # config, a bad record, a mismatch) would only fail again (components/platform/retry.py).
-        resolved = step(resolve_config(compiled_config=compiled_config, **parameters)).outputs
-        ingest_task = step(ingest(data_config=resolved["data_config"]))
-        # Never cached: it compares with the statistics pushed with production's latest model.
-        statistics_task = step(
-            data_statistics(
-                dataset=ingest_task.outputs["dataset"],
+    def segmentation_pipeline(*values):
+        # No task-level retries but train's: the other tasks retry transient errors in their
+        # process, and a deterministic failure would only fail again (components/platform/retry.py).
+        with contextlib.ExitStack() as scope:
+            handler = exit_task(config, target, caching)
+            if handler is not None:  # it runs after the others whatever happened to them
+                scope.enter_context(dsl.ExitHandler(handler, name="petseg-run"))
+            parameters = dict(zip(RUNTIME_PARAMETERS, values, strict=True))
+            resolve_task = resolve_config(compiled_config=compiled_config, **parameters)
+            resolved = configure(resolve_task, config, caching).outputs
+            dataset = configure(ingest(data_config=resolved["data_config"]), config, caching)
+            dataset = dataset.outputs["dataset"]
+            # Never cached: it compares with the statistics pushed with production's model.
+            statistics_task = data_statistics(
+                dataset=dataset,
                 checks_config=config.checks.model_dump_json(),
                 push_config=resolved["push_config"],
             )
-        )
-        # A failed `error` check stops the run here, before training.
-        checks_task = step(enforce_data_checks(statistics=statistics_task.outputs["statistics"]))
-
-        if not skip_unchanged:
-            train_tasks(resolved, ingest_task, statistics_task, checks_task)
-            return
-        # One output (its 'Output'), so dsl.If works in every runner, kfp.local included.
-        check_task = step(
-            check_data_changed(
-                dataset=ingest_task.outputs["dataset"], push_config=resolved["push_config"]
-            )
-        )
-        with dsl.If(check_task.output == DATA_CHANGED, name="data-changed"):
-            train_tasks(resolved, ingest_task, statistics_task, checks_task)
-
-    def train_tasks(resolved, ingest_task, statistics_task, checks_task):
-        weights_task = step(
-            compute_class_weights(
-                dataset=ingest_task.outputs["dataset"],
+            statistics = configure(statistics_task, config, caching).outputs["statistics"]
+            # A failed `error` check stops the run here, before training.
+            checks_task = configure(enforce_data_checks(statistics=statistics), config, caching)
+            if skip_unchanged:  # one output ('Output'), so dsl.If works in every runner
+                changed = check_data_changed(dataset=dataset, push_config=resolved["push_config"])
+                changed = configure(changed, config, caching).output
+                scope.enter_context(dsl.If(changed == DATA_CHANGED, name="data-changed"))
+            weights = compute_class_weights(
+                dataset=dataset,
                 model_config=resolved["model_config"],
                 training_config=resolved["training_config"],
             )
-        )
-
-        train_op = train
-        if multi_replica:
-            from pipelines.vertex import multi_replica_train
-
-            train_op = multi_replica_train(train, runtime, config.training)
-        train_task = step(
-            train_op(
-                dataset=ingest_task.outputs["dataset"],
-                class_weights=weights_task.outputs["class_weights"],
+            weights = configure(weights, config, caching).outputs["class_weights"]
+            train_task = train_op(
+                dataset=dataset,
+                class_weights=weights,
                 model_config=resolved["model_config"],
                 training_config=resolved["training_config"],
-            ),
+            )
             # A preempted or evicted pod is started again and resumes from its checkpoint;
             # the retried attempt re-raises a recorded deterministic failure at once.
-            retries=runtime.retries,
-            launcher=multi_replica,
-        ).after(checks_task)
-        if multi_replica:
-            pass  # the custom job's worker pools carry the machine type and accelerator
-        elif has_accelerator and target == "kubeflow":
-            # Kubernetes wants a resource name (nvidia.com/gpu) and a node selector.
-            train_task.set_accelerator_type(kubeflow_gpu[0])
-            train_task.set_accelerator_limit(runtime.accelerator_count)
-            apply_kubernetes_gpu_scheduling(train_task, runtime, node_selector=kubeflow_gpu[1])
-        elif has_accelerator:
-            train_task.set_accelerator_type(runtime.accelerator_type)
-            train_task.set_accelerator_limit(runtime.accelerator_count)
-
-        # Never cached: the baseline it compares against (production's latest) changes.
-        evaluate_task = step(
-            evaluate(
-                model=train_task.outputs["model"],
-                dataset=ingest_task.outputs["dataset"],
+            retries, launcher = config.runtime.retries, multi_replica
+            configure(train_task, config, caching, retries=retries, launcher=launcher)
+            train_task.after(checks_task)
+            if not multi_replica:  # a custom job's worker pools carry their accelerators
+                set_accelerator(train_task, config.runtime, target)
+            model = train_task.outputs["model"]
+            # Never cached: the baseline it compares against (production's latest) changes.
+            evaluate_task = evaluate(
+                model=model,
+                dataset=dataset,
                 model_config=resolved["model_config"],
                 evaluation_config=resolved["evaluation_config"],
                 push_config=resolved["push_config"],
-                data_statistics=statistics_task.outputs["statistics"],
+                data_statistics=statistics,
             )
-        )
-
-        # Always present; it pushes only a blessed model to a non-empty destination.
-        push_task = step(
-            push(
-                model=train_task.outputs["model"],
+            configure(evaluate_task, config, caching)
+            # Always present; it pushes only a blessed model to a non-empty destination.
+            push_task = push(
+                model=model,
                 metrics=evaluate_task.outputs["metrics"],
                 blessed=evaluate_task.outputs["blessed"],
                 blessing_reason=evaluate_task.outputs["reason"],
-                data_statistics=statistics_task.outputs["statistics"],
+                data_statistics=statistics,
                 push_config=resolved["push_config"],
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             )
-        )
-
-        # Only when an input is configured; it predicts nothing (and says why) without a push.
-        # Never cached: the input folder's images and the pushed version change between runs.
-        if config.predict.input:
-            step(
-                predict(
-                    pushed_model=push_task.outputs["pushed_model"],
-                    predict_config=config.predict.model_dump_json(),
+            configure(push_task, config, caching)
+            if config.predict.input:  # without a push it predicts nothing, and says why
+                pushed = push_task.outputs["pushed_model"]
+                predict_config = config.predict.model_dump_json()
+                configure(
+                    predict(pushed_model=pushed, predict_config=predict_config), config, caching
                 )
-            )
-
-    notify_settings = config.notify
-    if notify_settings.enabled or notify_settings.emails:
-        check_notify_target(notify_settings, target)
-
-    def segmentation_pipeline(*values):
-        parameters = dict(zip(RUNTIME_PARAMETERS, values, strict=True))
-        if notify_settings.emails:
-            # Vertex AI's own run-end email is the exit handler's task.
-            from google_cloud_pipeline_components.v1.vertex_notification_email import (
-                VertexNotificationEmailOp,
-            )
-
-            email_task = VertexNotificationEmailOp(recipients=list(notify_settings.emails))
-            email_task.set_display_name(STEP_BY_NAME[email_task.name].display_name)
-            with dsl.ExitHandler(email_task, name="petseg-run"):
-                run_tasks(parameters)
-            return
-        if not notify_settings.enabled:
-            run_tasks(parameters)
-            return
-        # The exit handler's task runs after the others whatever happened to them and
-        # reports the run's end. Its config says where to read the webhook URL, never the URL.
-        notify_task = step(notify_run_end(notify_config=notify_settings.model_dump_json()))
-        if target == "kubeflow" and notify_settings.kubernetes_secret:
-            from pipelines.kubeflow import mount_notify_secret
-
-            mount_notify_secret(notify_task, notify_settings)
-        with dsl.ExitHandler(notify_task, name="petseg-run"):
-            run_tasks(parameters)
 
     # The parameters are typed from the config's fields and default to the compiled values.
-    types = runtime_parameter_types()
-    defaults = runtime_parameter_defaults(config)
+    types, defaults = runtime_parameter_types(), runtime_parameter_defaults(config)
     segmentation_pipeline.__signature__ = inspect.Signature(
         [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=defaults[name],
-                annotation=types[name],
-            )
+            inspect.Parameter(name, POSITIONAL, default=defaults[name], annotation=types[name])
             for name in RUNTIME_PARAMETERS
         ]
     )
-    segmentation_pipeline = dsl.pipeline(
-        name=config.name,
-        description=(
-            "Oxford-IIIT Pet segmentation: validate config, ingest, class weights, train, "
-            "evaluate, push."
-        ),
-    )(segmentation_pipeline)
-    return segmentation_pipeline
+    return dsl.pipeline(name=config.name, description=DESCRIPTION)(segmentation_pipeline)
 
 
 def compile_pipeline(

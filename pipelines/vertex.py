@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from components.platform.config import RuntimeConfig, TrainingConfig
+
 
 class CloudInputError(ValueError):
     """Bad submission input, found before any request is sent; the message names the option."""
@@ -394,7 +396,9 @@ def wait_for_pipeline_job(
         sleep(poll_seconds)
 
 
-def multi_replica_train(train_component: Any, runtime_config: Any, training_config: Any) -> Any:
+def multi_replica_train(
+    train_component: Any, runtime_config: RuntimeConfig, training_config: TrainingConfig
+) -> Any:
     """The train component as a Vertex AI custom job of ``training.replica_count`` replicas.
 
     google-cloud-pipeline-components' ``create_custom_training_job_from_component`` runs

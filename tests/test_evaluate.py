@@ -10,6 +10,7 @@ import pytest
 
 from components.data import schema
 from components.evaluation import evaluate
+from components.model.model import check_model_matches
 from components.platform.config import EvaluationConfig, ModelConfig
 
 # A hand-made pair of 2x4 masks. Pixel pairs (true, pred):
@@ -219,7 +220,7 @@ METADATA = {"classes": list(schema.CLASS_NAMES), "image_size": 64, "normalizatio
 
 
 def test_check_model_matches_accepts_matching_model():
-    evaluate.check_model_matches(
+    check_model_matches(
         METADATA,
         model_dir="m",
         classes=schema.CLASS_NAMES,
@@ -243,7 +244,7 @@ def test_check_model_matches_accepts_matching_model():
 )
 def test_check_model_matches_refuses_mismatch(override, kwargs, message):
     with pytest.raises(evaluate.ModelMismatchError, match=message) as error:
-        evaluate.check_model_matches(
+        check_model_matches(
             {**METADATA, **override}, model_dir="models/m1", classes=schema.CLASS_NAMES, **kwargs
         )
     assert "models/m1/metadata.json" in str(error.value)

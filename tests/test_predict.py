@@ -19,6 +19,8 @@ from PIL import Image
 
 from components.evaluation import visualize
 from components.model import model as model_lib
+from components.platform.config import PredictConfig
+from components.platform.contracts import ArtifactRef
 from components.publish import predict as predict_lib
 from components.publish import push
 from pipelines.cli import main
@@ -283,12 +285,17 @@ def test_gcs_model_input_and_output_on_the_emulator(emulator, model_dir, photos,
 
 
 def test_pipeline_step_core_says_why_when_nothing_was_pushed(tmp_path):
-    outcome = predict_lib.predict_pushed_model(
-        {"pushed": False, "skip_reason": "the model is not blessed: mean IoU 0.1 < 0.5"},
-        str(tmp_path / "unused"),
-        str(tmp_path / "photos"),
+    outcome = predict_lib.run(
+        PredictConfig(input=str(tmp_path / "photos")),
+        ArtifactRef(
+            uri=str(tmp_path / "unused"),
+            metadata={
+                "pushed": False,
+                "skip_reason": "the model is not blessed: mean IoU 0.1 < 0.5",
+            },
+        ),
         str(tmp_path / "out"),
-    )
+    ).to_metadata()
     assert outcome["predicted"] == 0
     assert outcome["skip_reason"] == (
         "nothing was pushed (the model is not blessed: mean IoU 0.1 < 0.5), "
@@ -301,12 +308,11 @@ def test_pipeline_step_core_predicts_with_the_pushed_version(model_dir, photos, 
     folder, _ = photos
     destination = tmp_path / "models"
     pushed = push.push_model(model_dir, str(destination), run_id="run-1")
-    outcome = predict_lib.predict_pushed_model(
-        {"pushed": True, "version": pushed["version"]},
-        pushed["uri"],
-        str(folder),
+    outcome = predict_lib.run(
+        PredictConfig(input=str(folder)),
+        ArtifactRef(uri=pushed["uri"], metadata={"pushed": True, "version": pushed["version"]}),
         str(tmp_path / "out"),
-    )
+    ).to_metadata()
     assert outcome["predicted"] == 3 and outcome["unreadable"] == 1
     assert outcome["unreadable_files"] == [str(folder / "broken.jpg")]
     assert outcome["version"] == pushed["version"] and outcome["skip_reason"] == ""

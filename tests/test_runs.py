@@ -35,3 +35,22 @@ def test_a_failed_run_folder_is_marked_with_its_reason(tmp_path):
     assert marker == run_dir / FAILED_MARKER
     assert "No space left" in marker.read_text()
     assert mark_failed(tmp_path / "missing", "x") is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs", "gc", "--keep", "0"],
+        ["runs", "gc", "--keep", "two"],
+        ["models", "gc", "--keep", "0", "--destination", "d"],
+        ["models", "gc", "--older-than", "-5", "--destination", "d"],
+    ],
+)
+def test_a_bad_keep_or_age_is_a_bad_command_line_exit_2(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[2]}" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing created, nothing removed

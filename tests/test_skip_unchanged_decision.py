@@ -1,9 +1,10 @@
-"""skip_unchanged.decide: skip only when production was trained on this very data."""
+"""skip_unchanged.run: skip only when production was trained on this very data."""
 
 import json
 from pathlib import Path
 
 from components.data import dataset_info, schema, skip_unchanged
+from components.platform.config import PushConfig
 from components.publish.push import push_model
 
 
@@ -35,16 +36,17 @@ def test_decide_skips_only_when_production_was_trained_on_the_same_data(tmp_path
     other = _dataset(tmp_path / "other", "b" * 64)
     destination = str(tmp_path / "models")
 
-    assert skip_unchanged.decide(same, "") == "train"  # no destination
-    assert skip_unchanged.decide(same, destination) == "train"  # nothing pushed yet
+    assert skip_unchanged.run(PushConfig(destination=""), same) == "train"  # no destination
+    production = PushConfig(destination=destination)
+    assert skip_unchanged.run(production, same) == "train"  # nothing pushed yet
 
     push_model(_model(tmp_path / "old", None), destination, run_id="r0")
-    assert skip_unchanged.decide(same, destination) == "train"  # production has no fingerprint
+    assert skip_unchanged.run(production, same) == "train"  # production has no fingerprint
 
     push_model(_model(tmp_path / "current", "a" * 64), destination, run_id="r1")
-    decision = skip_unchanged.decide(same, destination)
+    decision = skip_unchanged.run(production, same)
     assert decision == (
         f"skip: data unchanged since production v000002 at {destination} was trained "
         f"(fingerprint {'a' * 64}); train, evaluate and push skipped"
     )
-    assert skip_unchanged.decide(other, destination) == "train"
+    assert skip_unchanged.run(production, other) == "train"

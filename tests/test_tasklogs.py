@@ -6,6 +6,8 @@ markers the router follows are kfp's own, not a copy of them.
 
 # No `from __future__ import annotations`: KFP reads the component annotations at run time.
 import io
+import re
+from pathlib import Path
 
 import pytest
 from kfp import dsl
@@ -258,3 +260,39 @@ def test_a_progress_bar_carriage_return_does_not_hide_the_finished_line(tmp_path
     log = (tmp_path / "p-2026-01-01" / "logs" / "ingest.log").read_text()
     assert "Generating splits: 100%|##########| 2/2\n" in log
     assert "\r" not in log and "\x1b" not in log
+
+
+def test_the_summary_prints_only_paths_that_exist(tmp_path):
+    """Metrics-only artifacts (Metrics, ClassificationMetrics) have a uri but no file."""
+    from pipelines.local import LocalRunSummary, TaskResult, format_summary
+
+    report = tmp_path / "evaluate" / "report.html"
+    report.parent.mkdir()
+    report.write_text("<html></html>")
+    (tmp_path / "logs").mkdir()
+    evaluate = TaskResult(
+        name="evaluate",
+        artifacts={
+            "metrics": {
+                "uri": str(tmp_path / "evaluate" / "metrics"),
+                "metadata": {"mean_iou": 0.5},
+            },
+            "confusion": {"uri": str(tmp_path / "evaluate" / "confusion"), "metadata": {}},
+            "report": {"uri": str(report), "metadata": {}},
+        },
+        parameters={"blessed": True},
+    )
+    train = TaskResult(
+        name="train", artifacts={"metrics": {"uri": str(tmp_path / "train" / "m"), "metadata": {}}}
+    )
+    text = format_summary(
+        LocalRunSummary(run_dir=tmp_path, tasks={"train": train, "evaluate": evaluate})
+    )
+
+    printed = re.findall(rf"{re.escape(str(tmp_path))}/\S+", text)
+    assert str(report) in printed
+    assert [path for path in printed if not Path(path).exists()] == []
+    lines = text.splitlines()
+    assert "  metrics:" in lines and "    mean_iou = 0.5000" in lines  # figures, no path
+    assert "[train]" not in lines  # nothing to show: no file, no figures
+    assert not any(line.startswith("  confusion") for line in lines)

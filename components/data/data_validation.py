@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 CHECKS_FORMAT = CheckVerdicts.VERSION
 CHECKS_FILE = CheckVerdicts.FILE_NAME
 # Where push publishes them in a model version, and where the next run looks.
-PUSHED_STATISTICS = "data/statistics.json"
-PUSHED_CHECKS = "data/" + CHECKS_FILE
+PUSHED_STATISTICS = Statistics.PUSHED_PATH
+PUSHED_CHECKS = CheckVerdicts.PUSHED_PATH
 TRAIN_SPLIT = "train"
 _LISTED = 5  # names quoted in a message
 
@@ -380,39 +380,6 @@ def production_statistics(destination: str) -> tuple[dict[str, Any] | None, str]
     return production.to_dict(), uri
 
 
-def check_dataset(
-    dataset_dir: str, output_dir: str, config: ChecksConfig, destination: str = ""
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Statistics of a dataset, checked against production's: writes both, raises nothing.
-
-    Args:
-        dataset_dir: a Dataset directory written by ingest.
-        output_dir: gets ``statistics.json``, ``checks.json`` and ``statistics.md``.
-        config: the checks' severities and thresholds.
-        destination: the push destination whose latest statistics are production's
-            ('' = none: absolute rules only).
-
-    Returns:
-        ``(statistics, verdicts)``. Call ``enforce(verdicts)`` to stop on errors.
-    """
-    from components.data import statistics as stats
-
-    statistics = stats.dataset_statistics(dataset_dir)
-    production, uri = production_statistics(destination)
-    verdicts = run_checks(statistics, config, production, compared_with=uri)
-    stats.write_statistics(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))
-    CheckVerdicts.from_dict(verdicts).write(posixpath.join(output_dir, CHECKS_FILE))
-    files.write_text(
-        posixpath.join(output_dir, stats.STATISTICS_VIEW_FILE),
-        stats.render_markdown(statistics, verdicts),
-    )
-    for check in verdicts["checks"]:
-        if check["status"] == "fail":
-            log = logger.error if check["severity"] == "error" else logger.warning
-            log("data check %s", describe(check))
-    return statistics, verdicts
-
-
 class Settings(StepSettings):
     """The checks' rules, and the push destination whose latest statistics are production's."""
 
@@ -443,16 +410,26 @@ class DataChecks(BaseModel):
 
 
 def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -> DataChecks:
-    """The data_statistics step: ``check_dataset``, with the Markdown view at ``view_path``.
+    """The data_statistics step: statistics of a dataset, checked against production's.
 
-    A failed check raises nothing here: ``enforce_saved`` is the gate.
+    Writes ``statistics.json``, ``checks.json`` and ``statistics.md`` into ``output_dir``
+    and the Markdown view at ``view_path`` too. A failed check raises nothing here:
+    ``enforce_saved`` is the gate.
     """
-    from components.data.statistics import STATISTICS_VIEW_FILE
+    from components.data import statistics as stats
 
-    statistics, verdicts = check_dataset(
-        dataset_dir, output_dir, settings.checks, settings.push.destination
-    )
-    files.write_bytes(view_path, files.read_bytes(posixpath.join(output_dir, STATISTICS_VIEW_FILE)))
+    statistics = stats.dataset_statistics(dataset_dir)
+    production, uri = production_statistics(settings.push.destination)
+    verdicts = run_checks(statistics, settings.checks, production, compared_with=uri)
+    stats.write_statistics(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))
+    CheckVerdicts.from_dict(verdicts).write(posixpath.join(output_dir, CHECKS_FILE))
+    view = stats.render_markdown(statistics, verdicts)
+    for path in (posixpath.join(output_dir, stats.STATISTICS_VIEW_FILE), view_path):
+        files.write_text(path, view)
+    for check in verdicts["checks"]:
+        if check["status"] == "fail":
+            log = logger.error if check["severity"] == "error" else logger.warning
+            log("data check %s", describe(check))
     return DataChecks(
         statistics=Statistics.from_dict(dict(statistics)),
         verdicts=CheckVerdicts.from_dict(verdicts),
@@ -466,27 +443,3 @@ def enforce_saved(statistics_dir: str) -> None:
     for check in verdicts["checks"]:
         if check["status"] == "fail" and check["severity"] == "warn":
             print(f"data check warning: {describe(check)}")
-
-
-def files_to_push(statistics_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
-    """What push publishes of a data_statistics output: files and a manifest summary.
-
-    Returns:
-        ``({path in the version: local file}, {compared_with, errors, warnings,
-        figures, statistics})``: the statistics and verdicts travel with the model, and
-        the manifest repeats the verdicts and each check's figure.
-    """
-    statistics_path = posixpath.join(statistics_dir, "statistics.json")
-    checks_path = posixpath.join(statistics_dir, CHECKS_FILE)
-    verdicts = CheckVerdicts.read(checks_path)
-    summary = {
-        "compared_with": verdicts.compared_with,
-        "errors": verdicts.errors,
-        "warnings": verdicts.warnings,
-        "checks": {
-            check.name: check.model_dump(include={"status", "severity", "figure", "threshold"})
-            for check in verdicts.checks
-        },
-        "statistics": PUSHED_STATISTICS,
-    }
-    return {PUSHED_STATISTICS: statistics_path, PUSHED_CHECKS: checks_path}, summary

@@ -70,11 +70,6 @@ def load_dataset_info(
     return info
 
 
-def dataset_fingerprint(info: DatasetInfo) -> str:
-    """Kept for ops/train.py until it reads ``info.dataset_fingerprint`` itself."""
-    return info.dataset_fingerprint
-
-
 def shard_paths(dataset_dir: str, split: str, info: DatasetInfo | None = None) -> list[str]:
     """Absolute shard paths of a split, in order; a missing split or shard is an error."""
     entry = _split(dataset_dir, split, info)

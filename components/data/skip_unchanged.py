@@ -32,17 +32,11 @@ def production_fingerprint(manifest: dict[str, Any]) -> str:
 
 
 def run(settings: PushConfig, dataset_dir: str) -> str:
-    """The skip_unchanged step: 'train', or 'skip: <why>' (production is settings.destination's)."""
-    return decide(dataset_dir, settings.destination)
+    """The skip_unchanged step: 'train', or 'skip: <why>' when production saw this very data.
 
-
-def decide(dataset_dir: str, destination: str) -> str:
-    """'train', or 'skip: <why>' when production was trained on exactly this data.
-
-    Args:
-        dataset_dir: the freshly ingested Dataset directory.
-        destination: the push destination whose LATEST is production ('' = none).
+    Production is the LATEST of ``settings.destination`` ('' = none).
     """
+    destination = settings.destination
     # Here, not at module level: the pipeline imports TRAIN when compiling, without TF.
     from components.data import dataset_info
     from components.publish.push import latest_manifest

@@ -36,8 +36,9 @@ import heapq
 import math
 import posixpath
 import re
+import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -50,11 +51,11 @@ from components.evaluation.metrics import (
     segmentation_metrics,
 )
 from components.model import input_pipeline as data
-from components.model.model import METADATA_FILE, ModelMismatchError, load_metadata, load_model_dir
+from components.model.model import ModelMismatchError, load_model_dir
 from components.platform import contracts
-
-if TYPE_CHECKING:
-    from components.platform.config import EvaluationConfig, ModelConfig
+from components.platform.config import EvaluationConfig, ModelConfig, PushConfig
+from components.platform.contracts import StepSettings
+from components.platform.retry import retry_transient
 
 # Float noise allowance when comparing mean IoUs against a threshold or baseline:
 # a candidate identical to its baseline must not fail by a rounding error.
@@ -77,64 +78,6 @@ def _expected_from_config(
             else model_config.normalization
         ),
     )
-
-
-def check_model_matches(
-    metadata: dict[str, Any],
-    *,
-    model_dir: str,
-    classes: Sequence[str],
-    image_size_expected: int | None = None,
-    normalization_expected: str | None = None,
-) -> None:
-    """Refuses a model whose classes, image size or normalisation differ from what is expected.
-
-    Args:
-        metadata: the model's metadata.json.
-        model_dir: named in the error message.
-        classes: the dataset's class list (dataset.json), which the model must predict.
-        image_size_expected: the configured image size, or None to skip the check.
-        normalization_expected: the configured normalisation, or None to skip it.
-
-    Raises:
-        ModelMismatchError: naming the field, both values and the model directory.
-    """
-    where = posixpath.join(model_dir, METADATA_FILE)
-    model_classes = metadata.get("classes")
-    if model_classes is None or list(model_classes) != list(classes):
-        raise ModelMismatchError(
-            f"{where}: model classes {model_classes} differ from the dataset's classes "
-            f"{list(classes)}; a model can only be scored on the classes it predicts"
-        )
-    if image_size_expected is not None and metadata.get("image_size") != image_size_expected:
-        raise ModelMismatchError(
-            f"{where}: model image_size {metadata.get('image_size')!r} differs from the "
-            f"configured model.image_size {image_size_expected}"
-        )
-    if (
-        normalization_expected is not None
-        and metadata.get("normalization") != normalization_expected
-    ):
-        raise ModelMismatchError(
-            f"{where}: model normalization {metadata.get('normalization')!r} differs from the "
-            f"configured model.normalization {normalization_expected!r}"
-        )
-
-
-def _model_image_size(model: Any, metadata: dict[str, Any], model_dir: str) -> int:
-    image_size = metadata.get("image_size")
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ModelMismatchError(
-            f"{posixpath.join(model_dir, METADATA_FILE)}: image_size {image_size!r} "
-            "is not a positive integer"
-        )
-    input_shape = tuple(model.input_shape)
-    if len(input_shape) != 4 or input_shape[1:3] not in ((image_size, image_size), (None, None)):
-        raise ModelMismatchError(
-            f"{model_dir}: model input shape {input_shape} does not take "
-            f"[batch, {image_size}, {image_size}, 3] images as its metadata says"
-        )
-    return image_size
 
 
 def _batches(
@@ -295,29 +238,15 @@ def load_scored_model(
     image_size_expected: int | None = None,
     normalization_expected: str | None = None,
 ) -> ScoredModel:
-    """Loads a model after checking its metadata against the dataset and settings.
+    """Loads a model checked against the dataset's classes and the settings (``load_model_dir``).
 
     Raises:
         ModelMismatchError: classes, image size, normalisation or output width differ.
     """
-    # Metadata first: a mismatched model is refused before its weights are loaded.
-    metadata = load_metadata(model_dir)
-    check_model_matches(
-        metadata,
-        model_dir=model_dir,
-        classes=classes,
-        image_size_expected=image_size_expected,
-        normalization_expected=normalization_expected,
+    model, metadata = load_model_dir(
+        model_dir, classes, image_size=image_size_expected, normalization=normalization_expected
     )
-    model, metadata = load_model_dir(model_dir, expected_classes=list(classes))
-    size = _model_image_size(model, metadata, model_dir)
-    output_classes = model.output_shape[-1]
-    if output_classes != len(classes):
-        raise ModelMismatchError(
-            f"{model_dir}: model outputs {output_classes} logits per pixel, "
-            f"the dataset has {len(classes)} classes {list(classes)}"
-        )
-    return ScoredModel(model_dir, model, metadata, size)
+    return ScoredModel(model_dir, model, metadata, metadata["image_size"])
 
 
 def score_models(
@@ -737,15 +666,6 @@ def resolve_baseline(
     return latest, f"baseline: the latest model pushed to {push_destination}"
 
 
-def _without_samples(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics without the images, masks and per-image arrays kept for the report."""
-    return {
-        key: value
-        for key, value in metrics.items()
-        if key not in ("samples", "worst", "predictions", "per_image")
-    }
-
-
 def _baseline_predictions(
     items: Sequence[dict[str, Any]],
 ) -> dict[str, tuple[np.ndarray, float | None]]:
@@ -919,6 +839,63 @@ def run_evaluation(
         data_checks=data_checks,
     )
     return outcome
+
+
+class Settings(StepSettings):
+    """The model settings a candidate must match, the blessing rules, and production's place."""
+
+    model: ModelConfig
+    evaluation: EvaluationConfig
+    push: PushConfig
+
+
+def run(
+    settings: Settings,
+    model_dir: str,
+    dataset_dir: str,
+    report_path: str,
+    outcome_path: str,
+    statistics_dir: str | None = None,
+) -> contracts.EvaluationOutcome:
+    """The evaluate step: the baseline resolved, ``run_evaluation``, the outcome written.
+
+    Args:
+        settings: the config sections evaluate reads.
+        model_dir: the candidate Model directory.
+        dataset_dir: the Dataset directory; its test split is scored.
+        report_path: where the HTML report is written.
+        outcome_path: where the outcome (``contracts.EvaluationOutcome``) is written.
+        statistics_dir: data_statistics' output; its verdicts end the report. None: none.
+    """
+    verdicts = None
+    if statistics_dir is not None:
+        checks = posixpath.join(statistics_dir, contracts.CheckVerdicts.FILE_NAME)
+        verdicts = contracts.CheckVerdicts.read(checks).to_dict()
+    evaluation = settings.evaluation
+    with tempfile.TemporaryDirectory() as cache_dir:
+        baseline_dir, baseline_note = retry_transient(
+            lambda: resolve_baseline(evaluation.baseline, settings.push.destination, cache_dir),
+            what="evaluate: reading the baseline model",
+        )
+        outcome = retry_transient(
+            lambda: run_evaluation(
+                model_dir,
+                dataset_dir,
+                settings.model,
+                evaluation,
+                baseline_dir,
+                report_path,
+                baseline_note=baseline_note,
+                data_checks=verdicts,
+            ),
+            what="evaluate",
+        )
+    result = contracts.EvaluationOutcome.from_dict(outcome, outcome_path)
+    result.write(outcome_path)
+    print(f"blessed: {result.blessed}")
+    for reason in result.reasons:
+        print(f"  {reason}")
+    return result
 
 
 def _metric_name(text: str) -> str:

@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from components.platform.config import TrainingConfig
+
 StrategyKind = Literal["default", "one_device", "mirrored", "multi_worker_mirrored"]
 PrecisionPolicy = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 
@@ -62,7 +64,7 @@ def _logical_gpu_name(physical_name: str, index: int) -> str:
 
 def choose_runtime(
     gpus: Sequence[Any],
-    training_config: Any,
+    training_config: TrainingConfig,
     compute_capabilities: Sequence[tuple[int, int] | None] | None = None,
     num_workers: int = 1,
 ) -> RuntimePlan:

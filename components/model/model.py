@@ -390,19 +390,69 @@ def load_metadata(model_dir: str) -> dict[str, Any]:
     return ModelMetadata.read(path).to_dict()
 
 
+def check_model_matches(
+    metadata: dict[str, Any],
+    *,
+    model_dir: str,
+    classes: Sequence[str] | None,
+    image_size_expected: int | None = None,
+    normalization_expected: str | None = None,
+) -> None:
+    """Refuses a model whose classes, image size or normalisation differ from what is expected.
+
+    Args:
+        metadata: the model's metadata.json.
+        model_dir: named in the error message.
+        classes: the dataset's class list, which the model must predict; None = any list.
+        image_size_expected: the configured image size, or None to skip the check.
+        normalization_expected: the configured normalisation, or None to skip it.
+
+    Raises:
+        ModelMismatchError: naming the field, both values and the model directory.
+    """
+    where = posixpath.join(model_dir, METADATA_FILE)
+    found = metadata.get("classes")
+    if classes is None and (not isinstance(found, list) or len(found) < 2):
+        raise ModelMismatchError(f"{where}: classes {found!r} is not a list of class names")
+    if classes is not None and (found is None or list(found) != list(classes)):
+        raise ModelMismatchError(
+            f"{where}: model classes {found} differ from the dataset's classes "
+            f"{list(classes)}; a model can only be used on the classes it predicts"
+        )
+    for field, expected in (
+        ("image_size", image_size_expected),
+        ("normalization", normalization_expected),
+    ):
+        if expected is not None and metadata.get(field) != expected:
+            raise ModelMismatchError(
+                f"{where}: model {field} {metadata.get(field)!r} differs from the "
+                f"configured model.{field} {expected!r}"
+            )
+
+
 def load_model_dir(
-    model_dir: str, expected_classes: Sequence[str] | None = None
+    model_dir: str,
+    expected_classes: Sequence[str] | None = None,
+    *,
+    image_size: int | None = None,
+    normalization: str | None = None,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Loads model.keras (safe_mode, uncompiled) and metadata.json from a Model artifact.
+
+    Every check of a model against its use is here, once: the metadata first
+    (``check_model_matches``, before any weights load), then the loaded model's input
+    and output shapes against its metadata.
 
     Args:
         model_dir: the Model artifact directory (local or gs://).
         expected_classes: the classes the model must predict (a dataset's); None = any.
+        image_size: the configured image size the model must have; None = any.
+        normalization: the configured normalisation the model must have; None = any.
 
     Raises:
         FileNotFoundError: naming model.keras or metadata.json when either is missing.
-        ModelMismatchError: when the metadata names no classes, other classes than
-            ``expected_classes``, or not one per output channel of the model.
+        ModelMismatchError: classes, image size or normalisation differ from the expected,
+            or the model's shapes from its metadata.
     """
     metadata = load_metadata(model_dir)
     model_path = posixpath.join(model_dir, MODEL_FILE)
@@ -410,23 +460,32 @@ def load_model_dir(
         raise FileNotFoundError(
             f"{model_path} not found: {model_dir!r} is not a petseg model directory"
         )
-    where = posixpath.join(model_dir, METADATA_FILE)
-    classes = metadata.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2:
-        raise ModelMismatchError(f"{where}: classes {classes!r} is not a list of class names")
-    if expected_classes is not None and classes != list(expected_classes):
-        raise ModelMismatchError(
-            f"{where}: model classes {classes} differ from the expected {list(expected_classes)}"
-        )
+    check_model_matches(
+        metadata,
+        model_dir=model_dir,
+        classes=expected_classes,
+        image_size_expected=image_size,
+        normalization_expected=normalization,
+    )
     with tempfile.TemporaryDirectory() as work_dir:
         local_path = model_path
         if not os.path.exists(model_path):
             local_path = os.path.join(work_dir, MODEL_FILE)
             tf.io.gfile.copy(model_path, local_path, overwrite=True)
         model = keras.saving.load_model(local_path, compile=False, safe_mode=True)
+    where = posixpath.join(model_dir, METADATA_FILE)
+    classes, size = metadata["classes"], metadata.get("image_size")
     if model.output_shape[-1] != len(classes):
         raise ModelMismatchError(
             f"{where}: {len(classes)} classes {classes}, but the model outputs "
             f"{model.output_shape[-1]} logits per pixel"
+        )
+    if not isinstance(size, int) or size < 1:
+        raise ModelMismatchError(f"{where}: image_size {size!r} is not a positive integer")
+    input_shape = tuple(model.input_shape)
+    if len(input_shape) != 4 or input_shape[1:3] not in ((size, size), (None, None)):
+        raise ModelMismatchError(
+            f"{model_dir}: model input shape {input_shape} does not take "
+            f"[batch, {size}, {size}, 3] images as its metadata says"
         )
     return model, metadata

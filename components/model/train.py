@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from pydantic import BaseModel
 
 from components.data import dataset_info, schema
 from components.evaluation import visualize
@@ -26,6 +27,8 @@ from components.model import input_pipeline as data
 from components.model import model as model_lib
 from components.platform import provenance
 from components.platform.config import ModelConfig, TrainingConfig
+from components.platform.contracts import StepSettings
+from components.platform.retry import run_or_replay_failure
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +237,7 @@ def _compile(
     )
 
 
-def augmentation_for(training_config: Any) -> data.Augmentation:
+def augmentation_for(training_config: TrainingConfig) -> data.Augmentation:
     """The input pipeline's augmentation from the config (flips, then the recipe's extras)."""
     return data.Augmentation(
         flip=True,
@@ -261,7 +264,7 @@ class Phase:
     backup_dir: str
 
 
-def training_phases(training_config: Any) -> list[Phase]:
+def training_phases(training_config: TrainingConfig) -> list[Phase]:
     phases = [
         Phase("train", 0, training_config.epochs, training_config.learning_rate, False, BACKUP_DIR)
     ]
@@ -280,7 +283,7 @@ def training_phases(training_config: Any) -> list[Phase]:
 
 
 def learning_rate_for(
-    training_config: Any, phase: Phase, steps_per_epoch: int
+    training_config: TrainingConfig, phase: Phase, steps_per_epoch: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The phase's rate, constant or decaying to 0 by a cosine over the phase's steps."""
     if training_config.learning_rate_schedule == "cosine":
@@ -336,7 +339,7 @@ class KeepBestWeights(keras.callbacks.Callback):
 def build_callbacks(
     phase: Phase,
     model_dir: str,
-    training_config: Any,
+    training_config: TrainingConfig,
     tensorboard: list[keras.callbacks.Callback],
     keeper: KeepBestWeights | None,
     extra: list[keras.callbacks.Callback] | None,
@@ -482,6 +485,72 @@ def trained_on(info: dataset_info.DatasetInfo) -> dict[str, Any]:
         "fingerprint": info.dataset_fingerprint,
         "split_fingerprints": dict(info.fingerprint.splits),
     }
+
+
+class Settings(StepSettings):
+    """The model to build and how to train it."""
+
+    model: ModelConfig
+    training: TrainingConfig
+
+
+class TrainOutcome(BaseModel):
+    """The train step's outcome: the final metrics and what the Model artifact says of itself."""
+
+    metrics: dict[str, float]
+    model_metadata: dict[str, Any]
+
+    def to_metadata(self) -> dict[str, Any]:
+        return dict(self.model_metadata)
+
+
+def run(
+    settings: Settings,
+    dataset_dir: str,
+    dataset_uri: str,
+    class_weights_path: str | None,
+    model_dir: str,
+    tensorboard_dir: str,
+) -> TrainOutcome:
+    """The train step: ``train_model``, without repeating a recorded deterministic failure.
+
+    The orchestrator retries this task (a preempted pod resumes from its checkpoint); an
+    error that would only happen again is recorded in the model directory and re-raised.
+    """
+    model, training = settings.model, settings.training
+    for directory in (model_dir, tensorboard_dir):
+        tf.io.gfile.makedirs(directory)
+    final = run_or_replay_failure(
+        lambda: train_model(
+            dataset_dir,
+            model_dir,
+            tensorboard_dir,
+            model,
+            training,
+            class_weights_path,
+            dataset_uri,
+        ),
+        model_dir,
+        what="train",
+    )
+    # From the dataset, not the saved model: on a custom job of several replicas every worker
+    # runs this, and only the chief writes model_dir (components/model/distributed.py).
+    info = dataset_info.load_dataset_info(dataset_dir)
+    metadata = {
+        "classes": info.classes,
+        "image_size": model.image_size,
+        "normalization": model.normalization,
+        "encoder_weights": model.encoder_weights,
+        "encoder_trainable": model.encoder_trainable,
+        "framework": "tensorflow",
+        "framework_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "val_mean_iou": final.get("val_mean_iou"),
+        "data_fingerprint": info.dataset_fingerprint,
+        **provenance.provenance(),  # the petseg that trained it
+    }
+    metrics = {name: round(float(value), 6) for name, value in sorted(final.items())}
+    return TrainOutcome(metrics=metrics, model_metadata=metadata)
 
 
 def train_model(

@@ -19,27 +19,19 @@ def notify_run_end(
             (an environment variable or a Secret Manager version), never the URL itself.
         run_name: the run's name, for the report.
     """
-    from components.platform.failures import record_failures
+    from components.ops import start_task
 
-    record_failures()  # an uncaught error names this task in the run-end report
-
-    from components.platform import notify
+    start_task()
+    from components.platform import notify as step
     from components.platform.config import NotifyConfig, section_from_json
 
-    settings = section_from_json(NotifyConfig, notify_config)
-    task_errors = []
-    if status.state != "SUCCEEDED":  # which tasks failed and their error lines
-        task_errors = notify.failed_task_errors(status.pipeline_job_resource_name)
-    report = notify.run_report(
-        state=status.state,
-        pipeline_job=status.pipeline_job_resource_name,
-        task_name=status.pipeline_task_name,
-        error_message=status.error_message or "",
-        run_name=run_name,
-        task_errors=task_errors,
+    print(
+        step.run(
+            section_from_json(NotifyConfig, notify_config),
+            state=status.state,
+            pipeline_job=status.pipeline_job_resource_name,
+            task_name=status.pipeline_task_name,
+            error_message=status.error_message or "",
+            run_name=run_name,
+        )
     )
-    if not notify.should_send(settings, report):
-        print(f"run {report['state'].lower()}; notify.report={settings.report}: not reported")
-        return
-    code = notify.send(settings, report)
-    print(f"reported run {report['state'].lower()} to the webhook (HTTP {code})")

@@ -23,30 +23,13 @@ def predict(
             overlays/, predictions.jsonl and failed.jsonl (unreadable images). Its metadata
             holds predicted, unreadable, model, version, input, classes and skip_reason.
     """
-    from components.platform.failures import record_failures
+    from components.ops import start_task
 
-    record_failures()  # an uncaught error names this task in the run-end report
-
-    import os
-
+    start_task()
     from components.platform.config import PredictConfig, section_from_json
-    from components.publish.predict import predict_pushed_model
+    from components.platform.contracts import ArtifactRef
+    from components.publish import predict as step
 
     settings = section_from_json(PredictConfig, predict_config)
-    os.makedirs(predictions.path, exist_ok=True)
-    outcome = predict_pushed_model(
-        dict(pushed_model.metadata),
-        pushed_model.uri,
-        settings.input,
-        predictions.path,
-        batch_size=settings.batch_size,
-        alpha=settings.alpha,
-    )
-    if outcome["skip_reason"]:
-        print(f"no predictions: {outcome['skip_reason']}")
-    else:
-        print(
-            f"predicted {outcome['predicted']} image(s) of {settings.input} with "
-            f"{outcome['version']}; {outcome['unreadable']} unreadable (failed.jsonl)"
-        )
-    predictions.metadata.update(outcome)
+    summary = step.run(settings, ArtifactRef.of(pushed_model), predictions.path)
+    predictions.metadata.update(summary.to_metadata())

@@ -173,8 +173,8 @@ class BeamConfig(_Section):
     direct_num_workers: Annotated[int, Field(ge=0, le=256)] = Field(
         default=1,
         description=(
-            "DirectRunner: parallel workers; 0 = one per core. Above 1, Beam 2.77's DirectRunner "
-            "lost or garbled records of real-size photos here (ingest then stops; README)."
+            "DirectRunner: parallel workers; 0 = one per core. Ingest turns off the "
+            "DirectRunner's timer flush, which lost records in Beam 2.77 (README)."
         ),
     )
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = Field(
@@ -1272,6 +1272,16 @@ def apply_runtime_parameters(
         cursor[key] = value
     source = "run-time parameters " + ", ".join(changed) if changed else "compiled config"
     return build_config(raw, source=source)
+
+
+def resolve_sections(compiled: str, values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The resolve_config task: the run's config, validated, as each later task's sections.
+
+    In the task's output order: data, model, training, evaluation, push (as JSON).
+    """
+    config = apply_runtime_parameters(compiled, values)
+    sections = config.data, config.model, config.training, config.evaluation, config.push
+    return tuple(section.model_dump_json() for section in sections)
 
 
 def section_from_json(section: type[_Section], payload: str) -> Any:

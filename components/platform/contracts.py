@@ -114,6 +114,19 @@ class _Contract(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+class ArtifactRef(BaseModel):
+    """An input artifact as a core step sees it: where it is and what its metadata says."""
+
+    uri: str
+    path: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, artifact: Any) -> Self:
+        """From a KFP artifact (anything with uri, path and metadata)."""
+        return cls(uri=artifact.uri, path=artifact.path, metadata=dict(artifact.metadata))
+
+
 class StepSettings(BaseModel):
     """The config sections one core step reads; the pipeline hands each over as its JSON."""
 
@@ -282,6 +295,7 @@ class Statistics(_Contract):
     """``statistics.json``: per-split image and mask statistics, and duplicates."""
 
     FILE_NAME: ClassVar[str] = "statistics.json"
+    PUSHED_PATH: ClassVar[str] = "data/statistics.json"  # in a pushed version
     VERSION_FIELD: ClassVar[str] = "statistics_format"
     UNVERSIONED_AS: ClassVar[int | None] = None
     WHAT: ClassVar[str] = "statistics.json"
@@ -314,6 +328,7 @@ class CheckVerdicts(_Contract):
     """``checks.json``: every data check's verdict and which ones failed."""
 
     FILE_NAME: ClassVar[str] = "checks.json"
+    PUSHED_PATH: ClassVar[str] = "data/checks.json"  # in a pushed version
     VERSION_FIELD: ClassVar[str] = "checks_format"
     UNVERSIONED_AS: ClassVar[int | None] = None
     WHAT: ClassVar[str] = "checks.json"

@@ -210,3 +210,33 @@ def post_report(url: str, report: Mapping[str, Any], *, timeout_s: float) -> int
 def send(settings: NotifyConfig, report: Mapping[str, Any], **kwargs: Any) -> int:
     """Reads the URL and posts the report; returns the webhook's HTTP status."""
     return post_report(webhook_url(settings, **kwargs), report, timeout_s=settings.timeout_s)
+
+
+def run(
+    settings: NotifyConfig,
+    *,
+    state: str,
+    pipeline_job: str,
+    task_name: str,
+    error_message: str,
+    run_name: str,
+) -> str:
+    """The exit handler's step: reports the run's end when settings say so; says what it did.
+
+    The arguments are KFP's ``PipelineTaskFinalStatus`` fields and the run's name.
+    """
+    task_errors = []
+    if state != "SUCCEEDED":  # which tasks failed and their error lines
+        task_errors = failed_task_errors(pipeline_job)
+    report = run_report(
+        state=state,
+        pipeline_job=pipeline_job,
+        task_name=task_name,
+        error_message=error_message,
+        run_name=run_name,
+        task_errors=task_errors,
+    )
+    if not should_send(settings, report):
+        return f"run {report['state'].lower()}; notify.report={settings.report}: not reported"
+    code = send(settings, report)
+    return f"reported run {report['state'].lower()} to the webhook (HTTP {code})"

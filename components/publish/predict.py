@@ -43,6 +43,8 @@ from components.model.model import (
     SAVED_MODEL_DIR,
     SERVING_SIGNATURE,
 )
+from components.platform.config import PredictConfig
+from components.platform.contracts import ArtifactRef, ModelMetadata, PredictionSummary
 from components.platform.storage import GCS_SCHEME, parse_gcs_uri
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -321,14 +323,12 @@ class Predictor:
 
         metadata_path = os.path.join(model_dir, METADATA_FILE)
         try:
-            with open(metadata_path) as handle:
-                metadata = json.load(handle)
-        except (OSError, json.JSONDecodeError) as error:
+            classes = ModelMetadata.read(metadata_path).classes
+        except (OSError, ValueError) as error:
             raise PredictError(
                 f"{metadata_path}: cannot read the model's metadata ({error})"
             ) from None
-        classes = metadata.get("classes")
-        if not isinstance(classes, list) or not classes:
+        if not classes:
             raise PredictError(f"{metadata_path}: no 'classes' list")
         saved_model = os.path.join(model_dir, SAVED_MODEL_DIR)
         if not os.path.isdir(saved_model):
@@ -578,52 +578,47 @@ def _write_one(
     }
 
 
-def predict_pushed_model(
-    pushed: dict[str, Any],
-    model_uri: str,
-    inputs: str,
-    output_dir: str,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    alpha: float = DEFAULT_ALPHA,
-) -> dict[str, Any]:
-    """The pipeline's predict step: the model push just published, over the configured input.
+def run(settings: PredictConfig, pushed: ArtifactRef, output_dir: str) -> PredictionSummary:
+    """The predict step: the version push just published, over ``settings.input``.
 
     Args:
-        pushed: push's outcome (its ``pushed_model`` metadata: ``pushed``, ``skip_reason``,
-            ``version``).
-        model_uri: the pushed version's directory (push's ``pushed_model`` URI).
-        inputs: PredictConfig.input (a folder, glob or gs:// prefix).
+        settings: the input (a folder, glob or gs:// prefix), batch size and overlay alpha.
+        pushed: push's ``pushed_model``: its uri is the version's directory, its metadata
+            says whether anything was pushed (``pushed``, ``skip_reason``, ``version``).
         output_dir: the step's artifact directory for masks/, overlays/ and the JSON Lines.
-        batch_size: images per call of the model.
-        alpha: the overlay's colour weight.
-
-    Returns:
-        The artifact's metadata: predicted, unreadable, skipped (files not images, by name),
-        model, version, input, classes and skip_reason ('' when it ran; why not, when
-        nothing was pushed).
 
     Raises:
         PredictError: the input or the pushed model cannot be used.
     """
-    if not pushed.get("pushed"):
-        why = pushed.get("skip_reason") or "push recorded no reason"
-        return {
-            "predicted": 0,
-            "unreadable": 0,
-            "input": inputs,
-            "skip_reason": f"nothing was pushed ({why}), so there is no model to predict with",
-        }
-    summary = predict(model_uri, inputs, output_dir, batch_size=batch_size, alpha=alpha)
-    return {
-        "predicted": summary.predicted,
-        "unreadable": len(summary.failed),
-        "unreadable_files": [failure["file"] for failure in summary.failed[:20]],
-        "skipped": len(summary.skipped),
-        "skipped_files": [other["file"] for other in summary.skipped[:20]],
-        "input": inputs,
-        "model": model_uri,
-        "version": pushed.get("version", ""),
-        "classes": summary.classes,
-        "skip_reason": "",
-    }
+    if not pushed.metadata.get("pushed"):
+        why = pushed.metadata.get("skip_reason") or "push recorded no reason"
+        reason = f"nothing was pushed ({why}), so there is no model to predict with"
+        print(f"no predictions: {reason}")
+        return PredictionSummary(
+            predicted=0, unreadable=0, input=settings.input, skip_reason=reason
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    summary = predict(
+        pushed.uri,
+        settings.input,
+        output_dir,
+        batch_size=settings.batch_size,
+        alpha=settings.alpha,
+    )
+    version = pushed.metadata.get("version", "")
+    print(
+        f"predicted {summary.predicted} image(s) of {settings.input} with {version}; "
+        f"{len(summary.failed)} unreadable (failed.jsonl)"
+    )
+    return PredictionSummary(
+        predicted=summary.predicted,
+        unreadable=len(summary.failed),
+        unreadable_files=[failure["file"] for failure in summary.failed[:20]],
+        skipped=len(summary.skipped),
+        skipped_files=[other["file"] for other in summary.skipped[:20]],
+        input=settings.input,
+        model=pushed.uri,
+        version=version,
+        classes=summary.classes,
+        skip_reason="",
+    )

@@ -37,7 +37,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.platform import provenance
-from components.platform.storage import LocalStore, Store, file_digests, open_store
+from components.platform.config import PushConfig
+from components.platform.contracts import (
+    ArtifactRef,
+    CheckVerdicts,
+    ModelMetadata,
+    PushResult,
+    Statistics,
+)
+from components.platform.retry import retry_transient
+from components.platform.storage import (
+    GCS_FUSE_ROOT,
+    GCS_SCHEME,
+    LocalStore,
+    Store,
+    file_digests,
+    open_store,
+)
 
 VERSIONS_DIR = "versions"
 LATEST_FILE = "LATEST"
@@ -196,6 +212,136 @@ def model_digest(files: list[ModelFile]) -> str:
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
+def run(
+    settings: PushConfig,
+    model: ArtifactRef,
+    metrics: ArtifactRef,
+    blessed: bool,
+    blessing_reason: str = "",
+    statistics_dir: str | None = None,
+    run_id: str = "",
+) -> PushResult:
+    """The push step: a blessed model → a new version under settings.destination, or why not.
+
+    A model that is not blessed, or an empty destination, pushes nothing and says why
+    (TFX Pusher style: the task always runs). With ``register_vertex`` the registry's
+    preconditions are checked before anything is written, and the pushed version is
+    registered (idempotent per model digest).
+
+    Args:
+        settings: destination and the Vertex registry settings.
+        model: train's Model artifact (path, uri, metadata).
+        metrics: evaluate's Metrics artifact; its metadata goes into the manifest.
+        blessed: evaluate's decision.
+        blessing_reason: evaluate's reason, repeated in an unblessed model's skip reason.
+        statistics_dir: data_statistics' output, published in the version (``data/``).
+        run_id: the pipeline job id; when unresolved, a digest of the model's URI.
+    """
+    skip_reason = ""
+    if not blessed:
+        skip_reason = "the model is not blessed" + (
+            f": {blessing_reason}" if blessing_reason else ""
+        )
+    elif not settings.destination:
+        skip_reason = "push.destination is empty (set it, or --param push_destination=...)"
+    if skip_reason:
+        print(f"not pushed: {skip_reason}")
+        return PushResult(pushed=False, skip_reason=skip_reason, destination=settings.destination)
+    if settings.register_vertex:
+        from components.publish import registry
+
+        if not settings.destination.startswith((GCS_SCHEME, GCS_FUSE_ROOT)):
+            raise ValueError(
+                f"push.register_vertex needs a gs:// destination, not {settings.destination!r}"
+            )
+        project, location = registry.resolve_project_location(
+            settings.vertex_project, settings.vertex_location
+        )
+    if not run_id or run_id.startswith("{{"):
+        run_id = "model-" + hashlib.sha256(model.uri.encode("utf-8")).hexdigest()[:16]
+    extra_manifest = {
+        "source_model_uri": model.uri,
+        "source_model_artifact_metadata": model.metadata,
+        "metrics": metrics.metadata,
+        "source_metrics_uri": metrics.uri,
+        "push_config": settings.model_dump(),
+    }
+    extra_files = {}
+    if statistics_dir is not None:
+        extra_files, extra_manifest["data_checks"] = files_to_push(statistics_dir)
+    # A repeated push resumes or reuses its version, so a dropped connection is retried here.
+    pushed = retry_transient(
+        lambda: push_model(
+            model.path,
+            settings.destination,
+            run_id=run_id,
+            extra_manifest=extra_manifest,
+            extra_files=extra_files,
+        ),
+        what="push",
+    )
+    print(
+        f"pushed {pushed['version']} to {pushed['uri']} "
+        f"({'already there' if pushed['reused'] else 'new'}); LATEST = {pushed['latest']}"
+    )
+    registered: dict[str, Any] = {}
+    if settings.register_vertex:
+        registered = retry_transient(
+            lambda: registry.register_pushed_model(
+                settings,
+                project=project,
+                location=location,
+                pushed=pushed,
+                latest_digest=lambda: latest_model_digest(settings.destination),
+            ),
+            what="push: Vertex AI Model Registry",
+        )
+        print(
+            f"Vertex AI model version: {registered['version']} "
+            f"(reused: {registered['reused']}); {registered['alias'] or 'no alias'} -> "
+            f"{registered['alias_version'] or 'unchanged'}"
+        )
+    return PushResult(
+        pushed=True,
+        skip_reason="",
+        uri=pushed["uri"],
+        version=pushed["version"],
+        latest=pushed["latest"],
+        digest=pushed["digest"],
+        reused=pushed["reused"],
+        destination=settings.destination,
+        manifest=f"{pushed['uri']}/{MANIFEST_FILE}",
+        vertex_model=registered.get("model", ""),
+        vertex_model_version=registered.get("version", ""),
+        vertex_alias_version=registered.get("alias_version") or "",
+    )
+
+
+def files_to_push(statistics_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """What push publishes of a data_statistics output: files and a manifest summary.
+
+    Returns:
+        ``({path in the version: local file}, {compared_with, errors, warnings,
+        figures, statistics})``: the statistics and verdicts travel with the model, and
+        the manifest repeats the verdicts and each check's figure.
+    """
+    statistics_path = os.path.join(statistics_dir, Statistics.FILE_NAME)
+    checks_path = os.path.join(statistics_dir, CheckVerdicts.FILE_NAME)
+    verdicts = CheckVerdicts.read(checks_path)
+    summary = {
+        "compared_with": verdicts.compared_with,
+        "errors": verdicts.errors,
+        "warnings": verdicts.warnings,
+        "checks": {
+            check.name: check.model_dump(include={"status", "severity", "figure", "threshold"})
+            for check in verdicts.checks
+        },
+        "statistics": Statistics.PUSHED_PATH,
+    }
+    paths = {Statistics.PUSHED_PATH: statistics_path, CheckVerdicts.PUSHED_PATH: checks_path}
+    return paths, summary
+
+
 def push_model(
     model_dir: str,
     destination: str,
@@ -246,12 +392,7 @@ def push_model(
     if clashes:
         raise ValueError(f"extra_files would replace files of the model: {clashes}")
     digest = model_digest(files)
-    metadata_path = os.path.join(model_dir, MODEL_METADATA_FILE)
-    try:
-        with open(metadata_path) as handle:
-            metadata = json.load(handle)
-    except ValueError as error:
-        raise ValueError(f"{metadata_path} is not valid JSON: {error}") from error
+    metadata = ModelMetadata.read(os.path.join(model_dir, MODEL_METADATA_FILE)).to_dict()
 
     store = store or open_store(destination)
     store.check_ready(for_write=True)
@@ -270,8 +411,8 @@ def push_model(
             "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in files},
             "model_metadata": metadata,
             # The class names in output-channel order, for whoever serves the model.
-            "classes": metadata.get("classes") if isinstance(metadata, dict) else None,
-            "dataset": metadata.get("dataset") if isinstance(metadata, dict) else None,
+            "classes": metadata.get("classes"),
+            "dataset": metadata.get("dataset"),
             # The petseg that pushed; the one that trained is in model_metadata.
             "pushed_by": provenance.provenance(),
             **extra_manifest,

@@ -401,9 +401,7 @@ def push_existing_model(
         extra_manifest["metrics"] = metrics
     extra_files: dict[str, str] = {}
     if data_statistics:
-        from components.data import data_validation
-
-        extra_files, extra_manifest["data_checks"] = data_validation.files_to_push(data_statistics)
+        extra_files, extra_manifest["data_checks"] = push.files_to_push(data_statistics)
     if not run_id:
         run_id = "cli-" + hashlib.sha256(os.path.abspath(model_dir).encode()).hexdigest()[:16]
     return push.push_model(

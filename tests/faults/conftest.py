@@ -22,7 +22,7 @@ import textwrap
 
 import pytest
 
-_RECORDS = pytest.StashKey[list["FaultRecord"]]()
+_ROW_PROPERTY = "fault_record"
 _ITEM_RECORD = pytest.StashKey["FaultRecord"]()
 _MAX_OBSERVED = 400
 TABLE_MIN_WIDTH = 150
@@ -60,6 +60,10 @@ class FaultRecord:
         )
 
 
+# Rows by test id, filled from the reports in the process that prints the summary.
+_ROWS: dict[str, FaultRecord] = {}
+
+
 @pytest.fixture
 def fault(request, tmp_path_factory) -> FaultRecord:
     """The summary row of this test; call it to name the fault, ``.saw()`` to note results."""
@@ -67,7 +71,6 @@ def fault(request, tmp_path_factory) -> FaultRecord:
         test_id=request.node.nodeid, temporary_root=str(tmp_path_factory.getbasetemp())
     )
     request.node.stash[_ITEM_RECORD] = record
-    request.config.stash.setdefault(_RECORDS, []).append(record)
     return record
 
 
@@ -91,7 +94,16 @@ def pytest_runtest_makereport(item, call):
             record.saw(f"test failed in {report.when}: {call.excinfo.exconly().splitlines()[0]}")
     elif report.when == "call":
         record.outcome = "passed"
+    # The row travels on the report: under pytest-xdist the test runs in a worker process and
+    # only its reports reach the process that prints the summary.
+    report.user_properties.append((_ROW_PROPERTY, dataclasses.asdict(record)))
     return report
+
+
+def pytest_runtest_logreport(report):
+    rows = [value for name, value in report.user_properties if name == _ROW_PROPERTY]
+    if rows:
+        _ROWS[report.nodeid] = FaultRecord(**rows[-1])  # the last phase has the final outcome
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +153,7 @@ def _table(records: list[FaultRecord], width: int) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    records = config.stash.get(_RECORDS, [])
+    records = list(_ROWS.values())
     if not records:
         return
     held = [record.held for record in records]

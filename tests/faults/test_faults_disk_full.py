@@ -94,6 +94,70 @@ def _user_namespaces_allowed(mount_point: Path) -> str | None:
     return None
 
 
+def _ingest_in_this_process(config, output: Path) -> dict:
+    """INGEST_SCRIPT's result, without starting Python and TensorFlow again."""
+    result: dict = {"error": None}
+    try:
+        ingest_dataset(config, str(output))
+    except Exception as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+    result["files"] = (
+        {
+            str(path.relative_to(output)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in output.rglob("*")
+            if path.is_file()
+        }
+        if output.is_dir()
+        else {}
+    )
+    return result
+
+
+def _full_then_freed(prepared_source, mount_point: Path, size: int, tmp_path: Path):
+    """Ingest on a full tmpfs, then again after it is remounted larger: (full, freed) results.
+
+    As root the tmpfs is mounted here and ingest runs in this process; otherwise in a
+    private user and mount namespace (``unshare -rm``), in a subprocess.
+    """
+    output = mount_point / "dataset"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode == 0:
+        try:
+            full = _ingest_in_this_process(prepared_source, output)
+            subprocess.run(["mount", "-o", "remount,size=4m", str(mount_point)], check=True)
+            return full, _ingest_in_this_process(prepared_source, output)
+        finally:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    unavailable = _user_namespaces_allowed(mount_point)
+    if unavailable:
+        pytest.skip(f"{unavailable}; the injected full disk below covers this fault")
+    script = tmp_path / "ingest_once.py"
+    script.write_text(INGEST_SCRIPT)
+    run = f"{sys.executable} {script} '{prepared_source.model_dump_json()}' {output}"
+    shell = (
+        f"mount -t tmpfs -o size={size} tmpfs {mount_point} && {run} && "
+        f"mount -o remount,size=4m {mount_point} && {run}"
+    )
+    completed = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    results = [
+        json.loads(line[len("RESULT ") :])
+        for line in completed.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    assert len(results) == 2, completed.stdout + completed.stderr
+    return results
+
+
 def test_real_full_disk_fails_cleanly_and_the_retry_completes(
     prepared_source, good_dataset, tmp_path, fault
 ):
@@ -104,38 +168,14 @@ def test_real_full_disk_fails_cleanly_and_the_retry_completes(
     )
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    unavailable = _user_namespaces_allowed(mount_point)
-    if unavailable:
-        pytest.skip(f"{unavailable}; the injected full disk below covers this fault")
     info = dataset_info.load_dataset_info(str(good_dataset)).to_dict()
     # Room for the test split (written first) plus one page: the first train shard fails.
     test_pages = sum(math.ceil(size / PAGE) for size in info["splits"]["test"]["shard_sizes"])
     assert info["splits"]["train"]["shard_sizes"][0] > PAGE
-    size = (test_pages + 1) * PAGE
     output = mount_point / "dataset"
-    script = tmp_path / "ingest_once.py"
-    script.write_text(INGEST_SCRIPT)
-    run = f"{sys.executable} {script} '{prepared_source.model_dump_json()}' {output}"
-    shell = (
-        f"mount -t tmpfs -o size={size} tmpfs {mount_point} && {run} && "
-        f"mount -o remount,size=4m {mount_point} && {run}"
-    )
 
-    completed = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", shell],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    full, freed = _full_then_freed(prepared_source, mount_point, (test_pages + 1) * PAGE, tmp_path)
 
-    results = [
-        json.loads(line[len("RESULT ") :])
-        for line in completed.stdout.splitlines()
-        if line.startswith("RESULT ")
-    ]
-    assert len(results) == 2, completed.stdout + completed.stderr
-    full, freed = results
     fault.saw(f"full disk: {full['error']}; left behind: {sorted(full['files']) or 'nothing'}")
     assert full["error"].startswith("ResourceExhaustedError: ")
     assert "No space left on device" in full["error"]
