@@ -41,7 +41,6 @@ import contextlib
 import json
 import logging
 import math
-import pickle
 import posixpath
 import time
 import uuid
@@ -55,13 +54,13 @@ from components.data import statistics as data_statistics
 from components.data.sources import EmptySplitError, SourceExample
 from components.platform import files
 from components.platform.config import IGNORE_ID, BeamConfig, DataConfig
-from components.platform.contracts import DatasetInfo
+from components.platform.contracts import DatasetInfo, Statistics
 from components.platform.retry import retry_transient
 
 logger = logging.getLogger(__name__)
 
 _WORK_FOLDER = ".beam-work"
-_TOTALS, _SHARDS, _STATISTICS = "totals.pickle", "shards.pickle", "statistics.pickle"
+_TOTALS, _SHARDS, _STATISTICS = "totals.json", "shards.json", "statistics.json"
 _GCS_FUSE_PREFIX = "/gcs/"
 
 
@@ -256,6 +255,28 @@ class _Totals:
         self.fingerprints = {split: splits.Fingerprint() for split in splits.SPLITS}
         self.bad: list[tuple[tuple[int, ...], dict[str, str]]] = []
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "good": self.good,
+            "pixel_counts": {split: counts.tolist() for split, counts in self.pixel_counts.items()},
+            "fingerprints": {
+                split: [print_.total, print_.count] for split, print_ in self.fingerprints.items()
+            },
+            "bad": self.bad,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> _Totals:
+        totals = cls()
+        totals.seen, totals.good = record["seen"], record["good"]
+        for split in splits.SPLITS:
+            totals.pixel_counts[split] = np.asarray(record["pixel_counts"][split], np.int64)
+            print_ = totals.fingerprints[split]
+            print_.total, print_.count = record["fingerprints"][split]
+        totals.bad = [(tuple(position), entry) for position, entry in record["bad"]]
+        return totals
+
     def merge(self, other: _Totals) -> _Totals:
         for split in splits.SPLITS:
             self.seen[split] += other.seen[split]
@@ -295,7 +316,7 @@ def _totals_combine_fn():
 
         def extract_output(self, totals):
             totals.bad.sort(key=lambda item: item[0])
-            return totals
+            return totals.to_json()
 
     return TotalsCombineFn()
 
@@ -327,7 +348,7 @@ def _statistics_combine_fn(class_names: list[str]):
             return collector
 
         def extract_output(self, collector):
-            return self.compact(collector)
+            return collector.partial_result()
 
     return StatisticsCombineFn()
 
@@ -369,12 +390,12 @@ def _write_shard(keyed, output_dir: str, num_classes: int):
 
 
 def _save(value: Any, path: str) -> None:
-    """Hands a combined result from the workers to the launcher (same SDK on both sides)."""
-    files.write_bytes(path, pickle.dumps(value))
+    """Hands a combined result (plain JSON) from the workers to the launcher."""
+    files.write_bytes(path, json.dumps(value).encode("utf-8"))
 
 
 def _load_result(path: str) -> Any:
-    return pickle.loads(files.read_bytes(path))
+    return json.loads(files.read_bytes(path))
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -493,7 +514,7 @@ def ingest_dataset(
                 _ = collection | f"Save{name}" >> beam.Map(
                     _save, path=posixpath.join(work_dir, file_name)
                 )
-        totals = _load_result(posixpath.join(work_dir, _TOTALS))
+        totals = _Totals.from_json(_load_result(posixpath.join(work_dir, _TOTALS)))
         written = _load_result(posixpath.join(work_dir, _SHARDS))
         if totals.bad and data_config.bad_record_policy == "error":
             ingest.raise_bad_records([entry for _, entry in totals.bad], output_dir)
@@ -534,8 +555,12 @@ def ingest_dataset(
                 fingerprint=totals.fingerprints[split].hexdigest(split),
             )
         info = ingest.dataset_record(data_config, description, placement.carved, split_entries)
-        collector = _load_result(posixpath.join(work_dir, _STATISTICS)) if statistics else None
-        ingest.write_statistics(collector, info, statistics_path)
+        if statistics:
+            partial = _load_result(posixpath.join(work_dir, _STATISTICS))
+            record = data_statistics.complete_result(partial, info)
+            Statistics.from_dict(record, statistics_path).write(statistics_path)
+        else:
+            ingest.write_statistics(None, info, statistics_path)
         ingest.finish_dataset(output_dir, info)
     except BaseException:
         for split in splits.SPLITS:

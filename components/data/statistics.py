@@ -322,21 +322,39 @@ class StatisticsCollector:
 
     def result(self, info: DatasetInfo | Mapping[str, Any]) -> dict[str, Any]:
         """The statistics record, given the dataset.json of the records added."""
-        if not isinstance(info, DatasetInfo):
-            info = DatasetInfo.from_dict(dict(info))
+        return complete_result(self.partial_result(), info)
+
+    def partial_result(self) -> dict[str, Any]:
+        """The record without what only dataset.json knows (skips, fingerprint); plain JSON.
+
+        What a Beam worker hands to its launcher, which completes it (``complete_result``).
+        """
         results: dict[str, Any] = {}
         for split, accumulator in self.accumulators.items():
             self._flush(split)
             results[split] = accumulator.result()
-            results[split]["num_skipped"] = info.splits[split].num_skipped
         return {
             "statistics_format": STATISTICS_FORMAT,
             "classes": self.classes,
             "ignore_id": self.ignore,
-            "fingerprint": info.to_dict().get("fingerprint"),
+            "fingerprint": None,
             "splits": results,
             "duplicates": _duplicates(self._seen),
         }
+
+
+def complete_result(
+    partial: Mapping[str, Any], info: DatasetInfo | Mapping[str, Any]
+) -> dict[str, Any]:
+    """A ``partial_result`` with the skips and fingerprint of its dataset.json."""
+    if not isinstance(info, DatasetInfo):
+        info = DatasetInfo.from_dict(dict(info))
+    record = {**partial, "fingerprint": info.to_dict().get("fingerprint")}
+    record["splits"] = {
+        split: {**entry, "num_skipped": info.splits[split].num_skipped}
+        for split, entry in partial["splits"].items()
+    }
+    return record
 
 
 _STATISTICS_SPEC = {key: schema.FEATURE_SPEC[key] for key in ("image", "mask", "file_name")}
