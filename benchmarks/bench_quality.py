@@ -37,7 +37,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -81,6 +83,13 @@ def ingest_views(shared: Path, work: Path, limit: int | None, holdout_limit: int
     from components.data.ingest import ingest_dataset
     from components.platform.config import DataConfig
 
+    marker = work / "ingested.json"
+    wanted = {"limit": limit, "holdout_limit": holdout_limit, "shared": str(shared)}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        print(f"data: reusing the datasets ingested in {work}")
+        return str(work / "real"), str(work / "holdout")
+    if work.is_dir() and any(work.iterdir()):
+        raise SystemExit(f"--workdir {work} is not empty and holds no matching ingest")
     real_view, holdout_view = work / "real_view", work / "holdout_view"
     count = link_photos(shared / "oxford_real", real_view, limit)
     holdout_count = link_photos(shared / "oxford_holdout", holdout_view / "test", holdout_limit)
@@ -106,6 +115,7 @@ def ingest_views(shared: Path, work: Path, limit: int | None, holdout_limit: int
         f"{splits.get('validation')}, test {splits.get('test')} (carved); "
         f"oxford_holdout {holdout_count} photos (test only)"
     )
+    marker.write_text(json.dumps(wanted))
     return str(work / "real"), str(work / "holdout")
 
 
@@ -115,8 +125,24 @@ def recipe_config(preset: str, overrides: list[str]):
     return load_config(preset=preset, overrides=overrides)
 
 
-def train_and_evaluate(name: str, config, real_dir: str, holdout_dir: str, work: Path) -> dict:
-    """Trains one recipe on the real train split and scores it on both test parts."""
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its threads so far (the machine is shared,
+    so wall time alone says little)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def train_and_evaluate(
+    name: str, config, real_dir: str, holdout_dir: str, work: Path, evaluation_size: int
+) -> dict:
+    """Trains one recipe on the real train split and scores it on validation and both test
+    parts, every recipe at the same mask resolution (`evaluation_size`)."""
+    import shutil
+
     import numpy as np
 
     from components.evaluation.evaluate import evaluate_model
@@ -124,9 +150,10 @@ def train_and_evaluate(name: str, config, real_dir: str, holdout_dir: str, work:
     from components.model import train as train_lib
     from components.model.class_weights import compute_class_weights, write_class_weights
 
+    shutil.rmtree(work / name, ignore_errors=True)  # a reused --workdir: train afresh
     model_dir = str(work / name / "model")
     weights_path = None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     if config.training.class_weighting != "none":
         weights_path = str(work / name / "class_weights.json")
         record = compute_class_weights(
@@ -144,10 +171,15 @@ def train_and_evaluate(name: str, config, real_dir: str, holdout_dir: str, work:
         config.training,
         weights_path,
     )
-    train_seconds = time.perf_counter() - started
+    train_seconds, train_cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+
+    def score(dataset_dir: str, split: str) -> dict:
+        return evaluate_model(model_dir, dataset_dir, split=split, evaluation_size=evaluation_size)
+
     parts = {
-        "carved test": evaluate_model(model_dir, real_dir, split="test"),
-        "holdout": evaluate_model(model_dir, holdout_dir, split="test"),
+        "validation": score(real_dir, "validation"),
+        "carved test": score(real_dir, "test"),
+        "holdout": score(holdout_dir, "test"),
     }
     classes = parts["holdout"]["classes"]
     combined = np.asarray(parts["carved test"]["confusion_matrix"]) + np.asarray(
@@ -157,7 +189,12 @@ def train_and_evaluate(name: str, config, real_dir: str, holdout_dir: str, work:
     parts["combined"]["num_images"] = sum(
         parts[part]["num_images"] for part in ("carved test", "holdout")
     )
-    return {"parts": parts, "train_seconds": train_seconds, "final": final}
+    return {
+        "parts": parts,
+        "train_seconds": train_seconds,
+        "train_cpu": train_cpu,
+        "final": final,
+    }
 
 
 def describe(config) -> str:
@@ -186,7 +223,7 @@ def describe(config) -> str:
     if training.keep_best_epoch:
         items.append("best epoch kept")
     if model.batchnorm_momentum is not None:
-        items.append(f"BN momentum {model.batchnorm_momentum:g}")
+        items.append(f"BN momentum {model.batchnorm_momentum}")
     return ", ".join(items)
 
 
@@ -194,22 +231,28 @@ def print_table(results: dict[str, dict], configs: dict) -> None:
     classes = results[next(iter(results))]["parts"]["combined"]["classes"]
     print()
     for name, config in configs.items():
-        print(f"{name}: {describe(config)}")
+        if name in results:
+            print(f"{name}: {describe(config)}")
     header = (
         f"\n{'recipe':<16} {'part':<12} {'photos':>6} {'mean IoU':>9} {'pixel acc':>9} "
         + " ".join(f"{cls[:10]:>10}" for cls in classes)
-        + f" {'train s':>8}"
+        + f" {'train s':>8} {'cpu s':>8}"
     )
     print(header)
     for name, result in results.items():
-        for part in ("combined", "carved test", "holdout"):
+        for part in ("combined", "carved test", "holdout", "validation"):
             metrics = result["parts"][part]
             ious = [metrics["per_class"][cls]["iou"] for cls in classes]
+            times = (
+                f" {result['train_seconds']:>8.0f} {result['train_cpu']:>8.0f}"
+                if part == "combined"
+                else ""
+            )
             print(
                 f"{name:<16} {part:<12} {metrics['num_images']:>6} {metrics['mean_iou']:>9.3f} "
                 f"{metrics['pixel_accuracy']:>9.3f} "
                 + " ".join(f"{'-' if iou is None else f'{iou:.3f}':>10}" for iou in ious)
-                + (f" {result['train_seconds']:>8.0f}" if part == "combined" else "")
+                + times
             )
         final = result["final"]
         print(
@@ -222,7 +265,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared-data", help="folder with oxford_real, oxford_holdout, weights")
     parser.add_argument("--weights", help="encoder weights file (default: the shared one)")
-    parser.add_argument("--workdir", help="where to ingest and train (default: a temp dir)")
+    parser.add_argument(
+        "--workdir",
+        help="where to ingest and train (default: a temp dir); a folder already ingested "
+        "by an earlier run with the same limits is reused",
+    )
     parser.add_argument("--limit", type=int, help="use only the first N oxford_real photos")
     parser.add_argument("--holdout-limit", type=int, help="use only the first N holdout photos")
     parser.add_argument("--image-size", type=int, help="every recipe's image size (smoke runs)")
@@ -230,11 +277,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fine-tune-epochs", type=int, help="the production fine-tune epochs")
     parser.add_argument("--batch-size", type=int, help="every recipe's batch size")
     parser.add_argument(
+        "--evaluation-size",
+        type=int,
+        help="mask resolution every recipe is scored at (default: the tutorial's image size, "
+        "so recipes at other sizes are compared on the same true pixels)",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
         metavar="NAME:KEY=VALUE,...",
         help="one more recipe: the production preset with these overrides",
+    )
+    parser.add_argument(
+        "--only",
+        help="comma-separated recipes to train (default all); the last line needs both "
+        "tutorial and production",
     )
     args = parser.parse_args(argv)
 
@@ -262,30 +320,47 @@ def main(argv: list[str] | None = None) -> None:
     for variant in args.variant:
         name, _, settings = variant.partition(":")
         configs[name] = recipe_config("production", production + settings.split(","))
+    if args.only:
+        chosen = args.only.split(",")
+        unknown = sorted(set(chosen) - set(configs))
+        if unknown:
+            parser.error(f"--only names unknown recipes {unknown}; known: {', '.join(configs)}")
+        configs = {name: config for name, config in configs.items() if name in chosen}
+    evaluation_size = args.evaluation_size or recipe_config("tutorial", common).model.image_size
 
-    started = time.perf_counter()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (1, 5, 15 min)")
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     real_dir, holdout_dir = ingest_views(shared, work, args.limit, args.holdout_limit)
     print(f"ingest: {time.perf_counter() - started:.0f} s")
     results = {}
     for name, config in configs.items():
-        results[name] = train_and_evaluate(name, config, real_dir, holdout_dir, work)
-        combined = results[name]["parts"]["combined"]
+        results[name] = train_and_evaluate(
+            name, config, real_dir, holdout_dir, work, evaluation_size
+        )
+        parts = results[name]["parts"]
         print(
-            f"{name}: combined mean IoU {combined['mean_iou']:.3f} "
-            f"({results[name]['train_seconds']:.0f} s)",
+            f"{name}: validation mean IoU {parts['validation']['mean_iou']:.3f}, combined test "
+            f"{parts['combined']['mean_iou']:.3f} ({results[name]['train_seconds']:.0f} s, "
+            f"{results[name]['train_cpu']:.0f} CPU s; load {load_average()})",
             flush=True,
         )
     print_table(results, configs)
-    print(f"\ntotal time: {time.perf_counter() - started:.0f} s")
-    ours, theirs = (
-        results["production"]["parts"]["combined"],
-        results["tutorial"]["parts"]["combined"],
-    )
     print(
-        f"quality: production mean_iou={ours['mean_iou']:.3f} "
-        f"pixel_accuracy={ours['pixel_accuracy']:.3f} | tutorial mean_iou={theirs['mean_iou']:.3f} "
-        f"pixel_accuracy={theirs['pixel_accuracy']:.3f}"
+        f"\nscored at {evaluation_size} px. total time: {time.perf_counter() - started:.0f} s "
+        f"wall, {cpu_seconds() - cpu_started:.0f} s CPU (user+sys); "
+        f"load average {load_average()}"
     )
+    if "production" in results and "tutorial" in results:
+        ours, theirs = (
+            results["production"]["parts"]["combined"],
+            results["tutorial"]["parts"]["combined"],
+        )
+        print(
+            f"quality: production mean_iou={ours['mean_iou']:.3f} "
+            f"pixel_accuracy={ours['pixel_accuracy']:.3f} | "
+            f"tutorial mean_iou={theirs['mean_iou']:.3f} "
+            f"pixel_accuracy={theirs['pixel_accuracy']:.3f}"
+        )
 
 
 if __name__ == "__main__":

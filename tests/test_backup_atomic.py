@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import keras
@@ -48,3 +49,27 @@ def test_a_write_killed_midway_leaves_the_previous_backup_whole(tmp_path, monkey
     restore.on_train_begin()
     for restored, expected in zip(fresh.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(restored, expected)
+
+
+def test_a_write_that_runs_out_of_space_removes_its_partial_file(tmp_path, monkeypatch):
+    callback = backup_callback(str(tmp_path / "backup"), Cluster())
+    model = _model()
+    callback.set_model(model)
+    callback._current_epoch = 1
+    callback._save_model()
+    saved = (tmp_path / "backup" / "latest.weights.h5").read_bytes()
+
+    def disk_full(filepath, overwrite=True):
+        with open(filepath, "wb") as handle:
+            handle.write(saved[: len(saved) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", filepath)
+
+    monkeypatch.setattr(model, "save_weights", disk_full)
+    callback._current_epoch = 2
+    with pytest.raises(OSError, match="No space left"):
+        callback._save_model()
+    assert sorted(path.name for path in (tmp_path / "backup").iterdir()) == [
+        "latest.weights.h5",
+        "training_metadata.json",
+    ]
+    assert (tmp_path / "backup" / "latest.weights.h5").read_bytes() == saved

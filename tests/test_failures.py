@@ -115,4 +115,13 @@ def test_every_component_records_its_failures_first():
     bodies = dict(_component_bodies())
     assert len(bodies) == 11
     first = {name: _first_statement(node) for name, node in bodies.items()}
-    assert {name: call for name, call in first.items() if call != "record_failures()"} == {}
+    assert {name: call for name, call in first.items() if call != "start_task()"} == {}
+
+
+def test_start_task_records_failures(monkeypatch):
+    from components.ops import start_task
+
+    calls = []
+    monkeypatch.setattr(failures, "record_failures", lambda: calls.append("recorded"))
+    start_task()
+    assert calls == ["recorded"]

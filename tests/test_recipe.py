@@ -163,14 +163,38 @@ def test_tutorial_preset_keeps_the_notebook_recipe():
     assert (tutorial.epochs, tutorial.batch_size, tutorial.learning_rate) == (20, 64, 1e-3)
 
 
+@pytest.mark.parametrize(
+    ("steps", "momentum"),
+    # 499 photos at batch 64 and 16, the full Oxford train split at 64, a large dataset.
+    [(1, 0.9), (7, 0.9), (31, 0.9677), (57, 0.9825), (5000, 0.99)],
+)
+def test_batchnorm_momentum_from_steps_averages_over_about_one_epoch(steps, momentum):
+    config = ModelConfig(batchnorm_momentum="from_steps")
+    assert train.batchnorm_momentum_for(config, steps) == pytest.approx(momentum, abs=1e-4)
+    assert train.batchnorm_momentum_for(ModelConfig(batchnorm_momentum=0.95), steps) == 0.95
+
+
+def test_batchnorm_momentum_setting_is_a_number_from_steps_or_none():
+    with pytest.raises(ValueError, match="batchnorm_momentum"):
+        ModelConfig(batchnorm_momentum="auto")
+    with pytest.raises(ValueError, match="steps per epoch"):
+        train.batchnorm_momentum_for(ModelConfig(batchnorm_momentum="from_steps"))
+
+
 @pytest.mark.slow
 def test_train_model_fine_tunes_and_keeps_the_best_epoch(tmp_path):
     dataset_dir = str(tmp_path / "dataset")
     recordsets.write_recordset(dataset_dir, {"train": 16, "validation": 8}, height=40, width=40)
-    model_config = ModelConfig(image_size=32, encoder_weights="none", freeze_encoder=True)
+    model_config = ModelConfig(
+        image_size=32,
+        encoder_weights="none",
+        freeze_encoder=True,
+        batchnorm_momentum="from_steps",
+    )
     training_config = TrainingConfig(
         epochs=2,
-        batch_size=8,
+        batch_size=4,
+        steps_per_epoch=12,  # BatchNorm momentum from steps: 1 - 1/12
         learning_rate=2e-3,
         fine_tune_epochs=2,
         learning_rate_schedule="cosine",
@@ -205,4 +229,14 @@ def test_train_model_fine_tunes_and_keeps_the_best_epoch(tmp_path):
     with open(posixpath.join(model_dir, model_lib.METADATA_FILE)) as handle:
         metadata = json.load(handle)
     assert metadata["best_epoch"] == best_epoch + 1
+    assert metadata["batchnorm_momentum"] == train.momentum_from_steps(12) == 0.9167
+    saved = keras.saving.load_model(posixpath.join(model_dir, model_lib.MODEL_FILE), compile=False)
+    decoder_norms = [
+        layer
+        for block in saved.layers
+        if block.name.startswith("upsample_")
+        for layer in block.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert decoder_norms and all(layer.momentum == 0.9167 for layer in decoder_norms)
     assert not tf.io.gfile.exists(posixpath.join(model_dir, train.FINE_TUNE_BACKUP_DIR))

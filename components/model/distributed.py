@@ -275,13 +275,21 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             )
         # Weights first, then the epoch that says they are complete: each renamed when whole.
         partial = self._weights_path[: -len(".weights.h5")] + ".partial.weights.h5"
-        self.model.save_weights(filepath=partial, overwrite=True)
-        tf.io.gfile.rename(partial, self._weights_path, overwrite=True)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         partial_metadata = self._training_metadata_path + ".partial"
-        with file_utils.File(partial_metadata, "w") as handle:
-            handle.write(json.dumps(metadata))
-        tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+        try:
+            self.model.save_weights(filepath=partial, overwrite=True)
+            tf.io.gfile.rename(partial, self._weights_path, overwrite=True)
+            metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+            with file_utils.File(partial_metadata, "w") as handle:
+                handle.write(json.dumps(metadata))
+            tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+        except OSError:
+            # A full disk: the half-written file is never trusted, but it holds the space
+            # the user must free; the last whole backup stays.
+            for leftover in (partial, partial_metadata):
+                if tf.io.gfile.exists(leftover):
+                    tf.io.gfile.remove(leftover)
+            raise
 
 
 class ChiefBackupAndRestore(AtomicBackupAndRestore):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -557,3 +558,45 @@ def test_a_full_pipeline_root_ends_the_run_with_one_line_and_a_marked_run_folder
         assert f"FAILED   {step}" in ran.stdout
         assert (run_dir / FAILED_MARKER).is_file()
         assert _broken_json(run_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("earlier", "expected"),
+    [
+        ("OSError: [Errno 28] No space left on device: '{root}/r/ingest/x.tfrecord'", "disk"),
+        ("W tf: open '{root}/r/cache': Permission denied, continuing", "own"),
+    ],
+    ids=["full-disk-earlier-is-the-cause", "stray-permission-warning-is-not"],
+)
+def test_a_full_disk_earlier_in_a_failed_steps_output_is_named(
+    tmp_path, monkeypatch, earlier, expected
+):
+    """A full disk may surface as another error; a stray warning must not hide the real one."""
+    from kfp.local import status, subprocess_task_handler
+
+    from components.platform.config import load_config
+    from pipelines.local import LocalRunError, run_local
+
+    root = tmp_path / "root"
+
+    def step_output(self):
+        print("step started")
+        print(earlier.format(root=root))
+        print("Traceback (most recent call last):")
+        print('  File "x.py", line 1, in <module>')
+        print("RuntimeError: the writer thread stopped")
+        return status.Status.FAILURE
+
+    monkeypatch.setattr(subprocess_task_handler.SubprocessTaskHandler, "run", step_output)
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(LocalRunError) as failure:
+        run_local(load_config("demo"), pipeline_root=root, out=io.StringIO())
+
+    assert failure.value.step == "resolve-config"
+    if expected == "disk":
+        assert failure.value.message.startswith(
+            f"no space left on device: {root}/r/ingest/x.tfrecord; free space under {root}"
+        )
+    else:
+        assert failure.value.message == "RuntimeError: the writer thread stopped"

@@ -21,7 +21,7 @@ import pytest
 from pipelines.local import _descendants
 from pipelines.runs import FAILED_MARKER, run_folders
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "data.synthetic_train_size=16",
