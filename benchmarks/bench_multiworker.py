@@ -30,7 +30,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TFDS_DISABLE_GCS", "1")
 
 
-def run_job(num_workers: int, dataset_dir: str, work_dir: str, model_config, training_config):
+def run_job(
+    num_workers: int,
+    dataset_dir: str,
+    work_dir: str,
+    model_config,
+    training_config,
+    small_encoder: bool = False,
+):
     """Runs one loopback job to the end; returns each worker's result."""
     from components.model import loopback
 
@@ -40,6 +47,7 @@ def run_job(num_workers: int, dataset_dir: str, work_dir: str, model_config, tra
         os.path.join(work_dir, "tensorboard"),
         model_config,
         training_config,
+        small_encoder=small_encoder,
     )
     with loopback.LoopbackJob(num_workers, arguments, os.path.join(work_dir, "job")) as job:
         codes = job.wait(timeout=3600)
@@ -62,6 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="per-replica batch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs; the first is not timed")
     parser.add_argument("--data-dir", default=None, help="where to prepare and ingest the data")
+    parser.add_argument(
+        "--small-encoder",
+        action="store_true",
+        help="a five-convolution encoder instead of MobileNetV2 (the smoke test's shortcut)",
+    )
     args = parser.parse_args(argv)
 
     from components.data import sources
@@ -90,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch_size
     print(
         f"data: {num_train} train images at {args.source_size}px -> {args.image_size}px, "
-        f"per-replica batch {batch}, {args.epochs} epochs (first not timed), CPU, "
+        f"per-replica batch {batch}, {args.epochs} epochs (first not timed), "
+        f"{'small' if args.small_encoder else 'MobileNetV2'} encoder, CPU, "
         f"{os.cpu_count()} cores"
     )
 
@@ -103,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             os.path.join(work_dir, f"{workers}_workers"),
             model_config,
             TrainingConfig(**settings),
+            small_encoder=args.small_encoder,
         )
         # Every worker takes `batch` images per step; an epoch is one pass at the global batch.
         steps = max(1, num_train // (batch * workers))

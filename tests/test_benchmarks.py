@@ -179,6 +179,7 @@ def test_bench_multiworker_prints_per_worker_rates_for_one_and_two_workers(tmp_p
         "--image-size=32",
         "--batch-size=2",
         "--epochs=2",
+        "--small-encoder",
         f"--data-dir={tmp_path}",
     )
     assert re.search(rf"baseline, 1 worker : {NUMBER} images/s per worker, {NUMBER}", out), out
