@@ -633,3 +633,32 @@ def test_build_local_makes_the_uv_stand_in_without_a_python3_that_has_pip(tmp_pa
     subprocess.run(["tar", "-xf", str(state / "import.tar"), "-C", str(tmp_path)], check=True)
     version = subprocess.run([str(tmp_path / "uv"), "--version"], capture_output=True, text=True)
     assert version.stdout.split()[:2] == ["uv", "0.13.8"]
+
+
+def _locked_version(package: str) -> str:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (version,) = {entry["version"] for entry in lock["package"] if entry["name"] == package}
+    return version
+
+
+def test_dataflow_image_matches_the_locked_beam_and_the_cpu_images_python():
+    """Dataflow starts a worker through the SDK image's boot program, which must be the Beam
+    release the job was built with, on the same Python minor as the packages it runs.
+    (Not built here: Docker Hub's apache/beam images are out of reach.)"""
+    dataflow = dockerfile_instructions(CONTAINERS / "Dockerfile.dataflow")
+    args = build_args(dataflow)
+    sdk_image, sdk_tag = args["BEAM_SDK_IMAGE"].rsplit(":", 1)
+    assert sdk_tag == _locked_version("apache-beam")
+    cpu_python = build_args(dockerfile_instructions(CONTAINERS / "Dockerfile.cpu"))["PYTHON_IMAGE"]
+    python_minor = re.match(r"python:(3\.\d+)", cpu_python).group(1)
+    assert sdk_image == f"apache/beam_python{python_minor}_sdk"
+    final_stage = stages(dataflow)[-1]
+    assert final_stage[0] == ("FROM", "${CPU_IMAGE}")
+    assert ("ENTRYPOINT", '["/opt/apache/beam/boot"]') in final_stage
+    assert ("COPY", "--from=beam-sdk /opt/apache/beam /opt/apache/beam") in final_stage
+    result = subprocess.run(
+        [hadolint(), "--no-color", str(CONTAINERS / "Dockerfile.dataflow")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
