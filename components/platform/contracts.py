@@ -406,6 +406,8 @@ class PredictionSummary(_Contract):
     predicted: int
     unreadable: int
     unreadable_files: list[str] = Field(default_factory=list)
+    skipped: int = 0  # the input folder's other files (not images), listed in skipped.jsonl
+    skipped_files: list[str] = Field(default_factory=list)
     input: str = ""
     model: str = ""
     version: str = ""
