@@ -192,7 +192,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     interactive = sys.stderr.isatty()
     with _native_stderr_silenced(not args.verbose) as console:
-        from components.publish.predict import EXIT_FAILED, PredictError, predict
+        from components.publish.predict import (
+            EXIT_FAILED,
+            FAILED_FILE,
+            SKIPPED_FILE,
+            PredictError,
+            exit_code,
+            listed,
+            predict,
+            summary_line,
+        )
 
         def progress(done: int, total: int) -> None:
             if interactive:
@@ -216,16 +225,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 raise
             print(f"error: {type(error).__name__}: {error} (--verbose for details)", file=console)
             return EXIT_FAILED
-        for failure in summary.failed[:_MAX_LISTED_FAILURES]:
+        failed = listed(args.output, FAILED_FILE) if summary.unreadable else []
+        for failure in failed[:_MAX_LISTED_FAILURES]:
             print(f"unreadable: {failure['file']}: {failure['error']}", file=console)
-        if len(summary.failed) > _MAX_LISTED_FAILURES:
-            print(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more", file=console)
-        for other in summary.skipped[:_MAX_LISTED_FAILURES]:
+        if len(failed) > _MAX_LISTED_FAILURES:
+            print(f"... and {len(failed) - _MAX_LISTED_FAILURES} more", file=console)
+        skipped = listed(args.output, SKIPPED_FILE) if summary.skipped else []
+        for other in skipped[:_MAX_LISTED_FAILURES]:
             print(f"not read: {other['file']}: {other['reason']}", file=console)
-        if len(summary.skipped) > _MAX_LISTED_FAILURES:
-            print(f"... and {len(summary.skipped) - _MAX_LISTED_FAILURES} more", file=console)
-    print(summary.line())
-    return summary.exit_code
+        if len(skipped) > _MAX_LISTED_FAILURES:
+            print(f"... and {len(skipped) - _MAX_LISTED_FAILURES} more", file=console)
+    print(summary_line(summary, args.output))
+    return exit_code(summary)
 
 
 def _fraction(text: str) -> float:

@@ -87,8 +87,11 @@ def test_predicts_a_folder_at_each_images_resolution_and_lists_the_unreadable(
         batch_size=2,
         progress=lambda done, total: calls.append((done, total)),
     )
-    assert summary.predicted == 3 and summary.exit_code == predict_lib.EXIT_SOME_UNREADABLE
-    assert [failure["file"] for failure in summary.failed] == [str(folder / "broken.jpg")]
+    assert (
+        summary.predicted == 3
+        and predict_lib.exit_code(summary) == predict_lib.EXIT_SOME_UNREADABLE
+    )
+    assert summary.unreadable_files == [str(folder / "broken.jpg")]
     assert calls[-1] == (4, 4) and [done for done, _ in calls] == sorted(done for done, _ in calls)
 
     rows = {
@@ -194,8 +197,8 @@ def test_push_destination_resolves_to_its_latest_model(model_dir, photos, tmp_pa
     destination = str(tmp_path / "models")
     pushed = push.push_model(model_dir, destination, run_id="run-1")
     summary = predict_lib.predict(destination, str(folder / "wide.jpg"), str(tmp_path / "out"))
-    assert summary.exit_code == 0 and summary.predicted == 1
-    assert summary.model_dir == str(Path(destination) / "versions" / pushed["version"])
+    assert predict_lib.exit_code(summary) == 0 and summary.predicted == 1
+    assert summary.model == str(Path(destination) / "versions" / pushed["version"])
     assert _read_png(tmp_path / "out" / "masks" / "wide.png").shape == (37, 53)
 
 
@@ -251,8 +254,11 @@ def test_gcs_model_input_and_output_on_the_emulator(emulator, model_dir, photos,
         f"gs://{bucket.name}/predictions",
         gcs_client=client,
     )
-    assert summary.predicted == 2 and summary.exit_code == predict_lib.EXIT_SOME_UNREADABLE
-    assert summary.failed[0]["file"] == f"gs://{bucket.name}/photos/broken.jpg"
+    assert (
+        summary.predicted == 2
+        and predict_lib.exit_code(summary) == predict_lib.EXIT_SOME_UNREADABLE
+    )
+    assert summary.unreadable_files[0] == f"gs://{bucket.name}/photos/broken.jpg"
 
     def blob_bytes(name):
         return bucket.blob(f"predictions/{name}").download_as_bytes()

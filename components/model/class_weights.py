@@ -31,7 +31,6 @@ pixel_counts, ignored_pixels, frequencies, weights, absent_classes}.
 from __future__ import annotations
 
 import logging
-import math
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -324,24 +323,7 @@ def read_class_weights(path: str, classes: Sequence[str] | None = None) -> dict[
 
 
 def _check_weights(weights: Any, classes: Any, path: str) -> list[float]:
-    if (
-        not isinstance(classes, list)
-        or len(classes) < 2
-        or not all(isinstance(name, str) for name in classes)
-    ):
-        raise ClassWeightsError(f"{path}: classes {classes!r} is not a list of class names")
-    if not isinstance(weights, list) or len(weights) != len(classes):
-        raise ClassWeightsError(
-            f"{path}: 'weights' must be a list of {len(classes)} numbers (one per class "
-            f"{classes}), got {weights!r}"
-        )
-    values = []
-    for name, weight in zip(classes, weights, strict=True):
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise ClassWeightsError(f"{path}: weight of {name!r} is not a number: {weight!r}")
-        if not math.isfinite(weight) or weight < 0:
-            raise ClassWeightsError(f"{path}: weight of {name!r} is {weight}; need finite >= 0")
-        values.append(float(weight))
-    if not any(value > 0 for value in values):
-        raise ClassWeightsError(f"{path}: all weights are 0")
-    return values
+    try:
+        return ClassWeights.checked_weights(classes, weights)
+    except ValueError as error:
+        raise ClassWeightsError(f"{path}: {error}") from None

@@ -27,9 +27,17 @@ adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.platform import files
 from components.platform.config import IGNORE_ID, section_from_json
@@ -406,6 +414,8 @@ class PredictionSummary(_Contract):
     predicted: int
     unreadable: int
     unreadable_files: list[str] = Field(default_factory=list)
+    skipped: int = 0  # the input folder's other files (not images), listed in skipped.jsonl
+    skipped_files: list[str] = Field(default_factory=list)
     input: str = ""
     model: str = ""
     version: str = ""
@@ -432,6 +442,41 @@ class ClassWeights(_Contract):
     frequencies: list[float]
     weights: list[float]
     absent_classes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_fit_classes(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {
+                **data,
+                "weights": cls.checked_weights(data.get("classes"), data.get("weights")),
+            }
+        return data
+
+    @staticmethod
+    def checked_weights(classes: Any, weights: Any) -> list[float]:
+        """The weights as floats: one finite, non-negative number per class, not all 0."""
+        if (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or not all(isinstance(name, str) for name in classes)
+        ):
+            raise ValueError(f"classes {classes!r} is not a list of class names")
+        if not isinstance(weights, list) or len(weights) != len(classes):
+            raise ValueError(
+                f"'weights' must be a list of {len(classes)} numbers (one per class "
+                f"{classes}), got {weights!r}"
+            )
+        values = []
+        for name, weight in zip(classes, weights, strict=True):
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ValueError(f"weight of {name!r} is not a number: {weight!r}")
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight of {name!r} is {weight}; need finite >= 0")
+            values.append(float(weight))
+        if not any(value > 0 for value in values):
+            raise ValueError("all weights are 0")
+        return values
 
     def to_metadata(self) -> dict[str, Any]:
         return self.model_dump(include={"strategy", "classes", "image_size", "weights"})

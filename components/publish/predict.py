@@ -31,7 +31,7 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from components.model.model import (
     SAVED_MODEL_DIR,
     SERVING_SIGNATURE,
 )
+from components.platform import files
 from components.platform.config import PredictConfig
 from components.platform.contracts import ArtifactRef, ModelMetadata, PredictionSummary
 from components.platform.storage import GCS_SCHEME, parse_gcs_uri
@@ -76,34 +77,30 @@ class InputImage:
     name: str
 
 
-@dataclass
-class PredictSummary:
-    """What a prediction run did."""
+def exit_code(summary: PredictionSummary) -> int:
+    """`petseg predict`'s exit code for a run: 3 when some images were unreadable."""
+    return EXIT_SOME_UNREADABLE if summary.unreadable else EXIT_OK
 
-    output: str
-    model_dir: str
-    classes: list[str]
-    predicted: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)  # not images, by name
 
-    @property
-    def exit_code(self) -> int:
-        return EXIT_SOME_UNREADABLE if self.failed else EXIT_OK
+def summary_line(summary: PredictionSummary, output: str) -> str:
+    """The one line `petseg predict` prints: counts and where the lists are."""
+    text = f"predicted {summary.predicted} image(s) into {output}"
+    if summary.unreadable:
+        text += (
+            f"; {summary.unreadable} unreadable, skipped and listed in {_join(output, FAILED_FILE)}"
+        )
+    if summary.skipped:
+        text += (
+            f"; {summary.skipped} other file(s) not read (not images), listed in "
+            f"{_join(output, SKIPPED_FILE)}"
+        )
+    return text
 
-    def line(self) -> str:
-        text = f"predicted {self.predicted} image(s) into {self.output}"
-        if self.failed:
-            text += (
-                f"; {len(self.failed)} unreadable, skipped and listed in "
-                f"{_join(self.output, FAILED_FILE)}"
-            )
-        if self.skipped:
-            text += (
-                f"; {len(self.skipped)} other file(s) not read (not images), listed in "
-                f"{_join(self.output, SKIPPED_FILE)}"
-            )
-        return text
+
+def listed(output: str, name: str) -> list[dict[str, Any]]:
+    """The rows of one of the output's JSON Lines files (failed.jsonl, skipped.jsonl)."""
+    text = files.read_text(_join(output, name))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _join(root: str, *parts: str) -> str:
@@ -474,7 +471,7 @@ def predict(
     cache_dir: str | None = None,
     gcs_client: Any = None,
     progress: Callable[[int, int], None] | None = None,
-) -> PredictSummary:
+) -> PredictionSummary:
     """Predicts every image an input names and writes masks, overlays and summaries.
 
     Args:
@@ -488,7 +485,7 @@ def predict(
         progress: called with (images done, images in total) after every batch.
 
     Returns:
-        A PredictSummary (counts, unreadable files, exit code).
+        A PredictionSummary (counts, unreadable and skipped files, the model used).
 
     Raises:
         PredictError: the model, input or output cannot be used (nothing is predicted).
@@ -508,29 +505,27 @@ def predict(
         temporary = cache_dir = tempfile.mkdtemp(prefix="petseg-predict-")
     try:
         predictor = Predictor(resolve_model(model, cache_dir, gcs_client=client))
-        summary = PredictSummary(
-            output=output, model_dir=predictor.model_dir, classes=predictor.classes
-        )
-        summary.skipped = skipped
+        failed: list[dict[str, str]] = []
+        predicted = 0
         sink = _Output(output, client)
         sink.append(SKIPPED_FILE, skipped)
         done = 0
         reported_failures = 0
         try:
-            for batch in _batches(images, batch_size, client, summary.failed):
+            for batch in _batches(images, batch_size, client, failed):
                 outputs = predictor([encoded for _, encoded, _ in batch])
                 rows = [
                     _write_one(sink, predictor, image, pixels, outputs, index, alpha)
                     for index, (image, _, pixels) in enumerate(batch)
                 ]
                 sink.append(PREDICTIONS_FILE, rows)
-                sink.append(FAILED_FILE, summary.failed[reported_failures:])
-                reported_failures = len(summary.failed)
-                summary.predicted += len(rows)
-                done = summary.predicted + len(summary.failed)
+                sink.append(FAILED_FILE, failed[reported_failures:])
+                reported_failures = len(failed)
+                predicted += len(rows)
+                done = predicted + len(failed)
                 if progress is not None:
                     progress(done, len(images))
-            sink.append(FAILED_FILE, summary.failed[reported_failures:])
+            sink.append(FAILED_FILE, failed[reported_failures:])
             if progress is not None and done < len(images):
                 progress(len(images), len(images))
         finally:
@@ -538,7 +533,16 @@ def predict(
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
-    return summary
+    return PredictionSummary(
+        predicted=predicted,
+        unreadable=len(failed),
+        unreadable_files=[failure["file"] for failure in failed],
+        skipped=len(skipped),
+        skipped_files=[other["file"] for other in skipped],
+        input=inputs,
+        model=predictor.model_dir,
+        classes=predictor.classes,
+    )
 
 
 def _write_one(
@@ -608,17 +612,15 @@ def run(settings: PredictConfig, pushed: ArtifactRef, output_dir: str) -> Predic
     version = pushed.metadata.get("version", "")
     print(
         f"predicted {summary.predicted} image(s) of {settings.input} with {version}; "
-        f"{len(summary.failed)} unreadable (failed.jsonl)"
+        f"{summary.unreadable} unreadable (failed.jsonl)"
     )
-    return PredictionSummary(
-        predicted=summary.predicted,
-        unreadable=len(summary.failed),
-        unreadable_files=[failure["file"] for failure in summary.failed[:20]],
-        skipped=len(summary.skipped),
-        skipped_files=[other["file"] for other in summary.skipped[:20]],
-        input=settings.input,
-        model=pushed.uri,
-        version=version,
-        classes=summary.classes,
-        skip_reason="",
+    # The step's metadata keeps the first 20 names of each list; the JSON Lines keep them all.
+    return summary.model_copy(
+        update={
+            "unreadable_files": summary.unreadable_files[:20],
+            "skipped_files": summary.skipped_files[:20],
+            "model": pushed.uri,
+            "version": version,
+            "skip_reason": "",
+        }
     )
