@@ -83,6 +83,14 @@ def _bound_violations(constraints) -> list[object]:
     return values
 
 
+def _accepts(annotation, value) -> bool:
+    try:
+        pydantic.TypeAdapter(annotation).validate_python(value)
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
 def _type_violations(annotation) -> list[object]:
     origin = typing.get_origin(annotation)
     if annotation is bool:
@@ -101,6 +109,14 @@ def _type_violations(annotation) -> list[object]:
         return [[1, 2], "not-a-mapping"]
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return ["not-a-mapping", [1]]
+    if origin in (typing.Union, types.UnionType):
+        # e.g. a float in [0, 1) or the word "from_steps": what every member refuses.
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        values = []
+        for member in members:
+            base, constraints = _unwrap(member)
+            values += _type_violations(base) + _bound_violations(constraints)
+        return [value for value in values if not any(_accepts(m, value) for m in members)]
     raise AssertionError(f"no invalid values known for {annotation!r}; extend this test")
 
 
