@@ -201,39 +201,14 @@ def _read_tfds_shard(item: tuple[int, str, int], data_config: DataConfig):
     The builder is made again on the worker from the config (a builder object does not
     travel), once per worker process.
     """
-    import tensorflow_datasets as tfds
-
     rank, split, shard = item
     cache_key = data_config.model_dump_json()
     if cache_key not in _BUILDERS:
         _BUILDERS[cache_key] = sources.get_builder(data_config)
     builder = _BUILDERS[cache_key]
-    has_file_name = "file_name" in builder.info.features
-    dataset = builder.as_dataset(
-        split=f"{split}[{shard}shard]",
-        shuffle_files=False,
-        decoders={
-            data_config.image_feature: tfds.decode.SkipDecoding(),
-            data_config.mask_feature: tfds.decode.SkipDecoding(),
-        },
-        read_config=tfds.ReadConfig(add_tfds_id=not has_file_name, interleave_cycle_length=1),
-    )
-    for offset, example in enumerate(dataset.as_numpy_iterator()):
-        key_bytes = example["file_name"] if has_file_name else example["tfds_id"]
-        key = key_bytes.decode("utf-8")
-        yield (
-            (rank, shard, offset),
-            SourceExample(
-                key=key,
-                file_name=key,
-                split=split,
-                mask_name=f"{data_config.mask_feature} of {key}",
-                image=example[data_config.image_feature],
-                mask=example[data_config.mask_feature],
-                label=sources._int_feature(example, "label"),
-                species=sources._int_feature(example, "species"),
-            ),
-        )
+    examples = sources.tfds_examples(builder, data_config, split, f"{split}[{shard}shard]")
+    for offset, example in enumerate(examples):
+        yield (rank, shard, offset), example
 
 
 def _check(
@@ -569,10 +544,5 @@ def ingest_dataset(
         raise
     finally:
         ingest._remove_quietly(work_dir)
-    logger.info(
-        "Wrote %s in %.1f s (fingerprint %s)",
-        ", ".join(f"{split} {entry['num_records']}" for split, entry in split_entries.items()),
-        time.monotonic() - started,
-        info["fingerprint"]["dataset"][:12],
-    )
+    ingest.log_written(logger, split_entries, started, info)
     return info

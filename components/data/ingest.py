@@ -757,10 +757,15 @@ def ingest_dataset(
             _remove_quietly(posixpath.join(output_dir, split))
         _remove_quietly(statistics_path)
         raise
-    logger.info(
+    log_written(logger, split_entries, started, info)
+    return info
+
+
+def log_written(log: logging.Logger, split_entries: dict, started: float, info: dict) -> None:
+    """The one line either engine logs when a dataset is whole: records per split, time, id."""
+    log.info(
         "Wrote %s in %.1f s (fingerprint %s)",
         ", ".join(f"{split} {entry['num_records']}" for split, entry in split_entries.items()),
         time.monotonic() - started,
         info["fingerprint"]["dataset"][:12],
     )
-    return info

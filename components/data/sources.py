@@ -294,6 +294,38 @@ def _manifest_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceEx
 # --- TFDS -----------------------------------------------------------------------------------
 
 
+def tfds_examples(
+    builder, data_config: DataConfig, split: str, selection: str | None = None
+) -> Iterator[SourceExample]:
+    """A TFDS split (or ``selection`` of it, e.g. ``train[3shard]``), images left encoded.
+
+    Shard by shard, each in record order (not TFDS's default interleaving of 16 files): the
+    order the Beam engine, reading one shard per element, reproduces.
+    """
+    has_file_name = "file_name" in builder.info.features
+    dataset = builder.as_dataset(
+        split=selection or split,
+        shuffle_files=False,
+        decoders={
+            data_config.image_feature: tfds.decode.SkipDecoding(),
+            data_config.mask_feature: tfds.decode.SkipDecoding(),
+        },
+        read_config=tfds.ReadConfig(add_tfds_id=not has_file_name, interleave_cycle_length=1),
+    )
+    for example in dataset.as_numpy_iterator():
+        key = (example["file_name"] if has_file_name else example["tfds_id"]).decode("utf-8")
+        yield SourceExample(
+            key=key,
+            file_name=key,
+            split=split,
+            mask_name=f"{data_config.mask_feature} of {key}",
+            image=example[data_config.image_feature],
+            mask=example[data_config.mask_feature],
+            label=_int_feature(example, "label"),
+            species=_int_feature(example, "species"),
+        )
+
+
 def _int_feature(example: dict, name: str) -> int:
     value = example.get(name, -1)
     try:
@@ -346,36 +378,10 @@ def _tfds_examples(data_config: DataConfig) -> tuple[dict, Iterator[SourceExampl
         "ignored_splits": sorted(set(builder.info.splits) - set(source_splits)),
         "num_examples": {split: builder.info.splits[split].num_examples for split in source_splits},
     }
-    has_file_name = "file_name" in features
 
     def generate() -> Iterator[SourceExample]:
         for split in source_splits:
-            dataset = builder.as_dataset(
-                split=split,
-                shuffle_files=False,
-                decoders={
-                    data_config.image_feature: tfds.decode.SkipDecoding(),
-                    data_config.mask_feature: tfds.decode.SkipDecoding(),
-                },
-                # Shard by shard, each in record order (not TFDS's default interleaving of
-                # 16 files): the order the Beam engine reproduces (components.data.beam_ingest).
-                read_config=tfds.ReadConfig(
-                    add_tfds_id=not has_file_name, interleave_cycle_length=1
-                ),
-            )
-            for example in dataset.as_numpy_iterator():
-                key_bytes = example["file_name"] if has_file_name else example["tfds_id"]
-                key = key_bytes.decode("utf-8")
-                yield SourceExample(
-                    key=key,
-                    file_name=key,
-                    split=split,
-                    mask_name=f"{data_config.mask_feature} of {key}",
-                    image=example[data_config.image_feature],
-                    mask=example[data_config.mask_feature],
-                    label=_int_feature(example, "label"),
-                    species=_int_feature(example, "species"),
-                )
+            yield from tfds_examples(builder, data_config, split)
 
     return description, generate()
 
