@@ -1,7 +1,7 @@
 """Own data on gs:// (a real GCS emulator): a manifest and a folder read through the GCS API."""
 
+import hashlib
 import os
-import uuid
 
 import pytest
 from gcs_emulator import running_emulator
@@ -21,13 +21,19 @@ def emulator(tmp_path_factory):
 
 
 @pytest.fixture
-def uploaded(emulator, tmp_path, monkeypatch):
-    """A palette-mask folder dataset, written locally and uploaded to a fresh bucket."""
+def uploaded(emulator, tmp_path, monkeypatch, request):
+    """A palette-mask folder dataset, written locally and uploaded to a fresh bucket.
+
+    The bucket is named after the test, not at random: absolute ``gs://`` manifest entries
+    carry the bucket in their keys, and keys place examples in splits, so a random name
+    would make 10 examples carve an empty validation split now and then.
+    """
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
     written = synthetic_pets.write_folder_dataset(
         str(tmp_path / "local"), 10, num_classes=2, mask_format="palette", image_size=32
     )
-    bucket = emulator.client().create_bucket(f"own-{uuid.uuid4().hex[:12]}")
+    digest = hashlib.sha1(request.node.name.encode()).hexdigest()[:12]
+    bucket = emulator.client().create_bucket(f"own-{digest}")
     for folder in ("images", "masks"):
         for name in sorted(os.listdir(os.path.join(written.root, folder))):
             blob = bucket.blob(f"data/{folder}/{name}")
