@@ -99,6 +99,21 @@ def test_webhook_receives_the_report_and_errors_never_show_the_url(monkeypatch):
         notify.send(settings, report)
 
 
+def test_step_reports_per_policy_and_says_what_it_did(monkeypatch):
+    status = {"pipeline_job": "j", "task_name": "t", "error_message": "", "run_name": "weekly"}
+    settings = NotifyConfig(webhook_url_env=ENV, report="failure")
+    with Webhook() as hook:
+        monkeypatch.setenv(ENV, hook.url)
+        quiet = notify.run(settings, state="SUCCEEDED", **status)
+        sent = notify.run(
+            settings.model_copy(update={"report": "always"}), state="SUCCEEDED", **status
+        )
+    assert (quiet.sent, quiet.http_status) == (False, 0) and len(hook.received) == 1
+    assert quiet.summary() == "run succeeded; notify.report=failure: not reported"
+    assert (sent.sent, sent.http_status, hook.received[0]["run"]) == (True, 200, "weekly")
+    assert sent.summary() == "reported run succeeded to the webhook (HTTP 200)"
+
+
 def test_url_from_secret_manager_request_boundary():
     class Session:
         def __init__(self, status):

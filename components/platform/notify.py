@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.platform.config import NotifyConfig
+from components.platform.contracts import NotifyOutcome
 
 SECRET_MANAGER_API = "https://secretmanager.googleapis.com/v1"
 MAX_ERROR_CHARS = 500
@@ -220,8 +221,8 @@ def run(
     task_name: str,
     error_message: str,
     run_name: str,
-) -> str:
-    """The exit handler's step: reports the run's end when settings say so; says what it did.
+) -> NotifyOutcome:
+    """The exit handler's step: reports the run's end when settings say so.
 
     The arguments are KFP's ``PipelineTaskFinalStatus`` fields and the run's name.
     """
@@ -236,7 +237,6 @@ def run(
         run_name=run_name,
         task_errors=task_errors,
     )
-    if not should_send(settings, report):
-        return f"run {report['state'].lower()}; notify.report={settings.report}: not reported"
-    code = send(settings, report)
-    return f"reported run {report['state'].lower()} to the webhook (HTTP {code})"
+    sent = should_send(settings, report)
+    status = send(settings, report) if sent else 0
+    return NotifyOutcome(state=state, sent=sent, policy=settings.report, http_status=status)
