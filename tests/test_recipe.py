@@ -181,6 +181,48 @@ def test_batchnorm_momentum_setting_is_a_number_from_steps_or_none():
         train.batchnorm_momentum_for(ModelConfig(batchnorm_momentum="from_steps"))
 
 
+def _dice_reference(labels, logits, ignore_id=255, per_pixel=False):
+    """Numpy: mean cross-entropy over labelled pixels + per-image soft Dice (mean over
+    classes), each image's Dice weighted by its labelled pixels."""
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    labelled = labels != ignore_id
+    safe = np.where(labelled, labels, 0)
+    picked = np.take_along_axis(probs, safe[..., None], axis=-1)[..., 0]
+    truth = np.eye(logits.shape[-1])[safe] * labelled[..., None]
+    predicted = probs * labelled[..., None]
+    overlap = (truth * predicted).sum((1, 2))
+    dice = (1 - (2 * overlap + 1) / ((truth + predicted).sum((1, 2)) + 1)).mean(-1)
+    values = -np.log(picked) + dice[:, None, None]
+    return values if per_pixel else values[labelled].mean()
+
+
+def test_cross_entropy_dice_is_cross_entropy_plus_dice_over_labelled_pixels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=(2, 6, 6)).astype(np.int32)
+    labels[0, :2] = 255  # an ignored band
+    logits = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    loss = train.loss_for("cross_entropy_dice", 3)
+    value = float(loss(labels[..., None], logits))
+    assert value == pytest.approx(_dice_reference(labels, logits), rel=1e-5)
+    # Ignored pixels: their logits change nothing.
+    changed = logits.copy()
+    changed[0, :2] += 5.0
+    assert float(loss(labels[..., None], changed)) == pytest.approx(value, rel=1e-6)
+    # Less overlap on a thin class costs more than plain cross-entropy says.
+    plain = train.loss_for("cross_entropy", 3)
+    assert value > float(plain(labels[..., None], logits))
+    perfect = np.eye(3, dtype=np.float32)[np.where(labels == 255, 0, labels)] * 20
+    assert float(loss(labels[..., None], perfect)) < 0.01
+    # Class weights arrive as per-pixel sample weights (0 on ignored pixels).
+    weights = np.where(labels == 255, 0.0, np.where(labels == 2, 3.0, 1.0)).astype(np.float32)
+    weighted = float(loss(labels[..., None], logits, sample_weight=weights))
+    per_pixel = _dice_reference(labels, logits, per_pixel=True)
+    reference = (per_pixel * weights)[labels != 255].sum() / (labels != 255).sum()
+    assert weighted == pytest.approx(reference, rel=1e-5)
+    config = train.CrossEntropyDice.from_config(loss.get_config())
+    assert (config.num_classes, config.ignore_class) == (3, 255)
+
+
 @pytest.mark.slow
 def test_train_model_fine_tunes_and_keeps_the_best_epoch(tmp_path):
     dataset_dir = str(tmp_path / "dataset")
@@ -202,6 +244,7 @@ def test_train_model_fine_tunes_and_keeps_the_best_epoch(tmp_path):
         augment_min_crop_scale=0.7,
         augment_max_rotation_degrees=10,
         augment_color_jitter=0.1,
+        loss="cross_entropy_dice",
         tensorboard_images=0,
     )
     seen = []

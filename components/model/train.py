@@ -209,21 +209,83 @@ class PixelAccuracy(keras.metrics.SparseCategoricalAccuracy):
         return {**super().get_config(), "ignore_class": self.ignore_class}
 
 
+@keras.saving.register_keras_serializable(package="petseg")
+class CrossEntropyDice(keras.losses.Loss):
+    """Per-pixel cross-entropy plus each image's soft Dice loss, over labelled pixels only.
+
+    Cross-entropy weighs a class by its pixel count, so the trimap's thin border counts
+    little; Dice scores each class by overlap (1 - 2|P∩T| / (|P| + |T|), mean over the
+    classes), which is what mean IoU rewards. The image's Dice term is spread over its
+    labelled pixels, so sample weights (class weighting) apply per pixel as with
+    cross-entropy alone, and the result is the mean over labelled pixels, like Keras'
+    ``ignore_class``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_class: int = schema.IGNORE_ID,
+        name: str = "cross_entropy_dice",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.ignore_class = ignore_class
+
+    def call(self, y_true, y_pred):
+        labels = keras.ops.cast(y_true, "int32")
+        if len(labels.shape) == len(y_pred.shape):
+            labels = keras.ops.squeeze(labels, axis=-1)
+        labelled = keras.ops.not_equal(labels, self.ignore_class)
+        safe_labels = keras.ops.where(labelled, labels, 0)
+        weight = keras.ops.cast(labelled, "float32")
+        logits = keras.ops.cast(y_pred, "float32")
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(
+            safe_labels, logits, from_logits=True
+        )
+        spread = weight[..., None]
+        truth = keras.ops.one_hot(safe_labels, self.num_classes) * spread
+        predicted = keras.ops.softmax(logits, axis=-1) * spread
+        overlap = keras.ops.sum(truth * predicted, axis=(1, 2))
+        total = keras.ops.sum(truth + predicted, axis=(1, 2))
+        dice = 1.0 - (2.0 * overlap + 1.0) / (total + 1.0)
+        per_image = keras.ops.mean(dice, axis=-1)[:, None, None]
+        # Keras divides by every pixel; rescaling by all/labelled makes it the labelled mean.
+        pixels = keras.ops.cast(keras.ops.size(weight), "float32")
+        share = pixels / keras.ops.maximum(keras.ops.sum(weight), 1.0)
+        return (cross_entropy + per_image) * weight * share
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "ignore_class": self.ignore_class,
+        }
+
+
+def loss_for(name: str, num_classes: int, ignore_id: int = schema.IGNORE_ID) -> keras.losses.Loss:
+    """The training loss ``training.loss`` names; both skip ignored pixels."""
+    if name == "cross_entropy_dice":
+        return CrossEntropyDice(num_classes, ignore_class=ignore_id)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_id)
+
+
 def _compile(
     model: keras.Model,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     jit_compile: bool,
     num_classes: int,
     ignore_id: int = schema.IGNORE_ID,
+    loss: str = "cross_entropy",
 ) -> None:
-    """Adam and per-pixel cross-entropy; the loss and both metrics skip ignored pixels.
+    """Adam and the configured loss; the loss and both metrics skip ignored pixels.
 
     Keras' ``ignore_class`` gives ignored pixels loss 0 and averages over the labelled
     ones; with class weights their sample weight is 0 as well (components.model.input_pipeline).
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_id),
+        loss=loss_for(loss, num_classes, ignore_id),
         metrics=[
             PixelAccuracy(ignore_class=ignore_id, name="accuracy"),
             keras.metrics.MeanIoU(
@@ -699,6 +761,7 @@ def train_model(
                         runtime_plan.jit_compile,
                         len(classes),
                         info.ignore_id,
+                        training_config.loss,
                     )
                 logger.info(
                     "training phase %s: epochs %d-%d",

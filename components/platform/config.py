@@ -511,6 +511,12 @@ class TrainingConfig(_Section):
         default=0.0,
         description="With augment: brightness, contrast and saturation jitter; 0 = none.",
     )
+    loss: Literal["cross_entropy", "cross_entropy_dice"] = Field(
+        default="cross_entropy",
+        description="Per-pixel cross-entropy; 'cross_entropy_dice' adds each image's soft "
+        "Dice loss (mean over classes), which weighs a thin class such as the trimap border "
+        "by its overlap rather than by its few pixels.",
+    )
     learning_rate_schedule: Literal["constant", "cosine"] = Field(
         default="constant",
         description="'cosine' decays each phase's learning rate to 0 over its steps.",
