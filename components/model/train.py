@@ -27,7 +27,7 @@ from components.model import input_pipeline as data
 from components.model import model as model_lib
 from components.platform import provenance
 from components.platform.config import ModelConfig, TrainingConfig
-from components.platform.contracts import StepSettings
+from components.platform.contracts import ArtifactRef, StepSettings
 from components.platform.retry import run_or_replay_failure
 
 logger = logging.getLogger(__name__)
@@ -568,8 +568,7 @@ class TrainOutcome(BaseModel):
 
 def run(
     settings: Settings,
-    dataset_dir: str,
-    dataset_uri: str,
+    dataset: ArtifactRef,
     class_weights_path: str | None,
     model_dir: str,
     tensorboard_dir: str,
@@ -584,20 +583,20 @@ def run(
         tf.io.gfile.makedirs(directory)
     final = run_or_replay_failure(
         lambda: train_model(
-            dataset_dir,
+            dataset.path,
             model_dir,
             tensorboard_dir,
             model,
             training,
             class_weights_path,
-            dataset_uri,
+            dataset.uri,
         ),
         model_dir,
         what="train",
     )
     # From the dataset, not the saved model: on a custom job of several replicas every worker
     # runs this, and only the chief writes model_dir (components/model/distributed.py).
-    info = dataset_info.load_dataset_info(dataset_dir)
+    info = dataset_info.load_dataset_info(dataset.path)
     metadata = {
         "classes": info.classes,
         "image_size": model.image_size,
