@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from components.data.splits import TRAIN
 from components.platform import files
 from components.platform.config import CheckRule, ChecksConfig, PushConfig
 from components.platform.contracts import (
@@ -54,7 +55,6 @@ CHECKS_FILE = CheckVerdicts.FILE_NAME
 # Where push publishes them in a model version, and where the next run looks.
 PUSHED_STATISTICS = Statistics.PUSHED_PATH
 PUSHED_CHECKS = CheckVerdicts.PUSHED_PATH
-TRAIN_SPLIT = "train"
 _LISTED = 5  # names quoted in a message
 
 
@@ -124,7 +124,7 @@ def _empty_splits(statistics, _production):
 
 
 def _classes_missing_in_train(statistics, _production):
-    train = statistics["splits"].get(TRAIN_SPLIT)
+    train = statistics["splits"].get(TRAIN)
     if train is None:
         return len(statistics["classes"]), "there is no train split"
     missing = [name for name, pixels in train["class_pixels"].items() if pixels == 0]
