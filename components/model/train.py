@@ -26,7 +26,7 @@ from components.evaluation import visualize
 from components.model import devices, distributed
 from components.model import input_pipeline as data
 from components.model import model as model_lib
-from components.platform import provenance
+from components.platform import files, provenance
 from components.platform.config import ModelConfig, TrainingConfig
 from components.platform.contracts import ArtifactRef, StepSettings
 from components.platform.retry import run_or_replay_failure
@@ -580,7 +580,7 @@ def run(
     """
     model, training = settings.model, settings.training
     for directory in (model_dir, tensorboard_dir):
-        tf.io.gfile.makedirs(directory)
+        files.makedirs(directory)
     final = run_or_replay_failure(
         lambda: train_model(
             dataset.path,
@@ -749,7 +749,7 @@ def train_model(
                 if phase.fine_tune:
                     unfreeze_encoder(model, training_config.fine_tune_from_block)
                 if any(
-                    tf.io.gfile.exists(posixpath.join(model_dir, later.backup_dir))
+                    files.exists(posixpath.join(model_dir, later.backup_dir))
                     for later in phases[index + 1 :]
                 ):
                     continue  # a resumed task: a later phase had begun and restores itself
