@@ -436,10 +436,12 @@ def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -
     )
 
 
-def enforce_saved(statistics_dir: str) -> None:
+def enforce_saved(statistics_dir: str) -> CheckVerdicts:
     """The enforce_data_checks step: stops on a failed ``error`` check; prints the warnings."""
-    verdicts = CheckVerdicts.read(posixpath.join(statistics_dir, CHECKS_FILE)).to_dict()
+    outcome = CheckVerdicts.read(posixpath.join(statistics_dir, CHECKS_FILE))
+    verdicts = outcome.to_dict()
     enforce(verdicts)
     for check in verdicts["checks"]:
         if check["status"] == "fail" and check["severity"] == "warn":
             print(f"data check warning: {describe(check)}")
+    return outcome
