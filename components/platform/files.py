@@ -3,9 +3,9 @@
 Local paths (Vertex AI's ``/gcs/`` mounts included) use Python's own file calls;
 ``gs://`` URIs go through the google-cloud-storage client, which also talks to the
 test emulator (``STORAGE_EMULATOR_HOST``); a caller holding its own client (predict's
-``gcs_client=``) runs its calls inside ``with files.gcs_client(client):``. Nothing here
-imports TensorFlow, so a step that reads a local JSON file (the data-check gate) starts
-in a second.
+``gcs_client=``) runs its calls inside ``with files.gcs_client(client):``, and push's
+Store uses that client too. Nothing here imports TensorFlow, so a step that reads a
+local JSON file (the data-check gate) starts in a second.
 
 Every write creates the parent folder and is atomic: a reader sees the old file or
 the new one, never half of one. Locally the bytes go to a temporary name that is
@@ -18,21 +18,21 @@ file that is not a JSON object is ``FileFormatError`` (a ``ValueError``).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import fnmatch
-import functools
 import glob as local_glob
 import json
 import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+# A caller's storage client (``with files.gcs_client(client):``) reaches push's Store too.
+from components.platform.storage import active_client, parse_gcs_uri
+from components.platform.storage import gcs_client as gcs_client
+
 join = posixpath.join
-_CLIENT: contextvars.ContextVar[Any] = contextvars.ContextVar("gcs_client", default=None)
 
 
 class FileFormatError(ValueError):
@@ -44,38 +44,13 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
-@contextlib.contextmanager
-def gcs_client(client: Any) -> Iterator[None]:
-    """gs:// calls in this block (this thread) go through ``client``; None keeps the current."""
-    token = _CLIENT.set(client if client is not None else _CLIENT.get())
-    try:
-        yield
-    finally:
-        _CLIENT.reset(token)
-
-
 def _blobs(uri: str):
-    """(bucket, object name) of a gs:// URI: the block's client, else the emulator's or ADC's.
+    """(bucket, object name) of a gs:// URI, through ``active_client()``.
 
     tf.io.gfile would not honour STORAGE_EMULATOR_HOST; the storage client does.
     """
-    from components.platform.storage import parse_gcs_uri
-
     bucket, name = parse_gcs_uri(uri)
     return active_client().bucket(bucket), name
-
-
-def active_client() -> Any:
-    """The storage client gs:// calls use here: the block's, else the emulator's or ADC's."""
-    return _CLIENT.get() or _client(os.environ.get("STORAGE_EMULATOR_HOST"))
-
-
-@functools.cache
-def _client(emulator_host: str | None):
-    del emulator_host  # only the cache key: make_gcs_client reads the environment itself
-    from components.platform.storage import make_gcs_client
-
-    return make_gcs_client()
 
 
 def _under(uri: str) -> list[str]:

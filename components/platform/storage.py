@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import posixpath
@@ -23,6 +25,7 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,7 @@ STALE_STAGED_AFTER_S = 3600.0
 # preconditions fake-gcs-server, the test emulator, enforces).
 CONDITIONAL_WRITE_MAX_BYTES = 8 * 1024 * 1024
 _READ_ATTEMPTS = 10
+_CLIENT: contextvars.ContextVar[Any] = contextvars.ContextVar("gcs_client", default=None)
 
 Token = Any
 """What compare_and_swap compares: a GCS generation (0 = absent), or local bytes (None)."""
@@ -335,9 +339,9 @@ def _exclusive_lock(lock_path: str, timeout_s: float = LOCK_TIMEOUT_S):
 class GcsStore(Store):
     """A gs://bucket/prefix, written with google-cloud-storage and generation preconditions.
 
-    The client is created on first use (not at import or construction), so
-    ``STORAGE_EMULATOR_HOST`` set by then is honoured and nothing authenticates
-    until a push actually happens.
+    Without its own client it uses ``active_client()`` on first use (not at import or
+    construction), so a ``gcs_client`` block or ``STORAGE_EMULATOR_HOST`` set by then is
+    honoured and nothing authenticates until a push actually happens.
     """
 
     def __init__(
@@ -359,9 +363,7 @@ class GcsStore(Store):
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = make_gcs_client()
-        return self._client
+        return self._client or active_client()
 
     @property
     def bucket(self):
@@ -546,15 +548,36 @@ def make_gcs_client():
     return storage.Client()
 
 
-def open_store(destination: str, *, gcs_client: Any = None) -> Store:
+@contextlib.contextmanager
+def gcs_client(client: Any) -> Iterator[None]:
+    """gs:// calls in this block (this thread) go through ``client``; None keeps the current."""
+    token = _CLIENT.set(client if client is not None else _CLIENT.get())
+    try:
+        yield
+    finally:
+        _CLIENT.reset(token)
+
+
+def active_client() -> Any:
+    """The storage client gs:// calls use here: the block's, else the emulator's or ADC's."""
+    return _CLIENT.get() or _default_client(os.environ.get("STORAGE_EMULATOR_HOST"))
+
+
+@functools.cache
+def _default_client(emulator_host: str | None):
+    del emulator_host  # only the cache key: make_gcs_client reads the environment itself
+    return make_gcs_client()
+
+
+def open_store(destination: str) -> Store:
     """The store for a push destination: gs://bucket/prefix, /gcs/bucket/prefix or a folder."""
     destination = (destination or "").strip()
     if not destination:
         raise DestinationError("push destination is empty; set push.destination")
     if destination.startswith(GCS_SCHEME):
-        return GcsStore(destination, client=gcs_client)
+        return GcsStore(destination)
     if destination.startswith(GCS_FUSE_ROOT):
-        return GcsStore(GCS_SCHEME + destination[len(GCS_FUSE_ROOT) :], client=gcs_client)
+        return GcsStore(GCS_SCHEME + destination[len(GCS_FUSE_ROOT) :])
     if "://" in destination:
         raise DestinationError(
             f"push destination {destination!r}: only gs:// URIs and local folders are supported"

@@ -206,7 +206,6 @@ def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
         PredictError: the location is neither a model directory nor a push destination,
             or the destination has no model yet.
     """
-    from components.platform.storage import open_store
     from components.publish import push
     from components.publish.versions import VersionError, check_not_incomplete
 
@@ -228,9 +227,7 @@ def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
                 f"push destination (no {push.LATEST_FILE})"
             )
         # push's own reader, which verifies every file against the version's manifest
-        remote = files.is_remote(model)
-        store = open_store(model, gcs_client=files.active_client()) if remote else None
-        return push.resolve_latest_model(model, cache_dir, store=store)
+        return push.resolve_latest_model(model, cache_dir)
 
 
 def _download_model_dir(model: str, cache_dir: str) -> str:
