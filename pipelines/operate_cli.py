@@ -95,8 +95,7 @@ def _cmd_models(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -
 
 def _cmd_push(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -> int:
     from components.platform.storage import DestinationError
-    from components.publish import versions
-    from components.publish import push
+    from components.publish import push, versions
     from components.publish.push import PushError
 
     destination = _destination(args, config_loader)
