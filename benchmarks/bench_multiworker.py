@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     if not os.path.exists(os.path.join(dataset_dir, "dataset.json")):
         ingest_dataset(data_config, dataset_dir, progress_every=10**9)
 
-    from components.data import dataset_info
+    from components.data import dataset_info, splits
 
-    num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT)
+    num_train = dataset_info.split_size(dataset_dir, splits.TRAIN)
     model_config = ModelConfig(image_size=args.image_size, encoder_weights="none")
     batch = args.batch_size
     print(

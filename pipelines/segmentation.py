@@ -17,7 +17,6 @@ from typing import Literal, get_args
 
 from kfp import compiler, dsl
 
-from components.data.skip_unchanged import TRAIN as DATA_CHANGED
 from components.ops.class_weights import compute_class_weights
 from components.ops.data_validation import data_statistics
 from components.ops.enforce_data_checks import enforce_data_checks
@@ -37,6 +36,7 @@ from components.platform.config import (
     runtime_parameter_defaults,
     runtime_parameter_types,
 )
+from components.platform.contracts import DataChange
 from pipelines.kubeflow import (
     apply_kubernetes_gpu_scheduling,
     kubernetes_accelerator,
@@ -219,7 +219,7 @@ def create_pipeline(config: PipelineConfig, *, target: Target = "vertex", schedu
             if skip_unchanged:  # one output ('Output'), so dsl.If works in every runner
                 changed = check_data_changed(dataset=dataset, push_config=resolved["push_config"])
                 changed = configure(changed, config, caching).output
-                scope.enter_context(dsl.If(changed == DATA_CHANGED, name="data-changed"))
+                scope.enter_context(dsl.If(changed == DataChange.TRAIN, name="data-changed"))
             weights = compute_class_weights(
                 dataset=dataset,
                 model_config=resolved["model_config"],

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from components.data import data_validation, statistics
-from components.data.data_validation import DataCheckError, enforce, js_distance, run_checks
+from components.data.data_validation import (
+    DataCheckError,
+    enforce,
+    enforce_saved,
+    js_distance,
+    run_checks,
+)
 from components.platform.config import ChecksConfig, ConfigError, load_config
+from components.platform.contracts import CheckVerdicts
 from tests.datachecks_data import double_pet, standard_splits, write_dataset
 
 CLASSES = ("pet", "background", "border")
@@ -106,6 +113,8 @@ def test_images_at_another_size_warn_image_size_shift(tmp_path, production):
     assert "40x48→80x96" in check["message"]
     assert verdicts["warnings"] == ["image_size_shift"] and verdicts["errors"] == []
     enforce(verdicts)  # a warning lets the run go on
+    CheckVerdicts.from_dict(verdicts).write(str(tmp_path / CheckVerdicts.FILE_NAME))
+    assert enforce_saved(str(tmp_path)).warnings == ["image_size_shift"]  # the step's outcome
 
 
 def test_a_copied_test_image_in_train_is_leakage(tmp_path, production):

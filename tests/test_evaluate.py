@@ -10,6 +10,7 @@ import pytest
 
 from components.data import schema
 from components.evaluation import evaluate
+from components.evaluation.metrics import confusion_matrix
 from components.model.model import check_model_matches
 from components.platform.config import EvaluationConfig, ModelConfig
 
@@ -25,7 +26,7 @@ HAND_RECALL = {"pet": 2 / 3, "background": 2 / 3, "border": 1 / 2}
 
 
 def test_confusion_matrix_counts_pairs_rows_true_columns_predicted():
-    matrix = evaluate.confusion_matrix(TRUE, PRED, 3)
+    matrix = confusion_matrix(TRUE, PRED, 3)
     assert matrix.tolist() == [[2, 1, 0], [0, 2, 1], [1, 0, 1]]
     assert matrix.dtype == np.int64
 
@@ -34,7 +35,7 @@ def test_confusion_matrix_leaves_ignored_pixels_out():
     ignore = schema.IGNORE_ID
     true = np.array([[0, ignore, 1, 1], [ignore, 4, 4, 3]], dtype=np.uint8)
     pred = np.array([[0, 2, 1, 0], [4, 4, 3, 3]], dtype=np.uint8)
-    matrix = evaluate.confusion_matrix(true, pred, 5)
+    matrix = confusion_matrix(true, pred, 5)
     expected = np.zeros((5, 5), np.int64)
     for t, p in [(0, 0), (1, 1), (1, 0), (4, 4), (4, 3), (3, 3)]:
         expected[t, p] += 1
@@ -43,7 +44,7 @@ def test_confusion_matrix_leaves_ignored_pixels_out():
     assert metrics["num_pixels"] == 6 and metrics["pixel_accuracy"] == pytest.approx(4 / 6)
     assert metrics["per_class"]["c"]["predicted_pixels"] == 0  # its prediction was ignored
     with pytest.raises(ValueError, match=r"outside 0\.\.4"):
-        evaluate.confusion_matrix(true, pred, 5, ignore_id=None)
+        confusion_matrix(true, pred, 5, ignore_id=None)
 
 
 def test_confusion_matrix_accumulates_in_place_like_one_pass():
@@ -52,9 +53,9 @@ def test_confusion_matrix_accumulates_in_place_like_one_pass():
     pred = rng.integers(0, 3, size=(5, 8, 8))
     running = np.zeros((3, 3), dtype=np.int64)
     for index in range(5):
-        returned = evaluate.confusion_matrix(true[index], pred[index], 3, into=running)
+        returned = confusion_matrix(true[index], pred[index], 3, into=running)
         assert returned is running
-    np.testing.assert_array_equal(running, evaluate.confusion_matrix(true, pred, 3))
+    np.testing.assert_array_equal(running, confusion_matrix(true, pred, 3))
     assert running.sum() == 5 * 8 * 8
 
 
@@ -68,11 +69,11 @@ def test_confusion_matrix_accumulates_in_place_like_one_pass():
 )
 def test_confusion_matrix_rejects_bad_input(true, pred, message):
     with pytest.raises(ValueError, match=message):
-        evaluate.confusion_matrix(true, pred, 3)
+        confusion_matrix(true, pred, 3)
 
 
 def test_segmentation_metrics_match_hand_computation():
-    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(TRUE, PRED, 3))
+    metrics = evaluate.segmentation_metrics(confusion_matrix(TRUE, PRED, 3))
     assert metrics["classes"] == list(schema.CLASS_NAMES)
     assert metrics["num_pixels"] == 8
     assert metrics["pixel_accuracy"] == pytest.approx(5 / 8)
@@ -89,7 +90,7 @@ def test_segmentation_metrics_match_independent_numpy_on_random_masks():
     rng = np.random.default_rng(1)
     true = rng.integers(0, 3, size=(4, 16, 16))
     pred = np.where(rng.random((4, 16, 16)) < 0.6, true, rng.integers(0, 3, size=(4, 16, 16)))
-    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(true, pred, 3))
+    metrics = evaluate.segmentation_metrics(confusion_matrix(true, pred, 3))
     ious = []
     for index, name in enumerate(schema.CLASS_NAMES):
         is_true, is_pred = true == index, pred == index
@@ -104,7 +105,7 @@ def test_segmentation_metrics_match_independent_numpy_on_random_masks():
 
 def test_class_absent_from_truth_and_prediction_is_null_and_left_out_of_the_mean():
     names = ("pet", "background", "border", "unused")
-    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(TRUE, PRED, 4), names)
+    metrics = evaluate.segmentation_metrics(confusion_matrix(TRUE, PRED, 4), names)
     unused = metrics["per_class"]["unused"]
     assert unused == {
         "iou": None,
@@ -123,7 +124,7 @@ def test_class_absent_from_truth_and_prediction_is_null_and_left_out_of_the_mean
 def test_class_in_truth_but_never_predicted_counts_as_zero_iou():
     true = np.array([0, 0, 1, 1])
     pred = np.array([0, 0, 0, 0])
-    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(true, pred, 3))
+    metrics = evaluate.segmentation_metrics(confusion_matrix(true, pred, 3))
     assert metrics["per_class"]["background"]["iou"] == 0.0
     assert metrics["per_class"]["background"]["precision"] is None  # never predicted
     assert metrics["per_class"]["background"]["recall"] == 0.0
@@ -259,9 +260,9 @@ def test_expected_values_come_from_model_config_unless_given():
 
 
 def test_scalar_metrics_flattens_and_skips_undefined():
-    candidate = evaluate.segmentation_metrics(evaluate.confusion_matrix(TRUE, PRED, 3))
+    candidate = evaluate.segmentation_metrics(confusion_matrix(TRUE, PRED, 3))
     candidate["num_images"] = 1
-    baseline = evaluate.segmentation_metrics(evaluate.confusion_matrix(TRUE, TRUE, 3))
+    baseline = evaluate.segmentation_metrics(confusion_matrix(TRUE, TRUE, 3))
     baseline["num_images"] = 1
     baseline["per_class"]["border"]["iou"] = None
     scalars = evaluate.scalar_metrics(

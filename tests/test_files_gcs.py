@@ -41,3 +41,20 @@ def test_gcs_paths_read_write_list_and_remove_like_local_ones(bucket_uri):
 
     files.remove(f"{bucket_uri}/run/train")
     assert files.list_files(f"{bucket_uri}/run") == ["dataset.json"]
+
+
+@pytest.mark.timeout(120)
+def test_a_callers_client_is_used_inside_its_block_only(emulator, tmp_path, monkeypatch):
+    """predict's gcs_client=: no emulator in the environment, no credentials, still reached."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    client = emulator.client()
+    bucket = client.create_bucket("files-injected")
+    with files.gcs_client(client):
+        files.write_text(f"gs://{bucket.name}/a.txt", "mine")
+        with files.gcs_client(None):  # an inner call without a client keeps the caller's
+            assert files.is_file(f"gs://{bucket.name}/a.txt")
+        assert files.read_text(f"gs://{bucket.name}/a.txt") == "mine"
+    with pytest.raises(Exception, match="no-such-key"):  # outside: the default (ADC) client
+        files.read_text(f"gs://{bucket.name}/a.txt")
+    bucket.delete(force=True)

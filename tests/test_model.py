@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from gcs_emulator import running_emulator
 from PIL import Image
 
 from components.data import schema
@@ -109,14 +110,15 @@ def test_encoder_weights_load_from_a_local_file(tmp_path):
     _assert_encoder_has(net, expected)
 
 
-def test_encoder_weights_on_a_remote_filesystem_are_copied_locally_first(tmp_path):
-    # ram:// is a TensorFlow filesystem that, like gs://, only tf.io.gfile can open.
+def test_encoder_weights_on_gcs_are_copied_locally_first(tmp_path, monkeypatch):
+    """Keras opens only local files; a gs:// file comes through the file layer (emulator)."""
     local = str(tmp_path / "encoder.weights.h5")
     expected = _saved_encoder_weights(local)
-    remote = "ram://petseg-test/encoder.weights.h5"
-    tf.io.gfile.makedirs("ram://petseg-test")
-    tf.io.gfile.copy(local, remote, overwrite=True)
-    net = model_lib.build_unet(SIZE, encoder_weights=remote)
+    with running_emulator(tmp_path / "gcs") as emulator:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
+        bucket = emulator.client().create_bucket("petseg-weights")
+        bucket.blob("encoder.weights.h5").upload_from_filename(local)
+        net = model_lib.build_unet(SIZE, encoder_weights="gs://petseg-weights/encoder.weights.h5")
     _assert_encoder_has(net, expected)
 
 

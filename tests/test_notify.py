@@ -12,6 +12,7 @@ import yaml
 
 from components.platform import notify
 from components.platform.config import ConfigError, NotifyConfig, load_config
+from components.platform.notify import RunStatus
 from pipelines.local import run_local
 from pipelines.segmentation import compile_pipeline
 
@@ -66,20 +67,20 @@ def test_report_names_the_failed_tasks_and_the_error_line():
         "The DAG failed because some tasks failed. The failed tasks are: [train].\n"
         "Job (project_id = p, job_id = 1) is failed due to the above error."
     )
-    report = notify.run_report(
+    report = notify.run_report(RunStatus(
         state="FAILED", pipeline_job="projects/p/locations/r/pipelineJobs/j",
         task_name="exit-handler-1", error_message=message, run_name="weekly",
-    )  # fmt: skip
+    ))  # fmt: skip
     assert report["failed_tasks"] == ["train"]
     assert report["error"] == message.splitlines()[0]
     assert report["text"].startswith("petseg run weekly failed in train: The DAG failed")
-    ok = notify.run_report(state="SUCCEEDED", pipeline_job="j", task_name="t", error_message="")
+    ok = notify.run_report(RunStatus(state="SUCCEEDED", pipeline_job="j", task_name="t"))
     assert (ok["succeeded"], ok["failed_tasks"], ok["text"]) == (True, [], "petseg run j succeeded")
 
 
 def test_webhook_receives_the_report_and_errors_never_show_the_url(monkeypatch):
     settings = NotifyConfig(webhook_url_env=ENV)
-    report = notify.run_report(state="FAILED", pipeline_job="j", task_name="t", error_message="x")
+    report = notify.run_report(RunStatus(state="FAILED", pipeline_job="j", error_message="x"))
     with Webhook() as hook:
         monkeypatch.setenv(ENV, hook.url)
         assert notify.send(settings, report) == 200
@@ -97,6 +98,19 @@ def test_webhook_receives_the_report_and_errors_never_show_the_url(monkeypatch):
     monkeypatch.delenv(ENV)
     with pytest.raises(notify.NotifyError, match=f"{ENV} holding the webhook URL is unset"):
         notify.send(settings, report)
+
+
+def test_step_reports_per_policy_and_says_what_it_did(monkeypatch):
+    status = RunStatus(state="SUCCEEDED", pipeline_job="j", task_name="t", run_name="weekly")
+    settings = NotifyConfig(webhook_url_env=ENV, report="failure")
+    with Webhook() as hook:
+        monkeypatch.setenv(ENV, hook.url)
+        quiet = notify.run(settings, status)
+        sent = notify.run(settings.model_copy(update={"report": "always"}), status)
+    assert (quiet.sent, quiet.http_status) == (False, 0) and len(hook.received) == 1
+    assert quiet.summary() == "run succeeded; notify.report=failure: not reported"
+    assert (sent.sent, sent.http_status, hook.received[0]["run"]) == (True, 200, "weekly")
+    assert sent.summary() == "reported run succeeded to the webhook (HTTP 200)"
 
 
 def test_url_from_secret_manager_request_boundary():
@@ -278,10 +292,11 @@ def test_failed_tasks_and_their_error_lines_from_vertex_request_boundary(monkeyp
         )
     ]
     assert task_errors == [{"task": "train", "error": "ValueError: dataset has 3 classes"}]
-    report = notify.run_report(
+    status = RunStatus(
         state="FAILED", pipeline_job=job_name, task_name="exit-handler-1",
-        error_message="The DAG failed because some tasks failed.", task_errors=task_errors,
+        error_message="The DAG failed because some tasks failed.",
     )  # fmt: skip
+    report = notify.run_report(status, task_errors)
     assert (report["failed_tasks"], report["error"]) == (
         ["train"],
         "ValueError: dataset has 3 classes",

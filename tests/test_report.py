@@ -12,6 +12,7 @@ from PIL import Image
 
 from components.data import schema
 from components.evaluation import evaluate, report, visualize
+from components.evaluation.metrics import confusion_matrix
 
 
 def _samples(count):
@@ -31,7 +32,7 @@ def _samples(count):
 
 
 def _metrics(true, pred):
-    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(true, pred, 3))
+    metrics = evaluate.segmentation_metrics(confusion_matrix(true, pred, 3))
     metrics["num_images"] = 2
     return metrics
 
@@ -161,7 +162,7 @@ def test_worst_section_lists_images_by_rank_with_names_and_ious():
 def test_report_palette_follows_any_number_of_classes():
     classes = [f"class {index}" for index in range(12)]
     mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    metrics = evaluate.segmentation_metrics(evaluate.confusion_matrix(mask, mask, 12), classes)
+    metrics = evaluate.segmentation_metrics(confusion_matrix(mask, mask, 12), classes)
     sample = {
         "file_name": "x.png",
         "image": np.zeros((3, 4, 3), np.uint8),

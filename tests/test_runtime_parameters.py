@@ -15,6 +15,7 @@ from components.platform.config import (
     runtime_parameter_defaults,
     runtime_parameter_types,
 )
+from components.platform.contracts import ResolvedConfig
 
 
 def test_the_first_task_takes_every_run_time_parameter_with_its_type():
@@ -134,6 +135,15 @@ def test_command_line_text_becomes_the_parameter_type(name, text, value):
 def test_command_line_text_of_the_wrong_type_is_refused(name, text, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_runtime_parameter(name, text)
+
+
+def test_resolved_config_is_typed_sections_in_the_tasks_output_order():
+    compiled = load_config("demo")
+    resolved = ResolvedConfig.run(compiled.to_json(), {"epochs": 3})
+    assert resolved.training.epochs == 3 and resolved.push == compiled.push
+    outputs = resolve_config.component_spec.outputs
+    assert [f"{name}_config" for name in ResolvedConfig.model_fields] == list(outputs)
+    assert json.loads(resolved.outputs()[2])["epochs"] == 3
 
 
 def test_first_task_through_kfp_local_outputs_the_resolved_sections(kfp_local):

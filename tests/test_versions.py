@@ -19,7 +19,7 @@ import pytest
 from gcs_emulator import running_emulator
 
 from components.evaluation.evaluate import resolve_baseline
-from components.platform import storage
+from components.platform import files, storage
 from components.publish import push, versions
 from components.publish.predict import PredictError, resolve_model
 from pipelines.cli import main
@@ -266,8 +266,8 @@ def test_an_incomplete_gs_version_is_refused_through_the_callers_client(
 
     with pytest.raises(PredictError, match="incomplete push: version v000002"):
         resolve_model(f"{destination}/versions/v000002", str(tmp_path / "c"), gcs_client=client)
-    with pytest.raises(versions.VersionError, match="incomplete push: version v000002"):
-        versions.check_not_incomplete(f"{destination}/versions/v000002", gcs_client=client)
+    with files.gcs_client(client), pytest.raises(versions.VersionError, match="v000002"):
+        versions.check_not_incomplete(f"{destination}/versions/v000002")
     store = storage.open_store(destination, gcs_client=client)
     baseline = versions.resolve_production_model(destination, str(tmp_path / "c"), store=store)
     assert json.loads(Path(baseline, "metadata.json").read_text())["seed"] == 1

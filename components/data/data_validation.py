@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from components.data.splits import TRAIN
 from components.platform import files
 from components.platform.config import CheckRule, ChecksConfig, PushConfig
 from components.platform.contracts import (
@@ -54,7 +55,6 @@ CHECKS_FILE = CheckVerdicts.FILE_NAME
 # Where push publishes them in a model version, and where the next run looks.
 PUSHED_STATISTICS = Statistics.PUSHED_PATH
 PUSHED_CHECKS = CheckVerdicts.PUSHED_PATH
-TRAIN_SPLIT = "train"
 _LISTED = 5  # names quoted in a message
 
 
@@ -124,7 +124,7 @@ def _empty_splits(statistics, _production):
 
 
 def _classes_missing_in_train(statistics, _production):
-    train = statistics["splits"].get(TRAIN_SPLIT)
+    train = statistics["splits"].get(TRAIN)
     if train is None:
         return len(statistics["classes"]), "there is no train split"
     missing = [name for name, pixels in train["class_pixels"].items() if pixels == 0]
@@ -436,10 +436,12 @@ def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -
     )
 
 
-def enforce_saved(statistics_dir: str) -> None:
+def enforce_saved(statistics_dir: str) -> CheckVerdicts:
     """The enforce_data_checks step: stops on a failed ``error`` check; prints the warnings."""
-    verdicts = CheckVerdicts.read(posixpath.join(statistics_dir, CHECKS_FILE)).to_dict()
+    outcome = CheckVerdicts.read(posixpath.join(statistics_dir, CHECKS_FILE))
+    verdicts = outcome.to_dict()
     enforce(verdicts)
     for check in verdicts["checks"]:
         if check["status"] == "fail" and check["severity"] == "warn":
             print(f"data check warning: {describe(check)}")
+    return outcome

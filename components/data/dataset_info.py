@@ -24,9 +24,6 @@ from components.platform import files
 from components.platform.contracts import DatasetInfo, DatasetMismatchError
 
 DATASET_INFO_FILE = DatasetInfo.FILE_NAME
-TRAIN_SPLIT = "train"
-VALIDATION_SPLIT = "validation"
-TEST_SPLIT = "test"
 
 __all__ = ["DatasetInfo", "DatasetMismatchError", "ShardIntegrityError"]
 

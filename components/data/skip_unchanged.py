@@ -13,11 +13,10 @@ import logging
 from typing import Any
 
 from components.platform.config import PushConfig
+from components.platform.contracts import DataChange
+from components.publish.push import latest_manifest
 
 logger = logging.getLogger(__name__)
-
-TRAIN = "train"
-SKIP_PREFIX = "skip"
 
 
 def production_fingerprint(manifest: dict[str, Any]) -> str:
@@ -31,40 +30,45 @@ def production_fingerprint(manifest: dict[str, Any]) -> str:
     return ""
 
 
-def run(settings: PushConfig, dataset_dir: str) -> str:
-    """The skip_unchanged step: 'train', or 'skip: <why>' when production saw this very data.
+def run(settings: PushConfig, dataset_dir: str) -> DataChange:
+    """The skip_unchanged step: skip only when production was trained on this very data.
 
     Production is the LATEST of ``settings.destination`` ('' = none).
     """
-    destination = settings.destination
-    # Here, not at module level: the pipeline imports TRAIN when compiling, without TF.
-    from components.data import dataset_info
-    from components.publish.push import latest_manifest
+    from components.data import dataset_info  # here: it imports TensorFlow
 
     fingerprint = dataset_info.load_dataset_info(dataset_dir).dataset_fingerprint
+    outcome = _decide(settings.destination, fingerprint)
+    logger.info("%s", f"Training: {outcome.reason}" if outcome.train else outcome.output)
+    return outcome
+
+
+def _decide(destination: str, fingerprint: str) -> DataChange:
+
+    def train(reason: str, version: str = "") -> DataChange:
+        return DataChange(
+            train=True, reason=reason, fingerprint=fingerprint, production_version=version
+        )
+
     if not destination:
-        logger.info("Training: no push destination, so no production model to compare with")
-        return TRAIN
+        return train("no push destination, so no production model to compare with")
     latest = latest_manifest(destination)
     if latest is None:
-        logger.info("Training: %s holds no model yet", destination)
-        return TRAIN
+        return train(f"{destination} holds no model yet")
     version, manifest = latest
     trained_on = production_fingerprint(manifest)
     if not trained_on:
-        logger.info("Training: production %s records no data fingerprint", version)
-        return TRAIN
+        return train(f"production {version} records no data fingerprint", version)
     if trained_on != fingerprint:
-        logger.info(
-            "Training: data changed (fingerprint %s; production %s was trained on %s)",
-            fingerprint[:12],
+        return train(
+            f"data changed (fingerprint {fingerprint[:12]}; production {version} was trained "
+            f"on {trained_on[:12]})",
             version,
-            trained_on[:12],
         )
-        return TRAIN
-    reason = (
-        f"{SKIP_PREFIX}: data unchanged since production {version} at {destination} was "
-        f"trained (fingerprint {fingerprint}); train, evaluate and push skipped"
+    return DataChange(
+        train=False,
+        reason=f"data unchanged since production {version} at {destination} was trained "
+        f"(fingerprint {fingerprint}); train, evaluate and push skipped",
+        fingerprint=fingerprint,
+        production_version=version,
     )
-    logger.info("%s", reason)
-    return reason

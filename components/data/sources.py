@@ -31,7 +31,6 @@ import os
 import posixpath
 from collections.abc import Iterator
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from components.data import splits
@@ -410,7 +409,7 @@ def _missing_manual_files(builder: tfds.core.DatasetBuilder, manual_dir: str) ->
     """Archive names TFDS will look for in manual_dir that are not there."""
     url_infos = builder.url_infos or {}
     names = sorted({info.filename for info in url_infos.values() if info.filename})
-    return [name for name in names if not tf.io.gfile.exists(posixpath.join(manual_dir, name))]
+    return [name for name in names if not files.exists(posixpath.join(manual_dir, name))]
 
 
 def prepare(data_config: DataConfig) -> tfds.core.DatasetBuilder:

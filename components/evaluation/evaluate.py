@@ -46,7 +46,6 @@ import tensorflow as tf
 from components.data import dataset_info, schema
 from components.evaluation import bootstrap, boundary, report, slices
 from components.evaluation.metrics import (
-    confusion_matrix,
     per_image_confusion,
     segmentation_metrics,
 )
@@ -178,14 +177,6 @@ class WorstImages:
     def worst(self) -> list[dict[str, Any]]:
         """Worst first."""
         return [item for _, item in sorted(self._heap, reverse=True)]
-
-
-def image_mean_iou(
-    true_mask: np.ndarray, predicted_mask: np.ndarray, classes: Sequence[str]
-) -> float | None:
-    """One image's mean IoU over the classes it has in truth or prediction (None: none)."""
-    matrix = confusion_matrix(true_mask, predicted_mask, len(classes))
-    return segmentation_metrics(matrix, classes)["mean_iou"]
 
 
 def _image_item(

@@ -19,13 +19,13 @@ from typing import Any
 
 import jinja2
 import numpy as np
-import tensorflow as tf
 from markupsafe import Markup
 from PIL import Image
 
 from components.data import schema
 from components.evaluation import visualize
 from components.evaluation.metrics import confusion_matrix, segmentation_metrics
+from components.platform import files
 
 # The shared class colours (visualize); index = class id (pet, background, border).
 PALETTE: tuple[tuple[int, int, int], ...] = visualize.BASE_COLOURS
@@ -476,8 +476,4 @@ def render_report(
 
 def write_report(path: str, candidate: dict[str, Any], **kwargs: Any) -> None:
     """Renders the report and writes it to ``path`` (local or gs://), creating its folder."""
-    folder = path.rsplit("/", 1)[0] if "/" in path else ""
-    if folder:
-        tf.io.gfile.makedirs(folder)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(render_report(candidate, **kwargs))
+    files.write_text(path, render_report(candidate, **kwargs))

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.data import dataset_info, schema
+from components.data.splits import TRAIN
 from components.platform import files
 from components.platform.config import (
     CLASS_NAMES,
@@ -59,9 +60,7 @@ class ClassWeightsError(ValueError):
     """A class-weights request or file that cannot be used; the message says why."""
 
 
-def count_mask_pixels(
-    dataset_dir: str, image_size: int, split: str = dataset_info.TRAIN_SPLIT
-) -> dict:
+def count_mask_pixels(dataset_dir: str, image_size: int, split: str = TRAIN) -> dict:
     """Counts pixels per class over a split's masks at image_size x image_size.
 
     Streams the shards (parallel decode, running sum), so memory stays flat
@@ -228,9 +227,7 @@ def compute_class_weights(
         _fixed_weights(fixed_weights, classes)
     counted = count_mask_pixels(dataset_dir, image_size)
     if counted["num_images"] == 0:
-        raise ClassWeightsError(
-            f"{dataset_dir}: the {dataset_info.TRAIN_SPLIT!r} split has no records"
-        )
+        raise ClassWeightsError(f"{dataset_dir}: the {TRAIN!r} split has no records")
     frequencies, weights = weights_from_counts(
         counted["pixel_counts"], strategy, fixed_weights, classes
     )

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from components.data import schema
 from components.model import input_pipeline as data
+from components.platform import files
 from components.platform.contracts import ModelMetadata
 
 MODEL_FILE = "model.keras"
@@ -68,8 +69,8 @@ class ModelMismatchError(ValueError):
 
 
 def _local_weights_file(encoder_weights: str, work_dir: str) -> str:
-    """Copies a gs:// (or any gfile) weights file to a local path Keras can open."""
-    if not tf.io.gfile.exists(encoder_weights):
+    """Copies a gs:// weights file to a local path Keras can open."""
+    if not files.exists(encoder_weights):
         raise FileNotFoundError(
             f"encoder_weights {encoder_weights!r} is neither 'imagenet', 'none' nor an "
             "existing weights file"
@@ -77,7 +78,7 @@ def _local_weights_file(encoder_weights: str, work_dir: str) -> str:
     if os.path.exists(encoder_weights):
         return encoder_weights
     local_path = os.path.join(work_dir, posixpath.basename(encoder_weights))
-    tf.io.gfile.copy(encoder_weights, local_path, overwrite=True)
+    files.write_bytes(local_path, files.read_bytes(encoder_weights))
     return local_path
 
 
@@ -325,18 +326,6 @@ def model_summary_text(model: keras.Model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _copy_tree(local_dir: str, destination: str) -> None:
-    """Copies a local directory tree to a gfile destination (local or gs://)."""
-    for root, _, files in os.walk(local_dir):
-        relative = os.path.relpath(root, local_dir)
-        target_root = destination if relative == "." else posixpath.join(destination, relative)
-        tf.io.gfile.makedirs(target_root)
-        for name in files:
-            tf.io.gfile.copy(
-                os.path.join(root, name), posixpath.join(target_root, name), overwrite=True
-            )
-
-
 def save_model_dir(model: keras.Model, model_dir: str, metadata: dict[str, Any]) -> None:
     """Writes model.keras, saved_model/, metadata.json and summary.txt into model_dir.
 
@@ -369,23 +358,23 @@ def save_model_dir(model: keras.Model, model_dir: str, metadata: dict[str, Any])
             f"metadata classes {classes!r} do not name the model's {num_classes} output channels"
         )
 
-    tf.io.gfile.makedirs(model_dir)
+    files.makedirs(model_dir)
     with tempfile.TemporaryDirectory() as work_dir:
         model.save(os.path.join(work_dir, MODEL_FILE))
         export_serving_model(model, os.path.join(work_dir, SAVED_MODEL_DIR))
         ModelMetadata.from_dict(record).write(os.path.join(work_dir, METADATA_FILE))
         with open(os.path.join(work_dir, SUMMARY_FILE), "w") as handle:
             handle.write(model_summary_text(model))
-        saved_model_target = posixpath.join(model_dir, SAVED_MODEL_DIR)
-        if tf.io.gfile.exists(saved_model_target):
-            tf.io.gfile.rmtree(saved_model_target)
-        _copy_tree(work_dir, model_dir)
+        files.remove(posixpath.join(model_dir, SAVED_MODEL_DIR))  # no file of an older export
+        for relative in files.list_files(work_dir):
+            data = files.read_bytes(os.path.join(work_dir, relative))
+            files.write_bytes(posixpath.join(model_dir, relative), data)
 
 
 def load_metadata(model_dir: str) -> dict[str, Any]:
     """metadata.json as a dict, checked by its contract (``contracts.ModelMetadata``)."""
     path = posixpath.join(model_dir, METADATA_FILE)
-    if not tf.io.gfile.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(f"{path} not found: {model_dir!r} is not a petseg model directory")
     return ModelMetadata.read(path).to_dict()
 
@@ -456,7 +445,7 @@ def load_model_dir(
     """
     metadata = load_metadata(model_dir)
     model_path = posixpath.join(model_dir, MODEL_FILE)
-    if not tf.io.gfile.exists(model_path):
+    if not files.exists(model_path):
         raise FileNotFoundError(
             f"{model_path} not found: {model_dir!r} is not a petseg model directory"
         )
@@ -471,7 +460,7 @@ def load_model_dir(
         local_path = model_path
         if not os.path.exists(model_path):
             local_path = os.path.join(work_dir, MODEL_FILE)
-            tf.io.gfile.copy(model_path, local_path, overwrite=True)
+            files.write_bytes(local_path, files.read_bytes(model_path))
         model = keras.saving.load_model(local_path, compile=False, safe_mode=True)
     where = posixpath.join(model_dir, METADATA_FILE)
     classes, size = metadata["classes"], metadata.get("image_size")

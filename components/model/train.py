@@ -21,20 +21,20 @@ import tensorflow as tf
 from pydantic import BaseModel
 
 from components.data import dataset_info, schema
+from components.data.splits import TRAIN, VALIDATION
 from components.evaluation import visualize
 from components.model import devices, distributed
 from components.model import input_pipeline as data
 from components.model import model as model_lib
-from components.platform import provenance
+from components.platform import files, provenance
 from components.platform.config import ModelConfig, TrainingConfig
-from components.platform.contracts import StepSettings
+from components.platform.contracts import ArtifactRef, StepSettings
 from components.platform.retry import run_or_replay_failure
 
 logger = logging.getLogger(__name__)
 
 # Training curves use validation only; test is kept for evaluate and the blessing (the
 # tutorial validated on test, which then no longer measures unseen data).
-VALIDATION_SPLIT = dataset_info.VALIDATION_SPLIT
 BACKUP_DIR = "_training_backup"
 # The fine-tuning phase backs up apart: its optimizer tracks the encoder's variables too.
 FINE_TUNE_BACKUP_DIR = "_training_backup_fine_tune"
@@ -179,10 +179,10 @@ def tensorboard_callbacks(
 
 def _validation_split(info: dataset_info.DatasetInfo, dataset_dir: str) -> str:
     splits = info.splits
-    if VALIDATION_SPLIT in splits and splits[VALIDATION_SPLIT].num_records > 0:
-        return VALIDATION_SPLIT
+    if VALIDATION in splits and splits[VALIDATION].num_records > 0:
+        return VALIDATION
     raise dataset_info.DatasetMismatchError(
-        f"{dataset_info.info_path(dataset_dir)}: no non-empty {VALIDATION_SPLIT!r} split "
+        f"{dataset_info.info_path(dataset_dir)}: no non-empty {VALIDATION!r} split "
         f"(it has {sorted(splits)}); re-run ingest, which carves one from train"
     )
 
@@ -568,8 +568,7 @@ class TrainOutcome(BaseModel):
 
 def run(
     settings: Settings,
-    dataset_dir: str,
-    dataset_uri: str,
+    dataset: ArtifactRef,
     class_weights_path: str | None,
     model_dir: str,
     tensorboard_dir: str,
@@ -581,23 +580,23 @@ def run(
     """
     model, training = settings.model, settings.training
     for directory in (model_dir, tensorboard_dir):
-        tf.io.gfile.makedirs(directory)
+        files.makedirs(directory)
     final = run_or_replay_failure(
         lambda: train_model(
-            dataset_dir,
+            dataset.path,
             model_dir,
             tensorboard_dir,
             model,
             training,
             class_weights_path,
-            dataset_uri,
+            dataset.uri,
         ),
         model_dir,
         what="train",
     )
     # From the dataset, not the saved model: on a custom job of several replicas every worker
     # runs this, and only the chief writes model_dir (components/model/distributed.py).
-    info = dataset_info.load_dataset_info(dataset_dir)
+    info = dataset_info.load_dataset_info(dataset.path)
     metadata = {
         "classes": info.classes,
         "image_size": model.image_size,
@@ -649,7 +648,7 @@ def train_model(
     info = dataset_info.load_dataset_info(dataset_dir)
     classes = info.classes
     validation_split = _validation_split(info, dataset_dir)
-    num_train = dataset_info.split_size(dataset_dir, dataset_info.TRAIN_SPLIT, info)
+    num_train = dataset_info.split_size(dataset_dir, TRAIN, info)
     if num_train < 1:
         raise dataset_info.DatasetMismatchError(f"{dataset_dir}: the train split is empty")
     class_weights = resolve_class_weights(
@@ -660,7 +659,7 @@ def train_model(
     # chief writes the outputs, and the global batch is batch_size x workers.
     cluster = distributed.cluster_from_env()
     if cluster.is_multi_worker:
-        train_shards = dataset_info.shard_paths(dataset_dir, dataset_info.TRAIN_SPLIT, info)
+        train_shards = dataset_info.shard_paths(dataset_dir, TRAIN, info)
         distributed.check_train_shards(len(train_shards), cluster, dataset_dir)
     outputs = distributed.output_dirs(model_dir, tensorboard_dir, model_dir, cluster)
     if runtime_plan is None:
@@ -679,7 +678,7 @@ def train_model(
     def train_input(batch: int, file_shard: tuple[int, int] | None = None) -> tf.data.Dataset:
         return data.make_dataset(
             dataset_dir,
-            dataset_info.TRAIN_SPLIT,
+            TRAIN,
             model_config.image_size,
             batch,
             training=True,
@@ -750,7 +749,7 @@ def train_model(
                 if phase.fine_tune:
                     unfreeze_encoder(model, training_config.fine_tune_from_block)
                 if any(
-                    tf.io.gfile.exists(posixpath.join(model_dir, later.backup_dir))
+                    files.exists(posixpath.join(model_dir, later.backup_dir))
                     for later in phases[index + 1 :]
                 ):
                     continue  # a resumed task: a later phase had begun and restores itself
@@ -797,7 +796,7 @@ def train_model(
             )
         except tf.errors.DataLossError as error:
             raise _damaged_input_error(
-                dataset_dir, info, (dataset_info.TRAIN_SPLIT, validation_split), error
+                dataset_dir, info, (TRAIN, validation_split), error
             ) from error
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)

@@ -25,13 +25,5 @@ def notify_run_end(
     from components.platform import notify as step
     from components.platform.config import NotifyConfig, section_from_json
 
-    print(
-        step.run(
-            section_from_json(NotifyConfig, notify_config),
-            state=status.state,
-            pipeline_job=status.pipeline_job_resource_name,
-            task_name=status.pipeline_task_name,
-            error_message=status.error_message or "",
-            run_name=run_name,
-        )
-    )
+    settings = section_from_json(NotifyConfig, notify_config)
+    print(step.run(settings, step.RunStatus.of(status, run_name)).summary())

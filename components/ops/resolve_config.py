@@ -34,6 +34,6 @@ def resolve_config(
     from components.ops import start_task
 
     start_task()
-    from components.platform.config import resolve_sections
+    from components.platform.contracts import ResolvedConfig
 
-    return resolve_sections(compiled_config, values)
+    return ResolvedConfig.run(compiled_config, values).outputs()

@@ -26,4 +26,4 @@ def check_data_changed(dataset: Input[Dataset], push_config: str) -> str:
     from components.data import skip_unchanged as step
     from components.platform.config import PushConfig, section_from_json
 
-    return step.run(section_from_json(PushConfig, push_config), dataset.path)
+    return step.run(section_from_json(PushConfig, push_config), dataset.path).output

@@ -22,8 +22,7 @@ def train(
         dataset: ingest's Dataset directory (dataset.json and TFRecord shards).
         class_weights: the class-weights JSON; used only when training_config's
             class_weighting is not 'none'.
-        model_config: ModelConfig as JSON (image_size, encoder_weights, freeze_encoder,
-            normalization).
+        model_config: ModelConfig as JSON (image_size, encoder_weights, normalization, ...).
         training_config: TrainingConfig as JSON (epochs, batch_size, learning_rate, ...).
         tensorboard: epoch scalars and sample predictions, for TensorBoard.
     """
@@ -31,10 +30,11 @@ def train(
 
     start_task()
     from components.model import train as step
+    from components.platform.contracts import ArtifactRef
 
     settings = step.Settings.from_json(model=model_config, training=training_config)
-    weights = class_weights.path
-    outcome = step.run(settings, dataset.path, dataset.uri, weights, model.path, tensorboard.path)
+    data = ArtifactRef.of(dataset)
+    outcome = step.run(settings, data, class_weights.path, model.path, tensorboard.path)
     model.metadata.update(outcome.to_metadata())
     metrics.metadata.update(outcome.metrics)  # what log_metric does, for each
     tensorboard.metadata["log_dir"] = tensorboard.uri

@@ -1280,16 +1280,6 @@ def apply_runtime_parameters(
     return build_config(raw, source=source)
 
 
-def resolve_sections(compiled: str, values: Mapping[str, Any]) -> tuple[str, ...]:
-    """The resolve_config task: the run's config, validated, as each later task's sections.
-
-    In the task's output order: data, model, training, evaluation, push (as JSON).
-    """
-    config = apply_runtime_parameters(compiled, values)
-    sections = config.data, config.model, config.training, config.evaluation, config.push
-    return tuple(section.model_dump_json() for section in sections)
-
-
 def section_from_json(section: type[_Section], payload: str) -> Any:
     """Rebuilds one config section inside a component from its JSON parameter."""
     try:

@@ -10,6 +10,8 @@ One pydantic model per hand-off, read and written here only (as the config is):
 - ``PushResult``: what push published, or why not (push → predict, the local summary).
 - ``PredictionSummary``: what batch prediction produced.
 - ``ClassWeights``: the class-weights file (class weights → train).
+- ``ResolvedConfig``, ``DataChange``, ``NotifyOutcome``: what resolve_config, skip_unchanged
+  and notify decided (their tasks pass strings on; these are what the strings say).
 
 A core step is ``run(settings, inputs) -> outcome`` (TFX's executor): ``StepSettings``
 is the config sections it reads, and its outcome's ``to_metadata()`` is what the
@@ -28,6 +30,7 @@ adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
@@ -40,7 +43,16 @@ from pydantic import (
 )
 
 from components.platform import files
-from components.platform.config import IGNORE_ID, section_from_json
+from components.platform.config import (
+    IGNORE_ID,
+    DataConfig,
+    EvaluationConfig,
+    ModelConfig,
+    PushConfig,
+    TrainingConfig,
+    apply_runtime_parameters,
+    section_from_json,
+)
 
 # dataset.json's and the records' layout (components.data.schema re-exports it as SCHEMA_VERSION).
 # 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
@@ -489,3 +501,66 @@ class ClassWeights(_Contract):
             figures[f"frequency_{name}"] = self.frequencies[index]
             figures[f"weight_{name}"] = self.weights[index]
         return figures
+
+
+# ----------------------------------------------------------------------------- run control
+
+
+class ResolvedConfig(_Contract):
+    """resolve_config's outcome: the run's config, validated, as the sections later tasks take."""
+
+    VERSION_FIELD: ClassVar[str] = "resolved_format"
+    WHAT: ClassVar[str] = "resolved config"
+
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
+    push: PushConfig
+
+    @classmethod
+    def run(cls, compiled: str, values: Mapping[str, Any]) -> Self:
+        """The resolve_config step: each run-time value on the field it names, validated whole."""
+        config = apply_runtime_parameters(compiled, values)
+        return cls(**{name: getattr(config, name) for name in cls.model_fields})
+
+    def outputs(self) -> tuple[str, ...]:
+        """The task's outputs in its NamedTuple's order (data, model, ...), each as JSON."""
+        return tuple(getattr(self, name).model_dump_json() for name in type(self).model_fields)
+
+
+class DataChange(_Contract):
+    """skip_unchanged's decision: train, or skip because production saw this very data."""
+
+    VERSION_FIELD: ClassVar[str] = "decision_format"
+    WHAT: ClassVar[str] = "data change decision"
+    TRAIN: ClassVar[str] = "train"  # the task's output when it trains; dsl.If compares with it
+
+    train: bool
+    reason: str
+    fingerprint: str = ""
+    production_version: str = ""
+
+    @property
+    def output(self) -> str:
+        """The task's one output: 'train', or 'skip: <reason>'."""
+        return self.TRAIN if self.train else f"skip: {self.reason}"
+
+
+class NotifyOutcome(_Contract):
+    """What the end-of-run report step did: whether the webhook got the run's report."""
+
+    VERSION_FIELD: ClassVar[str] = "notify_format"
+    WHAT: ClassVar[str] = "notify outcome"
+
+    state: str
+    sent: bool
+    policy: str = ""  # notify.report: 'always' or 'failure'
+    http_status: int = 0
+
+    def summary(self) -> str:
+        """The line the task prints."""
+        state = self.state.lower()
+        if not self.sent:
+            return f"run {state}; notify.report={self.policy}: not reported"
+        return f"reported run {state} to the webhook (HTTP {self.http_status})"

@@ -2,8 +2,10 @@
 
 Local paths (Vertex AI's ``/gcs/`` mounts included) use Python's own file calls;
 ``gs://`` URIs go through the google-cloud-storage client, which also talks to the
-test emulator (``STORAGE_EMULATOR_HOST``). Nothing here imports TensorFlow, so a
-step that reads a local JSON file (the data-check gate) starts in a second.
+test emulator (``STORAGE_EMULATOR_HOST``); a caller holding its own client (predict's
+``gcs_client=``) runs its calls inside ``with files.gcs_client(client):``. Nothing here
+imports TensorFlow, so a step that reads a local JSON file (the data-check gate) starts
+in a second.
 
 Every write creates the parent folder and is atomic: a reader sees the old file or
 the new one, never half of one. Locally the bytes go to a temporary name that is
@@ -16,6 +18,8 @@ file that is not a JSON object is ``FileFormatError`` (a ``ValueError``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import fnmatch
 import functools
 import glob as local_glob
@@ -24,10 +28,11 @@ import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 join = posixpath.join
+_CLIENT: contextvars.ContextVar[Any] = contextvars.ContextVar("gcs_client", default=None)
 
 
 class FileFormatError(ValueError):
@@ -39,15 +44,30 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
+@contextlib.contextmanager
+def gcs_client(client: Any) -> Iterator[None]:
+    """gs:// calls in this block (this thread) go through ``client``; None keeps the current."""
+    token = _CLIENT.set(client if client is not None else _CLIENT.get())
+    try:
+        yield
+    finally:
+        _CLIENT.reset(token)
+
+
 def _blobs(uri: str):
-    """(bucket, object name) of a gs:// URI, with the emulator's client when one is set.
+    """(bucket, object name) of a gs:// URI: the block's client, else the emulator's or ADC's.
 
     tf.io.gfile would not honour STORAGE_EMULATOR_HOST; the storage client does.
     """
     from components.platform.storage import parse_gcs_uri
 
     bucket, name = parse_gcs_uri(uri)
-    return _client(os.environ.get("STORAGE_EMULATOR_HOST")).bucket(bucket), name
+    return active_client().bucket(bucket), name
+
+
+def active_client() -> Any:
+    """The storage client gs:// calls use here: the block's, else the emulator's or ADC's."""
+    return _CLIENT.get() or _client(os.environ.get("STORAGE_EMULATOR_HOST"))
 
 
 @functools.cache
@@ -72,6 +92,13 @@ def exists(path: str) -> bool:
         return os.path.exists(path)
     bucket, name = _blobs(path)
     return bucket.blob(name).exists() or bool(_under(path))
+
+
+def is_file(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.isfile(path)
+    bucket, name = _blobs(path)
+    return bool(name) and bucket.blob(name).exists()
 
 
 def is_dir(path: str) -> bool:
@@ -199,7 +226,10 @@ def write_bytes(path: str, data: bytes) -> None:
         makedirs(parent)
     if is_remote(path):
         bucket, name = _blobs(path)
-        bucket.blob(name).upload_from_string(data)  # one upload: all or nothing
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        # One upload: all or nothing; retried, as writing the same bytes again is harmless.
+        bucket.blob(name).upload_from_string(data, retry=DEFAULT_RETRY)
         return
     temporary = f"{path}.incomplete-{uuid.uuid4().hex[:8]}"
     try:

@@ -15,9 +15,12 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
+
+from pydantic import BaseModel
 
 from components.platform.config import NotifyConfig
+from components.platform.contracts import NotifyOutcome
 
 SECRET_MANAGER_API = "https://secretmanager.googleapis.com/v1"
 MAX_ERROR_CHARS = 500
@@ -34,47 +37,55 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def run_report(
-    *,
-    state: str,
-    pipeline_job: str,
-    task_name: str,
-    error_message: str,
-    run_name: str = "",
-    task_errors: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
+class RunStatus(BaseModel):
+    """The exit handler's input: KFP's ``PipelineTaskFinalStatus`` and the run's name."""
+
+    state: str  # SUCCEEDED, FAILED, CANCELLED
+    pipeline_job: str  # the pipeline job's resource name
+    task_name: str = ""  # the task (group) the status is about
+    error_message: str = ""  # '' on success
+    run_name: str = ""  # the run's display name, when known
+
+    @classmethod
+    def of(cls, status: Any, run_name: str) -> Self:
+        """From the ``dsl.PipelineTaskFinalStatus`` KFP fills in."""
+        return cls(
+            state=status.state,
+            pipeline_job=status.pipeline_job_resource_name,
+            task_name=status.pipeline_task_name,
+            error_message=status.error_message or "",
+            run_name=run_name,
+        )
+
+
+def run_report(status: RunStatus, task_errors: list[dict[str, str]] | None = None) -> dict:
     """What the webhook receives: the run, its final state, the failed tasks, the error line.
 
-    Args:
-        state: PipelineTaskFinalStatus.state (SUCCEEDED, FAILED, CANCELLED).
-        pipeline_job: The pipeline job's resource name.
-        task_name: The task (group) the status is about.
-        error_message: The status's error message ('' on success).
-        run_name: The run's display name, when known.
-        task_errors: ``[{task, error}]`` of the failed tasks, when known
-            (failed_task_errors); they name the failed tasks and give the error line.
+    ``task_errors``: ``[{task, error}]`` of the failed tasks, when known
+    (failed_task_errors); they name the failed tasks and give the error line.
     """
-    error_line = _first_line(error_message)
+    state, job, run_name = status.state, status.pipeline_job, status.run_name
+    error_line = _first_line(status.error_message)
     failed_tasks: list[str] = []
     task_errors = [dict(item) for item in task_errors or []]
     if state != "SUCCEEDED":
-        listed = _FAILED_TASKS.search(error_message)
+        listed = _FAILED_TASKS.search(status.error_message)
         if task_errors:
             failed_tasks = [item["task"] for item in task_errors]
             error_line = task_errors[0]["error"] or error_line
         elif listed:
             failed_tasks = [t.strip(" '\"") for t in listed.group(1).split(",") if t.strip()]
-        elif task_name:
-            failed_tasks = [task_name]
+        elif status.task_name:
+            failed_tasks = [status.task_name]
     return {
-        "run": run_name if run_name and not run_name.startswith("{{") else pipeline_job,
-        "pipeline_job": pipeline_job,
+        "run": run_name if run_name and not run_name.startswith("{{") else job,
+        "pipeline_job": job,
         "state": state,
         "succeeded": state == "SUCCEEDED",
         "failed_tasks": failed_tasks,
         "error": error_line[:MAX_ERROR_CHARS],
         "task_errors": task_errors,
-        "text": summary_line(state, run_name or pipeline_job, failed_tasks, error_line),
+        "text": summary_line(state, run_name or job, failed_tasks, error_line),
     }
 
 
@@ -212,31 +223,12 @@ def send(settings: NotifyConfig, report: Mapping[str, Any], **kwargs: Any) -> in
     return post_report(webhook_url(settings, **kwargs), report, timeout_s=settings.timeout_s)
 
 
-def run(
-    settings: NotifyConfig,
-    *,
-    state: str,
-    pipeline_job: str,
-    task_name: str,
-    error_message: str,
-    run_name: str,
-) -> str:
-    """The exit handler's step: reports the run's end when settings say so; says what it did.
-
-    The arguments are KFP's ``PipelineTaskFinalStatus`` fields and the run's name.
-    """
+def run(settings: NotifyConfig, status: RunStatus) -> NotifyOutcome:
+    """The exit handler's step: reports the run's end when settings say so."""
     task_errors = []
-    if state != "SUCCEEDED":  # which tasks failed and their error lines
-        task_errors = failed_task_errors(pipeline_job)
-    report = run_report(
-        state=state,
-        pipeline_job=pipeline_job,
-        task_name=task_name,
-        error_message=error_message,
-        run_name=run_name,
-        task_errors=task_errors,
-    )
-    if not should_send(settings, report):
-        return f"run {report['state'].lower()}; notify.report={settings.report}: not reported"
-    code = send(settings, report)
-    return f"reported run {report['state'].lower()} to the webhook (HTTP {code})"
+    if status.state != "SUCCEEDED":  # which tasks failed and their error lines
+        task_errors = failed_task_errors(status.pipeline_job)
+    report = run_report(status, task_errors)
+    sent = should_send(settings, report)
+    code = send(settings, report) if sent else 0
+    return NotifyOutcome(state=status.state, sent=sent, policy=settings.report, http_status=code)

@@ -23,7 +23,6 @@ Pillow and reaches the model as PNG.
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import json
 import os
@@ -46,7 +45,6 @@ from components.model.model import (
 from components.platform import files
 from components.platform.config import PredictConfig
 from components.platform.contracts import ArtifactRef, ModelMetadata, PredictionSummary
-from components.platform.storage import GCS_SCHEME, parse_gcs_uri
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff",
@@ -86,27 +84,20 @@ def summary_line(summary: PredictionSummary, output: str) -> str:
     """The one line `petseg predict` prints: counts and where the lists are."""
     text = f"predicted {summary.predicted} image(s) into {output}"
     if summary.unreadable:
-        text += (
-            f"; {summary.unreadable} unreadable, skipped and listed in {_join(output, FAILED_FILE)}"
-        )
+        failed = files.join(output, FAILED_FILE)
+        text += f"; {summary.unreadable} unreadable, skipped and listed in {failed}"
     if summary.skipped:
         text += (
             f"; {summary.skipped} other file(s) not read (not images), listed in "
-            f"{_join(output, SKIPPED_FILE)}"
+            f"{files.join(output, SKIPPED_FILE)}"
         )
     return text
 
 
 def listed(output: str, name: str) -> list[dict[str, Any]]:
     """The rows of one of the output's JSON Lines files (failed.jsonl, skipped.jsonl)."""
-    text = files.read_text(_join(output, name))
+    text = files.read_text(files.join(output, name))
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _join(root: str, *parts: str) -> str:
-    return (
-        posixpath.join(root, *parts) if root.startswith(GCS_SCHEME) else os.path.join(root, *parts)
-    )
 
 
 def _is_image_name(name: str) -> bool:
@@ -145,25 +136,13 @@ def _images(uris: list[str], relative_paths: list[str]) -> list[InputImage]:
     return [InputImage(uri, name) for uri, name in zip(uris, names, strict=True)]
 
 
-def _gcs_client(gcs_client: Any) -> Any:
-    if gcs_client is not None:
-        return gcs_client
-    from components.platform.storage import make_gcs_client
-
-    return make_gcs_client()
-
-
-def list_inputs(
-    spec: str, *, gcs_client: Any = None, skipped: list[dict[str, str]] | None = None
-) -> list[InputImage]:
+def list_inputs(spec: str, *, skipped: list[dict[str, str]] | None = None) -> list[InputImage]:
     """The images an input names, in a stable (sorted) order.
 
     Args:
         spec: an image file (any extension), a folder (its image files, sub-folders
             included), a glob (``photos/*.jpg``, ``**`` recursive; every match), or a gs://
             object, prefix or glob.
-        gcs_client: a google-cloud-storage client for gs:// inputs (default: ADC, or the
-            emulator named by STORAGE_EMULATOR_HOST).
         skipped: gets ``{file, reason}`` for each file of a folder or prefix that is not
             an image by its name (a glob's or a file's matches are all tried).
 
@@ -174,21 +153,24 @@ def list_inputs(
     spec = spec.strip()
     if not spec:
         raise PredictError("--input is empty; give an image file, a folder, a glob or gs:// prefix")
-    if spec.startswith(GCS_SCHEME):
-        images = _list_gcs(spec, _gcs_client(gcs_client), others)
-    elif _has_glob(spec):
+    if _has_glob(spec):
         base = _glob_base(spec)
-        matches = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
-        images = _images(matches, [os.path.relpath(p, base) for p in matches])
-    elif os.path.isfile(spec):
-        images = [InputImage(spec, os.path.splitext(os.path.basename(spec))[0])]
-    elif os.path.isdir(spec):
-        files = sorted(
-            os.path.join(root, name) for root, _, names in os.walk(spec) for name in names
+        if files.is_remote(spec):
+            matches = files.glob(spec)
+            relative = [match[len(base) :].lstrip("/") for match in matches]
+        else:
+            matches = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+            relative = [os.path.relpath(p, base) for p in matches]
+        images = _images(matches, relative)
+    elif files.is_file(spec):
+        images = [InputImage(spec, posixpath.splitext(posixpath.basename(spec))[0])]
+    elif files.is_dir(spec):
+        listed = files.list_files(spec)
+        names = [name for name in listed if _is_image_name(name)]
+        others.extend(
+            _not_an_image(files.join(spec, name)) for name in listed if not _is_image_name(name)
         )
-        paths = [path for path in files if _is_image_name(path)]
-        others.extend(_not_an_image(path) for path in files if not _is_image_name(path))
-        images = _images(paths, [os.path.relpath(path, spec) for path in paths])
+        images = _images([files.join(spec, name) for name in names], names)
     else:
         raise PredictError(f"--input {spec!r}: no such file or folder")
     if not images:
@@ -210,44 +192,6 @@ def _glob_base(pattern: str) -> str:
     return "/".join(fixed) or "."
 
 
-def _list_gcs(spec: str, client: Any, skipped: list[dict[str, str]]) -> list[InputImage]:
-    bucket_name, prefix = parse_gcs_uri(spec.rstrip("/") if not _has_glob(spec) else spec)
-    bucket_uri = f"{GCS_SCHEME}{bucket_name}"
-    if _has_glob(prefix):
-        base = _glob_base(prefix)
-        base = "" if base == "." else base
-        listed = client.list_blobs(bucket_name, prefix=f"{base}/" if base else None)
-        names = [b.name for b in listed if fnmatch.fnmatchcase(b.name, prefix)]
-        relative = [name[len(base) :].lstrip("/") for name in names]
-    else:
-        if prefix and client.bucket(bucket_name).get_blob(prefix) is not None:
-            return [
-                InputImage(
-                    f"{bucket_uri}/{prefix}", posixpath.splitext(posixpath.basename(prefix))[0]
-                )
-            ]
-        folder = f"{prefix}/" if prefix else ""
-        listed = [
-            b.name
-            for b in client.list_blobs(bucket_name, prefix=folder or None)
-            if not b.name.endswith("/")  # a console-made "folder" placeholder
-        ]
-        names = [name for name in listed if _is_image_name(name)]
-        skipped.extend(
-            _not_an_image(f"{bucket_uri}/{name}") for name in listed if not _is_image_name(name)
-        )
-        relative = [name[len(folder) :] for name in names]
-    return _images([f"{bucket_uri}/{name}" for name in names], relative)
-
-
-def _read_bytes(uri: str, client: Any) -> bytes:
-    if uri.startswith(GCS_SCHEME):
-        bucket_name, name = parse_gcs_uri(uri)
-        return client.bucket(bucket_name).blob(name).download_as_bytes()
-    with open(uri, "rb") as handle:
-        return handle.read()
-
-
 def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
     """A local model directory for a model directory or a push destination (its LATEST).
 
@@ -255,60 +199,47 @@ def resolve_model(model: str, cache_dir: str, *, gcs_client: Any = None) -> str:
         model: a model directory (holding metadata.json and saved_model/), local or gs://,
             or a push destination whose LATEST names the model to use.
         cache_dir: where gs:// models are downloaded.
-        gcs_client: a google-cloud-storage client for gs:// (default: ADC or the emulator).
+        gcs_client: a google-cloud-storage client for gs:// (default: the current
+            ``files.gcs_client`` block's, else ADC or the emulator).
 
     Raises:
         PredictError: the location is neither a model directory nor a push destination,
             or the destination has no model yet.
     """
-    from components.platform.storage import GcsStore, open_store
+    from components.platform.storage import open_store
     from components.publish import push
+    from components.publish.versions import VersionError, check_not_incomplete
 
     model = model.strip()
     if not model:
         raise PredictError("--model is empty; give a model directory or a push destination")
-    from components.publish.versions import VersionError, check_not_incomplete
-
-    try:
-        # A killed push's version: say so, not "no SavedModel"; through this call's client.
-        check_not_incomplete(model, gcs_client=gcs_client)
-    except VersionError as error:
-        raise PredictError(str(error)) from None
-    if not model.startswith(GCS_SCHEME):
-        if os.path.isfile(os.path.join(model, METADATA_FILE)):
-            return model
-        if not os.path.isdir(model):
+    with files.gcs_client(gcs_client):
+        try:
+            check_not_incomplete(model)  # a killed push's version: say so, not "no SavedModel"
+        except VersionError as error:
+            raise PredictError(str(error)) from None
+        if files.is_file(files.join(model, METADATA_FILE)):
+            return _download_model_dir(model, cache_dir) if files.is_remote(model) else model
+        if not files.is_remote(model) and not os.path.isdir(model):
             raise PredictError(f"--model {model!r}: no such folder")
-        if not os.path.isfile(os.path.join(model, push.LATEST_FILE)):
+        if not files.is_file(files.join(model, push.LATEST_FILE)):
             raise PredictError(
                 f"--model {model!r} is neither a model directory (no {METADATA_FILE}) nor a "
                 f"push destination (no {push.LATEST_FILE})"
             )
-        return push.resolve_latest_model(model, cache_dir)
-
-    client = _gcs_client(gcs_client)
-    store = GcsStore(model, client=client)
-    if store.read_bytes(METADATA_FILE) is not None:
-        return _download_model_dir(store, client, cache_dir)
-    if store.read_bytes(push.LATEST_FILE) is None:
-        raise PredictError(
-            f"--model {model!r} is neither a model directory (no {METADATA_FILE}) nor a "
-            f"push destination (no {push.LATEST_FILE})"
-        )
-    return push.resolve_latest_model(model, cache_dir, store=open_store(model, gcs_client=client))
+        # push's own reader, which verifies every file against the version's manifest
+        remote = files.is_remote(model)
+        store = open_store(model, gcs_client=files.active_client()) if remote else None
+        return push.resolve_latest_model(model, cache_dir, store=store)
 
 
-def _download_model_dir(store: Any, client: Any, cache_dir: str) -> str:
+def _download_model_dir(model: str, cache_dir: str) -> str:
     """Copies metadata.json and saved_model/ of a gs:// model directory (not model.keras)."""
     target = tempfile.mkdtemp(prefix="model-", dir=cache_dir)
-    prefix = f"{store.prefix}/" if store.prefix else ""
-    wanted = (METADATA_FILE, f"{SAVED_MODEL_DIR}/")
-    for blob in client.list_blobs(store.bucket_name, prefix=prefix or None):
-        relative = blob.name[len(prefix) :]
-        if relative == METADATA_FILE or relative.startswith(wanted[1]):
+    for relative in files.list_files(model):
+        if relative == METADATA_FILE or relative.startswith(f"{SAVED_MODEL_DIR}/"):
             local_path = os.path.join(target, *relative.split("/"))
-            os.makedirs(os.path.dirname(local_path), exist_ok=True)
-            blob.download_to_filename(local_path)
+            files.write_bytes(local_path, files.read_bytes(files.join(model, relative)))
     return target
 
 
@@ -399,38 +330,23 @@ def _pillow_png(encoded: bytes) -> tuple[bytes, np.ndarray] | None:
 class _Output:
     """Writes outputs under a local folder or a gs:// prefix, summary lines as they come."""
 
-    def __init__(self, root: str, gcs_client: Any):
-        self.root = root.rstrip("/") if root.startswith(GCS_SCHEME) else root
-        self._store = None
+    def __init__(self, root: str):
+        self.root = root
         self._lines: dict[str, list[str]] = {
             PREDICTIONS_FILE: [],
             FAILED_FILE: [],
             SKIPPED_FILE: [],
         }
-        if root.startswith(GCS_SCHEME):
-            from components.platform.storage import GcsStore
-
-            self._store = GcsStore(root, client=_gcs_client(gcs_client))
-        else:
-            os.makedirs(root, exist_ok=True)
+        if not files.is_remote(root):
             for name in self._lines:  # a new run replaces an earlier run's lists
-                with open(os.path.join(root, name), "w"):
-                    pass
+                files.write_bytes(os.path.join(root, name), b"")
 
     def write(self, key: str, data: bytes) -> None:
-        if self._store is not None:
-            self._store.write_bytes(key, data)
-            return
-        path = os.path.join(self.root, *key.split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = path + ".partial"
-        with open(partial, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
+        files.write_bytes(files.join(self.root, key), data)
 
     def append(self, name: str, rows: list[dict[str, Any]]) -> None:
         lines = [json.dumps(row) + "\n" for row in rows]
-        if self._store is not None:
+        if files.is_remote(self.root):
             self._lines[name].extend(lines)
             return
         with open(os.path.join(self.root, name), "a") as handle:
@@ -438,18 +354,18 @@ class _Output:
 
     def close(self) -> None:
         """Writes the summary objects on GCS (objects cannot be appended to)."""
-        if self._store is not None:
+        if files.is_remote(self.root):
             for name, lines in self._lines.items():
-                self._store.write_bytes(name, "".join(lines).encode("utf-8"))
+                files.write_text(files.join(self.root, name), "".join(lines))
 
 
 def _batches(
-    images: list[InputImage], batch_size: int, client: Any, failed: list[dict[str, str]]
+    images: list[InputImage], batch_size: int, failed: list[dict[str, str]]
 ) -> Iterator[list[tuple[InputImage, bytes, np.ndarray]]]:
     batch: list[tuple[InputImage, bytes, np.ndarray]] = []
     for image in images:
         try:
-            encoded, pixels = _decode(_read_bytes(image.uri, client))
+            encoded, pixels = _decode(files.read_bytes(image.uri))
         except Exception as error:  # any read or decode failure skips this image only
             failed.append({"file": image.uri, "error": str(error) or type(error).__name__})
             continue
@@ -481,7 +397,8 @@ def predict(
         batch_size: images per call of the model.
         alpha: the overlay's colour weight.
         cache_dir: where a gs:// model is downloaded; default a temporary folder, removed.
-        gcs_client: a google-cloud-storage client for gs:// locations.
+        gcs_client: a google-cloud-storage client for gs:// locations (default: ADC or
+            the emulator's, see ``components.platform.files``).
         progress: called with (images done, images in total) after every batch.
 
     Returns:
@@ -496,23 +413,34 @@ def predict(
         raise PredictError(f"alpha must be in [0, 1], got {alpha}")
     if not output.strip():
         raise PredictError("--output is empty; give a folder or gs:// prefix")
-    needs_gcs = any(text.startswith(GCS_SCHEME) for text in (model, inputs, output))
-    client = _gcs_client(gcs_client) if needs_gcs else None
+    with files.gcs_client(gcs_client):
+        return _predict(model, inputs, output, batch_size, alpha, cache_dir, progress)
+
+
+def _predict(
+    model: str,
+    inputs: str,
+    output: str,
+    batch_size: int,
+    alpha: float,
+    cache_dir: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> PredictionSummary:
     skipped: list[dict[str, str]] = []
-    images = list_inputs(inputs, gcs_client=client, skipped=skipped)
+    images = list_inputs(inputs, skipped=skipped)
     temporary = None
     if cache_dir is None:
         temporary = cache_dir = tempfile.mkdtemp(prefix="petseg-predict-")
     try:
-        predictor = Predictor(resolve_model(model, cache_dir, gcs_client=client))
+        predictor = Predictor(resolve_model(model, cache_dir))
         failed: list[dict[str, str]] = []
         predicted = 0
-        sink = _Output(output, client)
+        sink = _Output(output)
         sink.append(SKIPPED_FILE, skipped)
         done = 0
         reported_failures = 0
         try:
-            for batch in _batches(images, batch_size, client, failed):
+            for batch in _batches(images, batch_size, failed):
                 outputs = predictor([encoded for _, encoded, _ in batch])
                 rows = [
                     _write_one(sink, predictor, image, pixels, outputs, index, alpha)

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.platform import files
 from components.platform.storage import LocalStore, Store, file_digests, open_store
 from components.publish import push
 
@@ -330,15 +331,13 @@ def resolve_production_model(
         ) from None
 
 
-def check_not_incomplete(model_dir: str, *, gcs_client: Any = None) -> None:
+def check_not_incomplete(model_dir: str) -> None:
     """Refuses a version directory of a push destination whose push never finished.
 
     Args:
-        model_dir: a model directory, local or gs://; only ``<destination>/versions/vNNNNNN``
-            is checked.
-        gcs_client: the storage client the caller reads gs:// with (predict's), so the
-            check goes through the same store and client as the read that follows; default
-            ``open_store``'s (the emulator's or ADC's).
+        model_dir: a model directory, local or gs:// (through ``components.platform.files``,
+            so inside the caller's ``files.gcs_client`` block); only
+            ``<destination>/versions/vNNNNNN`` is checked.
 
     Raises:
         VersionError: naming the version and what to do instead.
@@ -349,10 +348,9 @@ def check_not_incomplete(model_dir: str, *, gcs_client: Any = None) -> None:
     if push.version_number(version) is None or posixpath.basename(parent) != push.VERSIONS_DIR:
         return
     destination = posixpath.dirname(parent) or "."
-    store = open_store(destination, gcs_client=gcs_client)
-    if store.read_bytes(f"{_version_dir(version)}/{push.MANIFEST_FILE}") is not None:
+    if files.exists(files.join(path, push.MANIFEST_FILE)):
         return
-    if store.read_bytes(f"{_version_dir(version)}/{push.CLAIM_FILE}") is None:
+    if not files.exists(files.join(path, push.CLAIM_FILE)):
         return
     raise VersionError(
         f"{model_dir}: incomplete push: version {version} has no {push.MANIFEST_FILE} (its "
