@@ -71,6 +71,13 @@ def test_remove_takes_files_and_folders_and_ignores_missing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_rename_replaces_the_target(tmp_path):
+    files.write_text(str(tmp_path / "a.partial"), "new")
+    files.write_text(str(tmp_path / "a"), "old")
+    files.rename(str(tmp_path / "a.partial"), str(tmp_path / "a"))
+    assert files.listdir(str(tmp_path)) == ["a"] and files.read_text(str(tmp_path / "a")) == "new"
+
+
 def test_list_files_walks_folders_in_order(tmp_path):
     for name in ("b/2.txt", "a/1.txt", "a/z/3.txt", "top.txt"):
         files.write_text(str(tmp_path / name), name)

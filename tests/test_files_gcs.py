@@ -39,7 +39,13 @@ def test_gcs_paths_read_write_list_and_remove_like_local_ones(bucket_uri):
     with pytest.raises(FileNotFoundError, match=r"run/missing\.json does not exist"):
         files.read_json(f"{bucket_uri}/run/missing.json")
 
+    files.write_text(f"{bucket_uri}/run/y.txt", "old")
+    files.rename(f"{bucket_uri}/run/train/y.txt", f"{bucket_uri}/run/y.txt")
+    assert files.read_text(f"{bucket_uri}/run/y.txt") == "why"
+    assert files.list_files(f"{bucket_uri}/run/train") == ["x.bin"]
+
     files.remove(f"{bucket_uri}/run/train")
+    files.remove(f"{bucket_uri}/run/y.txt")
     assert files.list_files(f"{bucket_uri}/run") == ["dataset.json"]
 
 

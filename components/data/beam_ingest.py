@@ -355,7 +355,10 @@ def _by_shard(joined):
 
 
 def _write_shard(keyed, output_dir: str, num_classes: int):
-    """Writes one shard (its records in source order) under a temporary name."""
+    """Writes one shard (its records in source order) under a temporary name.
+
+    TensorFlow writes it (TFRecord framing); the launcher renames it through ``files``.
+    """
     (split, index, count), elements = keyed
     final = posixpath.join(output_dir, split, ingest.schema.shard_file_name(split, index, count))
     temporary = final + ingest._INCOMPLETE_SUFFIX
@@ -387,9 +390,10 @@ def _read_examples(pipeline, data_config: DataConfig, description: dict, stream,
     if data_config.source != "tfds":
         # Paths only: the launcher lists the source, workers fetch the files.
         listing = posixpath.join(work_dir, "examples.jsonl")
-        with tf.io.gfile.GFile(listing, "w") as handle:
-            for index, example in enumerate(stream):
-                handle.write(_example_line((0, 0, index), example) + "\n")
+        lines = (
+            _example_line((0, 0, index), example) + "\n" for index, example in enumerate(stream)
+        )
+        files.write_text(listing, "".join(lines))
         return (
             pipeline
             | "ListExamples" >> beam.io.ReadFromText(listing)
@@ -448,10 +452,9 @@ def ingest_dataset(
     try:
         for split in splits.SPLITS:
             split_dir = posixpath.join(output_dir, split)
-            if tf.io.gfile.exists(split_dir):
-                tf.io.gfile.rmtree(split_dir)
-            tf.io.gfile.makedirs(split_dir)
-        tf.io.gfile.makedirs(work_dir)
+            files.remove(split_dir)
+            files.makedirs(split_dir)
+        files.makedirs(work_dir)
         logger.info(
             "Ingesting %s on Beam's %s; carving %s from train",
             sources.describe(data_config),
@@ -518,7 +521,7 @@ def ingest_dataset(
                 )
             final_paths = []
             for _, _, final, _, _ in shards:
-                tf.io.gfile.rename(final + ingest._INCOMPLETE_SUFFIX, final, overwrite=True)
+                files.rename(final + ingest._INCOMPLETE_SUFFIX, final)
                 final_paths.append(final)
             split_entries[split] = ingest.split_entry(
                 output_dir,

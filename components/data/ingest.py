@@ -292,7 +292,9 @@ class _ShardWriter:
     """Writes records_per_shard records per shard under temporary names.
 
     The shard count is only known at the end (skipped records change it), so
-    shards get their final ``-of-N`` names in ``finish`` and not before.
+    shards get their final ``-of-N`` names in ``finish`` and not before. TensorFlow
+    writes the shard itself (``tf.io.TFRecordWriter``, TFRecord framing and CRCs); the
+    renames and removals around it are plain file work, through ``files``.
     """
 
     def __init__(self, split_dir: str, split: str, records_per_shard: int):
@@ -331,7 +333,7 @@ class _ShardWriter:
             final = posixpath.join(
                 self._split_dir, schema.shard_file_name(self._split, index, count)
             )
-            tf.io.gfile.rename(temporary, final, overwrite=True)
+            files.rename(temporary, final)
             final_paths.append(final)
         self._temporary_paths = []
         return final_paths
@@ -344,18 +346,14 @@ class _ShardWriter:
             logger.warning("Closing the unfinished shard failed (%s); removing it", error)
             self._writer = None
         for path in self._temporary_paths:
-            if tf.io.gfile.exists(path):
-                tf.io.gfile.remove(path)
+            files.remove(path)
         self._temporary_paths = []
 
 
 def _remove_quietly(path: str) -> None:
     try:
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-        elif tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
-    except (OSError, tf.errors.OpError) as error:
+        files.remove(path)
+    except Exception as error:  # OSError or the store's: the ingest's own error is raised
         logger.warning("Could not remove %s after a failed ingest: %s", path, error)
 
 
@@ -373,9 +371,8 @@ class _SplitOutput:
         self.split = split
         self.collector = collector
         self.split_dir = posixpath.join(output_dir, split)
-        if tf.io.gfile.exists(self.split_dir):
-            tf.io.gfile.rmtree(self.split_dir)
-        tf.io.gfile.makedirs(self.split_dir)
+        files.remove(self.split_dir)
+        files.makedirs(self.split_dir)
         self.writer = _ShardWriter(self.split_dir, split, records_per_shard)
         self.num_classes = num_classes
         self.num_records = 0
@@ -426,7 +423,7 @@ def split_entry(
         "shards": [posixpath.relpath(path, output_dir) for path in final_paths],
         # Readers compare these with the files (dataset_info.shard_paths): a truncated
         # shard is refused by name instead of failing mid-read without one.
-        "shard_sizes": [tf.io.gfile.stat(path).length for path in final_paths],
+        "shard_sizes": [files.size(path) for path in final_paths],
         "num_skipped": len(skipped),
         "skipped": skipped,
         "num_bytes": num_bytes,

@@ -25,6 +25,8 @@ from typing import Any
 
 import keras
 
+from components.platform import files
+
 logger = logging.getLogger(__name__)
 
 # Vertex AI names its worker pools; pool 0 holds the chief, pool 1 the other workers.
@@ -262,33 +264,27 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _save_model(self):
-        import tensorflow as tf
-        from keras.src.utils import file_utils
-
-        if not file_utils.exists(self.backup_dir):
-            file_utils.makedirs(self.backup_dir)
-        if self.double_checkpoint and file_utils.exists(self._weights_path):
-            file_utils.copy(self._weights_path, self._prev_weights_path, overwrite=True)
-        if self.double_checkpoint and file_utils.exists(self._training_metadata_path):
-            file_utils.copy(
-                self._training_metadata_path, self._prev_training_metadata_path, overwrite=True
-            )
-        # Weights first, then the epoch that says they are complete: each renamed when whole.
+        files.makedirs(self.backup_dir)
+        if self.double_checkpoint:  # Keras' second copy: the backup before this one
+            for path, previous in (
+                (self._weights_path, self._prev_weights_path),
+                (self._training_metadata_path, self._prev_training_metadata_path),
+            ):
+                if files.exists(path):
+                    files.write_bytes(previous, files.read_bytes(path))
+        # Weights first, then the epoch that says they are complete, each whole when it
+        # appears: Keras writes the weights itself (to a partial name, then renamed here);
+        # the file layer writes the metadata atomically.
         partial = self._weights_path[: -len(".weights.h5")] + ".partial.weights.h5"
-        partial_metadata = self._training_metadata_path + ".partial"
         try:
             self.model.save_weights(filepath=partial, overwrite=True)
-            tf.io.gfile.rename(partial, self._weights_path, overwrite=True)
+            files.rename(partial, self._weights_path)
             metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-            with file_utils.File(partial_metadata, "w") as handle:
-                handle.write(json.dumps(metadata))
-            tf.io.gfile.rename(partial_metadata, self._training_metadata_path, overwrite=True)
+            files.write_text(self._training_metadata_path, json.dumps(metadata))
         except OSError:
             # A full disk: the half-written file is never trusted, but it holds the space
             # the user must free; the last whole backup stays.
-            for leftover in (partial, partial_metadata):
-                if tf.io.gfile.exists(leftover):
-                    tf.io.gfile.remove(leftover)
+            files.remove(partial)
             raise
 
 

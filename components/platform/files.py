@@ -156,6 +156,17 @@ def remove(path: str) -> None:
         os.remove(path)
 
 
+def rename(source: str, target: str) -> None:
+    """Moves a file onto ``target``, replacing it; on gs:// a copy, then a delete."""
+    if not is_remote(source):
+        os.replace(source, target)
+        return
+    bucket, name = _blobs(source)
+    target_bucket, target_name = _blobs(target)
+    bucket.copy_blob(bucket.blob(name), target_bucket, target_name)
+    bucket.blob(name).delete()
+
+
 def size(path: str) -> int:
     """The file's length in bytes."""
     if not is_remote(path):

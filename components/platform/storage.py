@@ -1,6 +1,6 @@
 """A small object-store abstraction for push: a local directory or a GCS prefix.
 
-Push needs more than ``tf.io.gfile`` gives: creating an object only if it is
+Push needs more than plain file calls give: creating an object only if it is
 absent and replacing one only if nobody changed it since it was read. Those two
 primitives make concurrent pushes safe. On GCS they are generation
 preconditions (``if_generation_match``); in a local directory they are
