@@ -205,6 +205,7 @@ def describe(config) -> str:
         f"{training.epochs} epochs",
         f"batch {training.batch_size}",
         f"lr {training.learning_rate:g} {training.learning_rate_schedule}",
+        training.loss.replace("_", " "),
     ]
     if training.fine_tune_epochs:
         items.append(

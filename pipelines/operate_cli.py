@@ -95,7 +95,7 @@ def _cmd_models(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -
 
 def _cmd_push(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -> int:
     from components.platform.storage import DestinationError
-    from components.publish import versions
+    from components.publish import push, versions
     from components.publish.push import PushError
 
     destination = _destination(args, config_loader)
@@ -105,7 +105,7 @@ def _cmd_push(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -> 
         )
     except (PushError, DestinationError, ValueError, OSError) as error:
         return _fail(error)
-    state = "already there" if result["reused"] else "new"
+    state = push.push_state(result)
     print(f"pushed {result['version']} to {result['uri']} ({state}); LATEST = {result['latest']}")
     return 0
 

@@ -267,11 +267,16 @@ def test_dataflow_worker_image_has_the_locked_beam_version():
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
 
 
-def test_direct_runner_options_name_the_workers():
-    from apache_beam.options.pipeline_options import DirectOptions
+def test_direct_runner_options_name_the_workers_and_the_fn_api_runner_not_prism():
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     options = beam_ingest.pipeline_options(
         BeamConfig(direct_num_workers=4, direct_running_mode="multi_processing"), "/tmp/out"
     )
     direct = options.view_as(DirectOptions)
     assert (direct.direct_num_workers, direct.direct_running_mode) == (4, "multi_processing")
+    # The DirectRunner would try Prism first (downloaded from GitHub when online).
+    assert options.view_as(StandardOptions).runner == "FnApiRunner"
+    assert isinstance(beam.Pipeline(options=options).runner, FnApiRunner)

@@ -205,17 +205,21 @@ def test_gc_keep_removes_old_complete_versions_but_not_latest(tmp_path, destinat
         versions.collect_garbage(destination, keep=0)
 
 
-def test_push_cli_resumes_the_interrupted_version_its_error_names(three_versions, tmp_path):
+def test_push_cli_resumes_the_interrupted_version_its_error_names(three_versions, tmp_path, capsys):
     destination, message = three_versions
     command = message.split("resumes v000003: ", 1)[1]
     assert command.startswith("petseg push --model ") and destination in command
     argv = command.split()[1:]
 
+    capsys.readouterr()
     assert main(argv) == 0
+    assert "pushed v000003 " in (out := capsys.readouterr().out)
+    assert "(resumed an interrupted push)" in out
     listed = versions.list_versions(destination)
     assert [(v.version, v.complete, v.latest) for v in listed][-1] == ("v000003", True, True)
     assert len(listed) == 3  # resumed, not a fourth version
     assert main(argv) == 0  # again: reused
+    assert "(already there)" in capsys.readouterr().out
 
 
 def test_a_damaged_production_model_stops_evaluate_with_the_ways_out(three_versions, tmp_path):

@@ -98,8 +98,13 @@ def pipeline_flags(beam_config: BeamConfig, output_dir: str) -> list[str]:
     """
     flags = [f"--runner={beam_config.runner}"]
     if beam_config.runner == "DirectRunner":
+        # Beam's FnApiRunner, which is what the DirectRunner runs a batch pipeline on,
+        # named directly: Beam 2.77's DirectRunner first tries Prism, a Go binary it
+        # downloads from GitHub, so a laptop online would run another engine than the one
+        # tested (and offline each run waits for the failed download and leaves a
+        # /tmp/beam-temp* folder behind).
         return [
-            *flags,
+            "--runner=FnApiRunner",
             f"--direct_num_workers={beam_config.direct_num_workers}",
             f"--direct_running_mode={beam_config.direct_running_mode}",
         ]

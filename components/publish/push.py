@@ -282,7 +282,7 @@ def run(
     )
     print(
         f"pushed {pushed['version']} to {pushed['uri']} "
-        f"({'already there' if pushed['reused'] else 'new'}); LATEST = {pushed['latest']}"
+        f"({push_state(pushed)}); LATEST = {pushed['latest']}"
     )
     registered: dict[str, Any] = {}
     if settings.register_vertex:
@@ -366,7 +366,7 @@ def push_model(
         store: The store to write to; default ``open_store(destination)``.
 
     Returns:
-        ``{version, uri, latest, digest, reused}``: the version written or found, its
+        ``{version, uri, latest, digest, reused, resumed}``: the version written or found, its
         full URI, the version LATEST names after this push (a racing push may have
         published a newer one), the model's content digest, and whether an earlier
         push of the same model already held that version complete.
@@ -434,7 +434,15 @@ def push_model(
         "latest": latest,
         "digest": digest,
         "reused": reused,
+        "resumed": resuming and not reused,
     }
+
+
+def push_state(pushed: dict[str, Any]) -> str:
+    """How a push found its version: complete already, an interrupted one finished, or new."""
+    if pushed["reused"]:
+        return "already there"
+    return "resumed an interrupted push" if pushed.get("resumed") else "new"
 
 
 def _manifest_digest(manifest_bytes: bytes) -> str | None:
