@@ -38,7 +38,9 @@ def test_tutorial_preset_is_the_notebooks_and_production_differs_only_in_scaling
     assert production.model.encoder_weights == "imagenet"
     assert (production.data.dataset, production.data.version) == ("oxford_iiit_pet", "4.*.*")
     # and the real-photo recipe bench_quality chose on its validation split (README).
-    assert (production.model.image_size, production.training.batch_size) == (128, 16)
+    assert (production.model.image_size, production.training.batch_size) == (160, 16)
+    assert production.training.loss == "cross_entropy_dice"
+    assert production.training.fine_tune_learning_rate_factor == 0.3
     assert production.model.batchnorm_momentum == "from_steps"
     assert production.name == "petseg"
 

@@ -982,9 +982,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # train by key hash (stable as data grows); the test split only blesses.
         "data": {"dataset": "oxford_iiit_pet", "version": "4.*.*", "validation_fraction": 0.1},
         "model": {
-            # 160 px scored higher on validation (0.745 against 0.725) for 1.5x the CPU; not
-            # adopted yet (README "Quality on real photos").
-            "image_size": 128,
+            # 160 px: validation mean IoU 0.745 against 0.725 at 128 px, for 1.5x the CPU.
+            "image_size": 160,
             "encoder_weights": "imagenet",
             "freeze_encoder": True,
             "normalization": "mobilenet",
@@ -1005,8 +1004,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "augment_max_rotation_degrees": 10.0,
             "augment_color_jitter": 0.1,
             "fine_tune_epochs": 10,
-            "fine_tune_learning_rate_factor": 0.1,
+            # 0.3: validation 0.756 against 0.748 at Keras' 0.1 (the encoder still gains
+            # at the end of 10 epochs; 18 epochs at 0.1 gave 0.751 for the same compute).
+            "fine_tune_learning_rate_factor": 0.3,
             "keep_best_epoch": True,
+            # Dice weighs the thin trimap border by overlap: validation 0.730 against 0.725.
+            "loss": "cross_entropy_dice",
         },
         "evaluation": {"min_mean_iou": 0.5, "baseline": "latest", "blessing_rule": "confident"},
     },
