@@ -45,10 +45,7 @@ import tensorflow as tf
 
 from components.data import dataset_info, schema
 from components.evaluation import bootstrap, boundary, report, slices
-from components.evaluation.metrics import (
-    per_image_confusion,
-    segmentation_metrics,
-)
+from components.evaluation.metrics import per_image_confusion, segmentation_metrics
 from components.model import input_pipeline as data
 from components.model.model import ModelMismatchError, load_model_dir
 from components.platform import contracts
@@ -451,10 +448,7 @@ def evaluate_model(
         model_config, image_size_expected, normalization_expected
     )
     model = load_scored_model(
-        model_dir,
-        classes,
-        image_size_expected=size_expected,
-        normalization_expected=normalization,
+        model_dir, classes, image_size_expected=size_expected, normalization_expected=normalization
     )
     scored = score_models(
         [model],

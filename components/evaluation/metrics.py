@@ -73,8 +73,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def segmentation_metrics(
-    confusion: np.ndarray | Sequence[Sequence[int]],
-    class_names: Sequence[str] = CLASS_NAMES,
+    confusion: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str] = CLASS_NAMES
 ) -> dict[str, Any]:
     """Pixel accuracy, per-class IoU/precision/recall and mean IoU from a confusion matrix.
 
@@ -138,10 +137,7 @@ def segmentation_metrics(
 
 
 def per_image_confusion(
-    true: np.ndarray,
-    pred: np.ndarray,
-    num_classes: int,
-    ignore_id: int | None = IGNORE_ID,
+    true: np.ndarray, pred: np.ndarray, num_classes: int, ignore_id: int | None = IGNORE_ID
 ) -> np.ndarray:
     """``[N, C, C]`` int64: one confusion matrix per image of ``[N, ...]`` masks.
 

@@ -435,9 +435,7 @@ class GcsStore(Store):
             generation = int(blob.generation)
             try:
                 data = blob.download_as_bytes(
-                    if_generation_match=generation,
-                    timeout=self.timeout_s,
-                    retry=self._retry(),
+                    if_generation_match=generation, timeout=self.timeout_s, retry=self._retry()
                 )
             except (exceptions.NotFound, exceptions.PreconditionFailed):
                 continue  # replaced or deleted between the two calls: read again
@@ -507,10 +505,7 @@ class GcsStore(Store):
         try:
             # With a generation precondition the default retry may resend safely.
             blob.upload_from_string(
-                data,
-                if_generation_match=generation,
-                timeout=self.timeout_s,
-                retry=self._retry(),
+                data, if_generation_match=generation, timeout=self.timeout_s, retry=self._retry()
             )
         except exceptions.PreconditionFailed:
             # A resend after a lost response also fails the precondition: if the bytes now

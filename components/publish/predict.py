@@ -528,11 +528,7 @@ def run(settings: PredictConfig, pushed: ArtifactRef, output_dir: str) -> Predic
         )
     os.makedirs(output_dir, exist_ok=True)
     summary = predict(
-        pushed.uri,
-        settings.input,
-        output_dir,
-        batch_size=settings.batch_size,
-        alpha=settings.alpha,
+        pushed.uri, settings.input, output_dir, batch_size=settings.batch_size, alpha=settings.alpha
     )
     version = pushed.metadata.get("version", "")
     print(

@@ -381,11 +381,7 @@ def run_outputs_of(model_dir: str) -> tuple[str | None, dict[str, Any]]:
 
 
 def push_existing_model(
-    model_dir: str,
-    destination: str,
-    *,
-    data_statistics: str | None = None,
-    run_id: str = "",
+    model_dir: str, destination: str, *, data_statistics: str | None = None, run_id: str = ""
 ) -> dict[str, Any]:
     """Pushes a Model artifact directory again, as the pipeline's push step would.
 
