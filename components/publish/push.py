@@ -52,6 +52,7 @@ from components.platform.storage import (
     LocalStore,
     Store,
     file_digests,
+    is_safe_key,
     open_store,
 )
 
@@ -143,8 +144,7 @@ def scan_model_dir(model_dir: str) -> list[ModelFile]:
 def _scan_extra_files(extra_files: dict[str, str]) -> list[ModelFile]:
     scanned = []
     for relative_path, local_path in sorted(extra_files.items()):
-        parts = relative_path.split("/")
-        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        if not is_safe_key(relative_path):
             raise ValueError(f"extra_files: unsafe path {relative_path!r} in the version")
         if relative_path in _RESERVED_NAMES:
             raise ValueError(f"extra_files: {relative_path!r} is a reserved name")
@@ -488,14 +488,6 @@ def _find_or_claim_version(
     )
 
 
-def _matches(info, model_file: ModelFile) -> bool:
-    return (
-        info is not None
-        and info.size == model_file.size
-        and info.md5_base64 in (model_file.md5_base64, None)
-    )
-
-
 def push_again_command(
     model_dir: str, destination: str, extra_files: dict[str, str] | None = None
 ) -> str:
@@ -531,15 +523,12 @@ def _upload_and_verify(
 
 def _verified(store: Store, key: str, model_file: ModelFile) -> bool:
     info = store.object_info(key)
-    if not _matches(info, model_file):
+    if info is None or info.size != model_file.size:
         return False
     if info.md5_base64 is not None:
-        return True
+        return info.md5_base64 == model_file.md5_base64
     # No MD5 on the server (a composite object): compare the bytes themselves.
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = os.path.join(scratch, "object")
-        store.download_file(key, copy)
-        return file_digests(copy)[0] == model_file.sha256
+    return store.sha256(key) == model_file.sha256
 
 
 def _parse_pointer(store: Store, data: bytes) -> dict[str, Any]:
@@ -648,12 +637,9 @@ def resolve_latest_model(
     listed = manifest.get("files")
     if not isinstance(listed, dict) or not listed:
         raise ValueError(f"{store.key_uri(manifest_key)} lists no files")
-    for relative_path in listed:
-        parts = relative_path.split("/")
-        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(
-                f"{store.key_uri(manifest_key)} lists an unsafe path {relative_path!r}"
-            )
+    unsafe = [relative_path for relative_path in listed if not is_safe_key(relative_path)]
+    if unsafe:
+        raise ValueError(f"{store.key_uri(manifest_key)} lists an unsafe path {unsafe[0]!r}")
 
     if isinstance(store, LocalStore):
         version_dir = os.path.join(store.root, VERSIONS_DIR, version)

@@ -23,13 +23,12 @@ import hashlib
 import json
 import os
 import posixpath
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from components.platform import files
-from components.platform.storage import LocalStore, Store, file_digests, open_store
+from components.platform.storage import Store, open_store
 from components.publish import push
 
 # An incomplete version whose claim is younger than this may belong to a push still running.
@@ -126,20 +125,6 @@ def list_versions(destination: str, *, store: Store | None = None) -> list[Versi
     return found
 
 
-def _sha256_of(store: Store, key: str) -> str | None:
-    """The stored object's sha256, or None when it is absent."""
-    if isinstance(store, LocalStore):
-        path = os.path.join(store.root, *key.split("/"))
-        return file_digests(path)[0] if os.path.isfile(path) else None
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = os.path.join(scratch, "object")
-        try:
-            store.download_file(key, copy)
-        except FileNotFoundError:
-            return None
-        return file_digests(copy)[0]
-
-
 def verify_version(
     destination: str, version: str | None = None, *, store: Store | None = None
 ) -> tuple[str, list[str]]:
@@ -181,7 +166,7 @@ def verify_version(
         return version, [*problems, f"{store.key_uri(manifest_key)} is not a petseg manifest"]
     for relative_path, expected in sorted(files.items()):
         key = f"{_version_dir(version)}/{relative_path}"
-        actual = _sha256_of(store, key)
+        actual = store.sha256(key)
         if actual is None:
             problems.append(f"{store.key_uri(key)} is listed in the manifest but missing")
         elif actual != (expected or {}).get("sha256"):
@@ -220,10 +205,10 @@ def rollback(destination: str, version: str, *, store: Store | None = None) -> t
         "version": version,
         "model_digest": json.loads(manifest_bytes).get("model_digest"),
         "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        "updated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "updated_at": push._now(),
         "rolled_back_from": current,
     }
-    data = (json.dumps(pointer, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    data = files.to_json(pointer).encode()
     if not store.compare_and_swap(push.LATEST_FILE, data, token):
         raise VersionError(
             f"{store.key_uri(push.LATEST_FILE)} changed while rolling back (a push?); "
