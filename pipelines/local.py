@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from components.platform.config import PipelineConfig
+from components.platform.contracts import DatasetInfo
 from pipelines import steps
 from pipelines.runs import mark_failed
 from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
@@ -103,16 +104,13 @@ class LocalRunSummary:
         uri = None if ingest is None else ingest.artifacts.get("dataset", {}).get("uri")
         if not uri:
             return [], None
-        path = os.path.join(uri, "dataset.json")
-        try:  # a local run's artifact is a local file (no TensorFlow import for this read)
-            with open(path) as handle:
-                splits = json.load(handle).get("splits", {})
+        path = os.path.join(uri, DatasetInfo.FILE_NAME)
+        try:
+            splits = DatasetInfo.read(path).splits
         except (OSError, ValueError):
             return [], None
         skipped = [
-            {"split": split, **record}
-            for split, entry in splits.items()
-            for record in entry.get("skipped", [])
+            {"split": s, **record} for s, entry in splits.items() for record in entry.skipped
         ]
         return skipped, path
 

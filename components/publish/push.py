@@ -60,7 +60,6 @@ VERSIONS_DIR = "versions"
 LATEST_FILE = "LATEST"
 MANIFEST_FILE = "manifest.json"
 CLAIM_FILE = ".claim"
-MODEL_METADATA_FILE = "metadata.json"
 MANIFEST_FORMAT = 1
 _VERSION_PATTERN = re.compile(r"v(\d{6,})")
 _RESERVED_NAMES = (MANIFEST_FILE, CLAIM_FILE)
@@ -130,9 +129,9 @@ def scan_model_dir(model_dir: str) -> list[ModelFile]:
     if not files:
         raise ValueError(f"model directory {model_dir!r} is empty")
     names = {model_file.relative_path for model_file in files}
-    if MODEL_METADATA_FILE not in names:
+    if ModelMetadata.FILE_NAME not in names:
         raise ValueError(
-            f"model directory {model_dir!r} has no {MODEL_METADATA_FILE}; "
+            f"model directory {model_dir!r} has no {ModelMetadata.FILE_NAME}; "
             "it is not a model written by petseg's train step"
         )
     clashes = sorted(names.intersection(_RESERVED_NAMES))
@@ -380,7 +379,7 @@ def push_model(
     if clashes:
         raise ValueError(f"extra_files would replace files of the model: {clashes}")
     digest = model_digest(model_files)
-    metadata = ModelMetadata.read(os.path.join(model_dir, MODEL_METADATA_FILE)).to_dict()
+    metadata = ModelMetadata.read(os.path.join(model_dir, ModelMetadata.FILE_NAME)).to_dict()
 
     store = store or open_store(destination)
     store.check_ready(for_write=True)

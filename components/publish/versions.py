@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.platform import files
+from components.platform.contracts import CheckVerdicts
 from components.platform.storage import Store, open_store
 from components.publish import push
 
@@ -353,7 +354,7 @@ def run_outputs_of(model_dir: str) -> tuple[str | None, dict[str, Any]]:
     """
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(model_dir)))
     statistics = os.path.join(run_dir, "data-statistics", "statistics")
-    if not os.path.isfile(os.path.join(statistics, "checks.json")):
+    if not os.path.isfile(os.path.join(statistics, CheckVerdicts.FILE_NAME)):
         statistics = None
     metrics: dict[str, Any] = {}
     try:
