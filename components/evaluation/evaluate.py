@@ -64,16 +64,12 @@ def _expected_from_config(
     image_size_expected: int | None,
     normalization_expected: str | None,
 ) -> tuple[int | None, str | None]:
-    if model_config is None:
-        return image_size_expected, normalization_expected
-    return (
-        image_size_expected if image_size_expected is not None else model_config.image_size,
-        (
-            normalization_expected
-            if normalization_expected is not None
-            else model_config.normalization
-        ),
-    )
+    if model_config is not None:
+        if image_size_expected is None:
+            image_size_expected = model_config.image_size
+        if normalization_expected is None:
+            normalization_expected = model_config.normalization
+    return image_size_expected, normalization_expected
 
 
 def _batches(

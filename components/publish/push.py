@@ -562,21 +562,23 @@ def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: st
     )
 
 
+def read_pointer(store: Store) -> dict[str, Any] | None:
+    """LATEST's pointer ({version, model_digest, manifest_sha256, ...}), None if nothing pushed."""
+    data = store.read_bytes(LATEST_FILE)
+    return None if data is None else _parse_pointer(store, data)
+
+
 def latest_model_digest(destination: str, *, store: Store | None = None) -> str | None:
     """The model digest the destination's LATEST names now, or None if nothing is pushed."""
-    store = store or open_store(destination)
-    pointer_bytes = store.read_bytes(LATEST_FILE)
-    if pointer_bytes is None:
-        return None
-    return _parse_pointer(store, pointer_bytes).get("model_digest")
+    pointer = read_pointer(store or open_store(destination))
+    return None if pointer is None else pointer.get("model_digest")
 
 
 def _read_latest(store: Store) -> tuple[dict[str, Any], str, bytes] | None:
     """(LATEST's pointer, its manifest key, the manifest's bytes checked against it), or None."""
-    pointer_bytes = store.read_bytes(LATEST_FILE)
-    if pointer_bytes is None:
+    pointer = read_pointer(store)
+    if pointer is None:
         return None
-    pointer = _parse_pointer(store, pointer_bytes)
     version = pointer["version"]
     manifest_key = _version_key(version, MANIFEST_FILE)
     manifest_bytes = store.read_bytes(manifest_key)

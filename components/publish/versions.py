@@ -83,8 +83,8 @@ def _version_dir(version: str) -> str:
 
 def latest_version(store: Store) -> str | None:
     """The version LATEST names, or None when nothing was pushed."""
-    data = store.read_bytes(push.LATEST_FILE)
-    return None if data is None else push._parse_pointer(store, data)["version"]
+    pointer = push.read_pointer(store)
+    return None if pointer is None else pointer["version"]
 
 
 def list_versions(destination: str, *, store: Store | None = None) -> list[VersionInfo]:
@@ -153,8 +153,8 @@ def verify_version(
             f"{store.key_uri(manifest_key)} is missing: the push of {version} is incomplete"
         ]
     problems = []
-    if latest_version(store) == version:
-        pointer = json.loads(store.read_bytes(push.LATEST_FILE))
+    pointer = push.read_pointer(store)
+    if pointer is not None and pointer["version"] == version:
         recorded = pointer.get("manifest_sha256")
         if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
             problems.append(
