@@ -118,17 +118,13 @@ def scan_model_dir(model_dir: str) -> list[ModelFile]:
     """Lists and checksums every file of a model directory, in a stable order."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model directory {model_dir!r} does not exist")
-    files = []
-    for root, directories, names in os.walk(model_dir):
-        directories.sort()
-        for name in sorted(names):
-            local_path = os.path.join(root, name)
-            relative = os.path.relpath(local_path, model_dir).replace(os.sep, "/")
-            sha256, md5_base64, size = file_digests(local_path)
-            files.append(ModelFile(relative, local_path, sha256, md5_base64, size))
-    if not files:
+    scanned = []
+    for relative in files.list_files(model_dir):
+        local_path = os.path.join(model_dir, *relative.split("/"))
+        scanned.append(ModelFile(relative, local_path, *file_digests(local_path)))
+    if not scanned:
         raise ValueError(f"model directory {model_dir!r} is empty")
-    names = {model_file.relative_path for model_file in files}
+    names = {model_file.relative_path for model_file in scanned}
     if ModelMetadata.FILE_NAME not in names:
         raise ValueError(
             f"model directory {model_dir!r} has no {ModelMetadata.FILE_NAME}; "
@@ -137,7 +133,7 @@ def scan_model_dir(model_dir: str) -> list[ModelFile]:
     clashes = sorted(names.intersection(_RESERVED_NAMES))
     if clashes:
         raise ValueError(f"model directory {model_dir!r} holds reserved file names {clashes}")
-    return files
+    return scanned
 
 
 def _scan_extra_files(extra_files: dict[str, str]) -> list[ModelFile]:
