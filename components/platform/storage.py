@@ -202,14 +202,11 @@ class LocalStore(Store):
         return removed
 
     def list_keys(self, prefix: str) -> list[str]:
-        directory = self._path(prefix.rstrip("/"))
-        keys = []
-        for root, directories, names in os.walk(directory):
-            directories.sort()
-            for name in names:
-                relative = os.path.relpath(os.path.join(root, name), self.root)
-                keys.append(relative.replace(os.sep, "/"))
-        return sorted(keys)
+        return sorted(
+            os.path.relpath(os.path.join(folder, name), self.root).replace(os.sep, "/")
+            for folder, _, names in os.walk(self._path(prefix.rstrip("/")))
+            for name in names
+        )
 
     def delete(self, key: str) -> None:
         path = self._path(key)
