@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from components.data import splits
 from components.platform.config import PipelineConfig
 from components.platform.contracts import DatasetInfo
 from pipelines import steps
@@ -106,11 +107,11 @@ class LocalRunSummary:
             return [], None
         path = os.path.join(uri, DatasetInfo.FILE_NAME)
         try:
-            splits = DatasetInfo.read(path).splits
+            entries = DatasetInfo.read(path).splits
         except (OSError, ValueError):
             return [], None
         skipped = [
-            {"split": s, **record} for s, entry in splits.items() for record in entry.skipped
+            {"split": s, **record} for s, entry in entries.items() for record in entry.skipped
         ]
         return skipped, path
 
@@ -390,7 +391,6 @@ def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
 
 
-SPLIT_ORDER = ("train", "validation", "test")
 # The figures a step's line shows: (artifact, metadata keys) in that order.
 KEY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train": ("metrics", ("val_mean_iou", "val_accuracy", "loss")),
@@ -404,9 +404,9 @@ def key_figures(task: TaskResult) -> str:
     step = getattr(steps.step_of(task.name), "name", task.name)
     dataset = task.artifacts.get("dataset", {}).get("metadata", {})
     if isinstance(dataset.get("num_records"), dict):
-        order = {split: index for index, split in enumerate(SPLIT_ORDER)}
-        splits = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
-        counts = ", ".join(f"{split} {int(n)}" for split, n in splits)
+        order = {split: index for index, split in enumerate(splits.SPLITS)}
+        ordered = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
+        counts = ", ".join(f"{split} {int(n)}" for split, n in ordered)
         figures.append(f"records {counts}")
         skipped = sum(int(n) for n in (dataset.get("num_skipped") or {}).values())
         if skipped:
