@@ -276,8 +276,7 @@ class _VersionAction(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="petseg",
-        description="Oxford-IIIT Pet segmentation pipeline (Kubeflow Pipelines).",
+        prog="petseg", description="Oxford-IIIT Pet segmentation pipeline (Kubeflow Pipelines)."
     )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -403,10 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_cloud_commands = None
     if add_cloud_commands is not None:
         add_cloud_commands(
-            commands,
-            parent=parent,
-            config_loader=config_from_args,
-            compile_fn=compile_pipeline,
+            commands, parent=parent, config_loader=config_from_args, compile_fn=compile_pipeline
         )
     return parser
 

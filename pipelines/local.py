@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from components.data import splits
 from components.platform.config import PipelineConfig
+from components.platform.contracts import DatasetInfo
 from pipelines import steps
 from pipelines.runs import mark_failed
 from pipelines.tasklogs import LOGS_DIR, TaskLogRouter, TaskRecord
@@ -103,16 +105,13 @@ class LocalRunSummary:
         uri = None if ingest is None else ingest.artifacts.get("dataset", {}).get("uri")
         if not uri:
             return [], None
-        path = os.path.join(uri, "dataset.json")
-        try:  # a local run's artifact is a local file (no TensorFlow import for this read)
-            with open(path) as handle:
-                splits = json.load(handle).get("splits", {})
+        path = os.path.join(uri, DatasetInfo.FILE_NAME)
+        try:
+            entries = DatasetInfo.read(path).splits
         except (OSError, ValueError):
             return [], None
         skipped = [
-            {"split": split, **record}
-            for split, entry in splits.items()
-            for record in entry.get("skipped", [])
+            {"split": s, **record} for s, entry in entries.items() for record in entry.skipped
         ]
         return skipped, path
 
@@ -392,7 +391,6 @@ def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
 
 
-SPLIT_ORDER = ("train", "validation", "test")
 # The figures a step's line shows: (artifact, metadata keys) in that order.
 KEY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train": ("metrics", ("val_mean_iou", "val_accuracy", "loss")),
@@ -406,9 +404,9 @@ def key_figures(task: TaskResult) -> str:
     step = getattr(steps.step_of(task.name), "name", task.name)
     dataset = task.artifacts.get("dataset", {}).get("metadata", {})
     if isinstance(dataset.get("num_records"), dict):
-        order = {split: index for index, split in enumerate(SPLIT_ORDER)}
-        splits = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
-        counts = ", ".join(f"{split} {int(n)}" for split, n in splits)
+        order = {split: index for index, split in enumerate(splits.SPLITS)}
+        ordered = sorted(dataset["num_records"].items(), key=lambda item: order.get(item[0], 9))
+        counts = ", ".join(f"{split} {int(n)}" for split, n in ordered)
         figures.append(f"records {counts}")
         skipped = sum(int(n) for n in (dataset.get("num_skipped") or {}).values())
         if skipped:

@@ -79,10 +79,7 @@ def _cmd_models(args: argparse.Namespace, config_loader: Callable[[Any], Any]) -
             print(f"LATEST: {before} -> {after}")
             return 0
         removed = versions.collect_garbage(
-            destination,
-            keep=args.keep,
-            incomplete_after_s=args.older_than,
-            dry_run=args.dry_run,
+            destination, keep=args.keep, incomplete_after_s=args.older_than, dry_run=args.dry_run
         )
         verb = "would remove" if args.dry_run else "removed"
         for uri in removed:
@@ -142,8 +139,7 @@ def add_operate_commands(
         )
 
     models = commands.add_parser(
-        "models",
-        help="list, verify, roll back and clean the versions of a push destination",
+        "models", help="list, verify, roll back and clean the versions of a push destination"
     )
     verbs = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = verbs.add_parser(

@@ -306,8 +306,7 @@ def last_exception_line(text: str) -> str | None:
     """
     lines = [line.rstrip() for line in text.splitlines()]
     last_traceback = max(
-        (index for index, line in enumerate(lines) if line.startswith("Traceback (")),
-        default=None,
+        (index for index, line in enumerate(lines) if line.startswith("Traceback (")), default=None
     )
     if last_traceback is not None:
         message: list[str] = []

@@ -75,6 +75,7 @@ def test_first_push_writes_version_manifest_and_latest(tmp_path, models):
         "latest": "v000001",
         "digest": result["digest"],
         "reused": False,
+        "resumed": False,
     }
     assert len(result["digest"]) == 64
     manifest = json.loads((version_dir / "manifest.json").read_text())

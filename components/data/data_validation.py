@@ -299,9 +299,7 @@ def run_checks(
             figure, detail = measure(statistics, production)
             failed = figure > rule.threshold
             entry.update(
-                figure=round(float(figure), 6),
-                status="fail" if failed else "pass",
-                message=detail,
+                figure=round(float(figure), 6), status="fail" if failed else "pass", message=detail
             )
         checks.append(entry)
     failed = [check for check in checks if check["status"] == "fail"]

@@ -21,10 +21,7 @@ logger = logging.getLogger(__name__)
 
 def production_fingerprint(manifest: dict[str, Any]) -> str:
     """The data fingerprint a push manifest records ('' when the model predates them)."""
-    for dataset in (
-        manifest.get("dataset"),
-        (manifest.get("model_metadata") or {}).get("dataset"),
-    ):
+    for dataset in (manifest.get("dataset"), (manifest.get("model_metadata") or {}).get("dataset")):
         if isinstance(dataset, dict) and dataset.get("fingerprint"):
             return str(dataset["fingerprint"])
     return ""

@@ -632,9 +632,5 @@ def write_folder_dataset(
         **folder_class_table(num_classes, mask_format, ignore_border),
     }
     return FolderDataset(
-        root=root,
-        class_names=names,
-        mask_format=mask_format,
-        data_config=data_config,
-        stems=stems,
+        root=root, class_names=names, mask_format=mask_format, data_config=data_config, stems=stems
     )

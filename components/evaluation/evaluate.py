@@ -45,10 +45,7 @@ import tensorflow as tf
 
 from components.data import dataset_info, schema
 from components.evaluation import bootstrap, boundary, report, slices
-from components.evaluation.metrics import (
-    per_image_confusion,
-    segmentation_metrics,
-)
+from components.evaluation.metrics import per_image_confusion, segmentation_metrics
 from components.model import input_pipeline as data
 from components.model.model import ModelMismatchError, load_model_dir
 from components.platform import contracts
@@ -67,16 +64,12 @@ def _expected_from_config(
     image_size_expected: int | None,
     normalization_expected: str | None,
 ) -> tuple[int | None, str | None]:
-    if model_config is None:
-        return image_size_expected, normalization_expected
-    return (
-        image_size_expected if image_size_expected is not None else model_config.image_size,
-        (
-            normalization_expected
-            if normalization_expected is not None
-            else model_config.normalization
-        ),
-    )
+    if model_config is not None:
+        if image_size_expected is None:
+            image_size_expected = model_config.image_size
+        if normalization_expected is None:
+            normalization_expected = model_config.normalization
+    return image_size_expected, normalization_expected
 
 
 def _batches(
@@ -451,10 +444,7 @@ def evaluate_model(
         model_config, image_size_expected, normalization_expected
     )
     model = load_scored_model(
-        model_dir,
-        classes,
-        image_size_expected=size_expected,
-        normalization_expected=normalization,
+        model_dir, classes, image_size_expected=size_expected, normalization_expected=normalization
     )
     scored = score_models(
         [model],

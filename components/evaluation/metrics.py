@@ -52,12 +52,7 @@ def confusion_matrix(
     if ignore_id is not None:
         counted = true != ignore_id
         true, pred = true[counted], pred[counted]
-    for name, values in (("true", true), ("predicted", pred)):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(
-                f"{name} mask has class ids outside 0..{num_classes - 1}: "
-                f"min {int(values.min())}, max {int(values.max())}"
-            )
+    _check_class_ids(true, pred, num_classes)
     counts = np.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
     counts = counts.reshape(num_classes, num_classes).astype(np.int64)
     if into is None:
@@ -68,13 +63,21 @@ def confusion_matrix(
     return into
 
 
+def _check_class_ids(true: np.ndarray, pred: np.ndarray, num_classes: int) -> None:
+    for name, values in (("true", true), ("predicted", pred)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} mask has class ids outside 0..{num_classes - 1}: "
+                f"min {int(values.min())}, max {int(values.max())}"
+            )
+
+
 def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator) / float(denominator) if denominator > 0 else None
 
 
 def segmentation_metrics(
-    confusion: np.ndarray | Sequence[Sequence[int]],
-    class_names: Sequence[str] = CLASS_NAMES,
+    confusion: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str] = CLASS_NAMES
 ) -> dict[str, Any]:
     """Pixel accuracy, per-class IoU/precision/recall and mean IoU from a confusion matrix.
 
@@ -138,10 +141,7 @@ def segmentation_metrics(
 
 
 def per_image_confusion(
-    true: np.ndarray,
-    pred: np.ndarray,
-    num_classes: int,
-    ignore_id: int | None = IGNORE_ID,
+    true: np.ndarray, pred: np.ndarray, num_classes: int, ignore_id: int | None = IGNORE_ID
 ) -> np.ndarray:
     """``[N, C, C]`` int64: one confusion matrix per image of ``[N, ...]`` masks.
 
@@ -159,12 +159,7 @@ def per_image_confusion(
     true = true.reshape(num_images, -1).astype(np.int64, copy=False)
     pred = pred.reshape(num_images, -1).astype(np.int64, copy=False)
     counted = np.ones(true.shape, dtype=bool) if ignore_id is None else true != ignore_id
-    for name, values in (("true", true[counted]), ("predicted", pred[counted])):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(
-                f"{name} mask has class ids outside 0..{num_classes - 1}: "
-                f"min {int(values.min())}, max {int(values.max())}"
-            )
+    _check_class_ids(true[counted], pred[counted], num_classes)
     cells = num_classes * num_classes
     image = np.arange(num_images, dtype=np.int64)[:, None] * cells
     index = (image + true * num_classes + pred)[counted]

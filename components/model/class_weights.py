@@ -203,10 +203,7 @@ def _fixed_weights(fixed_weights: Sequence[float] | None, names: list[str]) -> l
 
 
 def compute_class_weights(
-    dataset_dir: str,
-    image_size: int,
-    strategy: str,
-    fixed_weights: Sequence[float] | None = None,
+    dataset_dir: str, image_size: int, strategy: str, fixed_weights: Sequence[float] | None = None
 ) -> dict[str, Any]:
     """One pass over the train split's masks → counts, frequencies and weights.
 

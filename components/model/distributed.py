@@ -176,9 +176,7 @@ def check_train_shards(num_shards: int, cluster: Cluster, dataset_dir: str) -> N
 
 
 def input_by_file(
-    strategy: Any,
-    make_input: Callable[[int, tuple[int, int]], Any],
-    global_batch: int,
+    strategy: Any, make_input: Callable[[int, tuple[int, int]], Any], global_batch: int
 ) -> Any:
     """The train input, each worker reading its own shard files, repeated for fixed epochs.
 

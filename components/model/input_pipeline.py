@@ -283,8 +283,7 @@ def make_dataset(
     if file_shard is None:
         records = records.apply(tf.data.experimental.assert_cardinality(num_records))
     examples = records.map(
-        lambda serialized: _decode_and_resize(serialized, image_size),
-        num_parallel_calls=AUTOTUNE,
+        lambda serialized: _decode_and_resize(serialized, image_size), num_parallel_calls=AUTOTUNE
     )
     cached_bytes = num_records * image_size * image_size * 4  # 3 image bytes + 1 mask byte
     if cache and cached_bytes <= CACHE_LIMIT_BYTES:

@@ -36,7 +36,7 @@ from components.platform.contracts import ModelMetadata
 
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
-METADATA_FILE = "metadata.json"
+METADATA_FILE = ModelMetadata.FILE_NAME
 SUMMARY_FILE = "summary.txt"
 SERVING_SIGNATURE = "serving_default"
 PROBABILITIES_SIGNATURE = "probabilities"

@@ -530,8 +530,7 @@ class TrainingConfig(_Section):
         default=0.1, description="Fine-tuning learning rate = learning_rate * this."
     )
     fine_tune_from_block: Annotated[int, Field(ge=0, le=16)] = Field(
-        default=0,
-        description="Fine-tune MobileNetV2 from this block on (block_N_...); 0 = all.",
+        default=0, description="Fine-tune MobileNetV2 from this block on (block_N_...); 0 = all."
     )
     keep_best_epoch: bool = Field(
         default=False,

@@ -84,13 +84,11 @@ def list_files(root: str) -> list[str]:
     """Every file under ``root``, recursively, as sorted POSIX paths relative to it."""
     if is_remote(root):
         return _under(root)
-    found = []
-    for directory, folders, names in os.walk(root):
-        folders.sort()
-        relative = os.path.relpath(directory, root)
-        for name in names:
-            found.append(name if relative == "." else posixpath.join(relative, name))
-    return sorted(path.replace(os.sep, "/") for path in found)
+    return sorted(
+        os.path.relpath(os.path.join(directory, name), root).replace(os.sep, "/")
+        for directory, _, names in os.walk(root)
+        for name in names
+    )
 
 
 def listdir(path: str) -> list[str]:

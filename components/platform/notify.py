@@ -158,10 +158,7 @@ def should_send(settings: NotifyConfig, report: Mapping[str, Any]) -> bool:
 
 
 def webhook_url(
-    settings: NotifyConfig,
-    *,
-    environ: Mapping[str, str] | None = None,
-    session: Any = None,
+    settings: NotifyConfig, *, environ: Mapping[str, str] | None = None, session: Any = None
 ) -> str:
     """Reads the webhook URL from its configured source, at call time."""
     environ = os.environ if environ is None else environ

@@ -201,10 +201,7 @@ def run_or_replay_failure(work: Callable[[], T], output_dir: str, *, what: str) 
     except Exception as error:
         if not is_transient(error) and not is_out_of_space(error):
             try:  # whole or not at all: a truncated record would break every retry
-                files.write_json(
-                    record,
-                    {"type": type(error).__name__, "message": str(error)},
-                )
+                files.write_json(record, {"type": type(error).__name__, "message": str(error)})
             except OSError as record_error:  # never hide the task's own error behind ours
                 logger.error("could not record the failure in %s: %s", record, record_error)
         raise

@@ -22,6 +22,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -75,9 +76,13 @@ def file_digests(path: str) -> tuple[str, str, int]:
     return sha256.hexdigest(), base64.b64encode(md5.digest()).decode("ascii"), size
 
 
+def is_safe_key(key: str) -> bool:
+    """A relative POSIX path without empty, '.' or '..' parts (nothing escapes the root)."""
+    return bool(key) and not key.startswith("/") and not {"", ".", ".."} & set(key.split("/"))
+
+
 def _check_key(key: str) -> str:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+    if not is_safe_key(key):
         raise ValueError(f"invalid store key {key!r}: use a relative path without '.' or '..'")
     return key
 
@@ -144,6 +149,16 @@ class Store(ABC):
         del older_than_s  # GCS publishes an object only when complete: nothing is staged
         return []
 
+    def sha256(self, key: str) -> str | None:
+        """The stored object's sha256 (read whole), or None when it does not exist."""
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = os.path.join(scratch, "object")
+            try:
+                self.download_file(key, copy)
+            except FileNotFoundError:
+                return None
+            return file_digests(copy)[0]
+
 
 class LocalStore(Store):
     """A directory on a local (POSIX) file system."""
@@ -167,9 +182,9 @@ class LocalStore(Store):
             raise DestinationError(
                 f"push destination {self.root!r} cannot be created: {error}"
             ) from error
-        self._remove_stale_staged()
+        self.remove_stale_staging()
 
-    def _remove_stale_staged(self, older_than_s: float = STALE_STAGED_AFTER_S) -> list[str]:
+    def remove_stale_staging(self, older_than_s: float = STALE_STAGED_AFTER_S) -> list[str]:
         """Deletes staged files left by killed pushes; a running push's are too recent."""
         cutoff = time.time() - older_than_s
         removed = []
@@ -186,18 +201,12 @@ class LocalStore(Store):
                     removed.append(entry.path)
         return removed
 
-    def remove_stale_staging(self, older_than_s: float = STALE_STAGED_AFTER_S) -> list[str]:
-        return self._remove_stale_staged(older_than_s)
-
     def list_keys(self, prefix: str) -> list[str]:
-        directory = self._path(prefix.rstrip("/"))
-        keys = []
-        for root, directories, names in os.walk(directory):
-            directories.sort()
-            for name in names:
-                relative = os.path.relpath(os.path.join(root, name), self.root)
-                keys.append(relative.replace(os.sep, "/"))
-        return sorted(keys)
+        return sorted(
+            os.path.relpath(os.path.join(folder, name), self.root).replace(os.sep, "/")
+            for folder, _, names in os.walk(self._path(prefix.rstrip("/")))
+            for name in names
+        )
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -274,6 +283,10 @@ class LocalStore(Store):
             return None
         _, md5_base64, size = file_digests(path)
         return ObjectInfo(size=size, md5_base64=md5_base64)
+
+    def sha256(self, key: str) -> str | None:
+        path = self._path(key)
+        return file_digests(path)[0] if os.path.isfile(path) else None
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         staged = self._staged(lambda handle: handle.write(data))
@@ -435,9 +448,7 @@ class GcsStore(Store):
             generation = int(blob.generation)
             try:
                 data = blob.download_as_bytes(
-                    if_generation_match=generation,
-                    timeout=self.timeout_s,
-                    retry=self._retry(),
+                    if_generation_match=generation, timeout=self.timeout_s, retry=self._retry()
                 )
             except (exceptions.NotFound, exceptions.PreconditionFailed):
                 continue  # replaced or deleted between the two calls: read again
@@ -507,10 +518,7 @@ class GcsStore(Store):
         try:
             # With a generation precondition the default retry may resend safely.
             blob.upload_from_string(
-                data,
-                if_generation_match=generation,
-                timeout=self.timeout_s,
-                retry=self._retry(),
+                data, if_generation_match=generation, timeout=self.timeout_s, retry=self._retry()
             )
         except exceptions.PreconditionFailed:
             # A resend after a lost response also fails the precondition: if the bytes now

@@ -23,6 +23,7 @@ Pillow and reaches the model as PNG.
 
 from __future__ import annotations
 
+import collections
 import glob
 import json
 import os
@@ -120,9 +121,7 @@ def _has_glob(text: str) -> bool:
 def _output_names(relative_paths: list[str]) -> list[str]:
     """Relative paths without extension; paths that would collide keep their extension."""
     stems = [os.path.splitext(path)[0] for path in relative_paths]
-    counts: dict[str, int] = {}
-    for stem in stems:
-        counts[stem] = counts.get(stem, 0) + 1
+    counts = collections.Counter(stems)
     return [
         stem if counts[stem] == 1 else path
         for stem, path in zip(stems, relative_paths, strict=True)
@@ -528,11 +527,7 @@ def run(settings: PredictConfig, pushed: ArtifactRef, output_dir: str) -> Predic
         )
     os.makedirs(output_dir, exist_ok=True)
     summary = predict(
-        pushed.uri,
-        settings.input,
-        output_dir,
-        batch_size=settings.batch_size,
-        alpha=settings.alpha,
+        pushed.uri, settings.input, output_dir, batch_size=settings.batch_size, alpha=settings.alpha
     )
     version = pushed.metadata.get("version", "")
     print(

@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from components.platform import provenance
+from components.platform import files, provenance
 from components.platform.config import PushConfig
 from components.platform.contracts import (
     ArtifactRef,
@@ -52,6 +52,7 @@ from components.platform.storage import (
     LocalStore,
     Store,
     file_digests,
+    is_safe_key,
     open_store,
 )
 
@@ -59,7 +60,6 @@ VERSIONS_DIR = "versions"
 LATEST_FILE = "LATEST"
 MANIFEST_FILE = "manifest.json"
 CLAIM_FILE = ".claim"
-MODEL_METADATA_FILE = "metadata.json"
 MANIFEST_FORMAT = 1
 _VERSION_PATTERN = re.compile(r"v(\d{6,})")
 _RESERVED_NAMES = (MANIFEST_FILE, CLAIM_FILE)
@@ -110,10 +110,6 @@ def _version_key(version: str, relative_path: str) -> str:
     return f"{VERSIONS_DIR}/{version}/{relative_path}"
 
 
-def _to_json_bytes(payload: dict[str, Any]) -> bytes:
-    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -122,33 +118,28 @@ def scan_model_dir(model_dir: str) -> list[ModelFile]:
     """Lists and checksums every file of a model directory, in a stable order."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model directory {model_dir!r} does not exist")
-    files = []
-    for root, directories, names in os.walk(model_dir):
-        directories.sort()
-        for name in sorted(names):
-            local_path = os.path.join(root, name)
-            relative = os.path.relpath(local_path, model_dir).replace(os.sep, "/")
-            sha256, md5_base64, size = file_digests(local_path)
-            files.append(ModelFile(relative, local_path, sha256, md5_base64, size))
-    if not files:
+    scanned = []
+    for relative in files.list_files(model_dir):
+        local_path = os.path.join(model_dir, *relative.split("/"))
+        scanned.append(ModelFile(relative, local_path, *file_digests(local_path)))
+    if not scanned:
         raise ValueError(f"model directory {model_dir!r} is empty")
-    names = {model_file.relative_path for model_file in files}
-    if MODEL_METADATA_FILE not in names:
+    names = {model_file.relative_path for model_file in scanned}
+    if ModelMetadata.FILE_NAME not in names:
         raise ValueError(
-            f"model directory {model_dir!r} has no {MODEL_METADATA_FILE}; "
+            f"model directory {model_dir!r} has no {ModelMetadata.FILE_NAME}; "
             "it is not a model written by petseg's train step"
         )
     clashes = sorted(names.intersection(_RESERVED_NAMES))
     if clashes:
         raise ValueError(f"model directory {model_dir!r} holds reserved file names {clashes}")
-    return files
+    return scanned
 
 
 def _scan_extra_files(extra_files: dict[str, str]) -> list[ModelFile]:
     scanned = []
     for relative_path, local_path in sorted(extra_files.items()):
-        parts = relative_path.split("/")
-        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        if not is_safe_key(relative_path):
             raise ValueError(f"extra_files: unsafe path {relative_path!r} in the version")
         if relative_path in _RESERVED_NAMES:
             raise ValueError(f"extra_files: {relative_path!r} is a reserved name")
@@ -176,19 +167,11 @@ def read_latest_file(
     """
     store = store or open_store(destination)
     store.check_ready(for_write=False)
-    pointer_bytes = store.read_bytes(LATEST_FILE)
-    if pointer_bytes is None:
+    latest = _read_latest(store)
+    if latest is None:
         return None
-    version = _parse_pointer(store, pointer_bytes)["version"]
-    manifest_key = _version_key(version, MANIFEST_FILE)
-    manifest_bytes = store.read_bytes(manifest_key)
-    if manifest_bytes is None:
-        raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
-    recorded = json.loads(pointer_bytes).get("manifest_sha256")
-    if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
-        raise ChecksumMismatchError(
-            f"{store.key_uri(manifest_key)} differs from the sha256 recorded in LATEST"
-        )
+    pointer, manifest_key, manifest_bytes = latest
+    version = pointer["version"]
     try:
         expected = json.loads(manifest_bytes)["files"].get(relative_path)
     except (ValueError, KeyError, AttributeError):
@@ -386,13 +369,13 @@ def push_model(
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra_manifest is not JSON-serialisable: {error}") from error
 
-    files = scan_model_dir(model_dir) + _scan_extra_files(extra_files or {})
-    names = [model_file.relative_path for model_file in files]
+    model_files = scan_model_dir(model_dir) + _scan_extra_files(extra_files or {})
+    names = [model_file.relative_path for model_file in model_files]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:
         raise ValueError(f"extra_files would replace files of the model: {clashes}")
-    digest = model_digest(files)
-    metadata = ModelMetadata.read(os.path.join(model_dir, MODEL_METADATA_FILE)).to_dict()
+    digest = model_digest(model_files)
+    metadata = ModelMetadata.read(os.path.join(model_dir, ModelMetadata.FILE_NAME)).to_dict()
 
     store = store or open_store(destination)
     store.check_ready(for_write=True)
@@ -400,7 +383,7 @@ def push_model(
     reused = manifest_bytes is not None
     if not reused:
         again = push_again_command(model_dir, store.uri, extra_files)
-        _upload_and_verify(store, version, files, resuming=resuming, again=again)
+        _upload_and_verify(store, version, model_files, resuming=resuming, again=again)
         manifest = {
             "manifest_format": MANIFEST_FORMAT,
             "version": version,
@@ -408,7 +391,7 @@ def push_model(
             "created_at": _now(),
             "run_id": run_id,
             "source_model_dir": os.path.abspath(model_dir),
-            "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in files},
+            "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in model_files},
             "model_metadata": metadata,
             # The class names in output-channel order, for whoever serves the model.
             "classes": metadata.get("classes"),
@@ -417,7 +400,7 @@ def push_model(
             "pushed_by": provenance.provenance(),
             **extra_manifest,
         }
-        manifest_bytes = _to_json_bytes(manifest)
+        manifest_bytes = files.to_json(manifest).encode()
         manifest_key = _version_key(version, MANIFEST_FILE)
         if not store.create_if_absent(manifest_key, manifest_bytes):
             # A concurrent push of the same model completed this version first.
@@ -455,13 +438,10 @@ def _manifest_digest(manifest_bytes: bytes) -> str | None:
 def read_store_json(store: Store, key: str) -> dict[str, Any] | None:
     """A JSON object stored under key, or None when it is missing or not an object."""
     data = store.read_bytes(key)
-    if data is None:
-        return None
     try:
-        payload = json.loads(data)
-    except ValueError:
+        return None if data is None else files.parse_json(data, key)
+    except files.FileFormatError:
         return None
-    return payload if isinstance(payload, dict) else None
 
 
 def _existing_versions(store: Store) -> list[tuple[int, str]]:
@@ -492,32 +472,14 @@ def _find_or_claim_version(
         if incomplete is not None:
             return incomplete, None, True
         candidate = version_name((versions[-1][0] if versions else 0) + 1)
-        claim_bytes = _to_json_bytes(
-            {
-                "version": candidate,
-                "model_digest": digest,
-                "run_id": run_id,
-                "claimed_at": _now(),
-                "nonce": uuid.uuid4().hex,
-            }
-        )
+        claim = {"version": candidate, "model_digest": digest, "run_id": run_id}
+        claim |= {"claimed_at": _now(), "nonce": uuid.uuid4().hex}
+        claim_bytes = files.to_json(claim).encode()
         if store.create_if_absent(_version_key(candidate, CLAIM_FILE), claim_bytes):
             return candidate, None, False
     raise PushError(
         f"could not claim a version under {store.uri} in {_MAX_CLAIM_ATTEMPTS} attempts; "
         "too many concurrent pushes"
-    )
-
-
-def _matches(info, model_file: ModelFile) -> bool:
-    return (
-        info is not None
-        and info.size == model_file.size
-        and info.md5_base64
-        in (
-            model_file.md5_base64,
-            None,
-        )
     )
 
 
@@ -556,15 +518,12 @@ def _upload_and_verify(
 
 def _verified(store: Store, key: str, model_file: ModelFile) -> bool:
     info = store.object_info(key)
-    if not _matches(info, model_file):
+    if info is None or info.size != model_file.size:
         return False
     if info.md5_base64 is not None:
-        return True
+        return info.md5_base64 == model_file.md5_base64
     # No MD5 on the server (a composite object): compare the bytes themselves.
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = os.path.join(scratch, "object")
-        store.download_file(key, copy)
-        return file_digests(copy)[0] == model_file.sha256
+    return store.sha256(key) == model_file.sha256
 
 
 def _parse_pointer(store: Store, data: bytes) -> dict[str, Any]:
@@ -583,14 +542,8 @@ def _parse_pointer(store: Store, data: bytes) -> dict[str, Any]:
 def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: str) -> str:
     """Points LATEST at version unless it already names a version at least as new."""
     ours = version_number(version)
-    pointer_bytes = _to_json_bytes(
-        {
-            "version": version,
-            "model_digest": digest,
-            "manifest_sha256": manifest_sha256,
-            "updated_at": _now(),
-        }
-    )
+    pointer = {"version": version, "model_digest": digest, "manifest_sha256": manifest_sha256}
+    pointer_bytes = files.to_json({**pointer, "updated_at": _now()}).encode()
     for _ in range(_MAX_POINTER_ATTEMPTS):
         current_bytes, token = store.read_versioned(LATEST_FILE)
         if current_bytes is not None:
@@ -605,21 +558,23 @@ def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: st
     )
 
 
+def read_pointer(store: Store) -> dict[str, Any] | None:
+    """LATEST's pointer ({version, model_digest, manifest_sha256, ...}), None if nothing pushed."""
+    data = store.read_bytes(LATEST_FILE)
+    return None if data is None else _parse_pointer(store, data)
+
+
 def latest_model_digest(destination: str, *, store: Store | None = None) -> str | None:
     """The model digest the destination's LATEST names now, or None if nothing is pushed."""
-    store = store or open_store(destination)
-    pointer_bytes = store.read_bytes(LATEST_FILE)
-    if pointer_bytes is None:
-        return None
-    return _parse_pointer(store, pointer_bytes).get("model_digest")
+    pointer = read_pointer(store or open_store(destination))
+    return None if pointer is None else pointer.get("model_digest")
 
 
 def _read_latest(store: Store) -> tuple[dict[str, Any], str, bytes] | None:
     """(LATEST's pointer, its manifest key, the manifest's bytes checked against it), or None."""
-    pointer_bytes = store.read_bytes(LATEST_FILE)
-    if pointer_bytes is None:
+    pointer = read_pointer(store)
+    if pointer is None:
         return None
-    pointer = _parse_pointer(store, pointer_bytes)
     version = pointer["version"]
     manifest_key = _version_key(version, MANIFEST_FILE)
     manifest_bytes = store.read_bytes(manifest_key)
@@ -676,20 +631,17 @@ def resolve_latest_model(
     pointer, manifest_key, manifest_bytes = latest
     version = pointer["version"]
     manifest = json.loads(manifest_bytes)
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or not listed:
         raise ValueError(f"{store.key_uri(manifest_key)} lists no files")
-    for relative_path in files:
-        parts = relative_path.split("/")
-        if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(
-                f"{store.key_uri(manifest_key)} lists an unsafe path {relative_path!r}"
-            )
+    unsafe = [relative_path for relative_path in listed if not is_safe_key(relative_path)]
+    if unsafe:
+        raise ValueError(f"{store.key_uri(manifest_key)} lists an unsafe path {unsafe[0]!r}")
 
     if isinstance(store, LocalStore):
         version_dir = os.path.join(store.root, VERSIONS_DIR, version)
         _verify_directory(
-            version_dir, files, lambda name: store.key_uri(_version_key(version, name))
+            version_dir, listed, lambda name: store.key_uri(_version_key(version, name))
         )
         return version_dir
 
@@ -698,17 +650,17 @@ def resolve_latest_model(
     target = os.path.join(local_cache_dir, f"{version}-{digest_prefix}")
     if os.path.isdir(target):
         try:
-            _verify_directory(target, files, lambda name: os.path.join(target, name))
+            _verify_directory(target, listed, lambda name: os.path.join(target, name))
             return target
         except (ChecksumMismatchError, FileNotFoundError):
             shutil.rmtree(target)  # a damaged cache copy: fetch it again
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=local_cache_dir)
     try:
-        for relative_path in sorted(files):
+        for relative_path in sorted(listed):
             local_path = os.path.join(staging, *relative_path.split("/"))
             os.makedirs(os.path.dirname(local_path), exist_ok=True)
             store.download_file(_version_key(version, relative_path), local_path)
-        _verify_directory(staging, files, lambda name: store.key_uri(_version_key(version, name)))
+        _verify_directory(staging, listed, lambda name: store.key_uri(_version_key(version, name)))
         with open(os.path.join(staging, MANIFEST_FILE), "wb") as handle:
             handle.write(manifest_bytes)
         try:

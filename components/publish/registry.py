@@ -165,9 +165,7 @@ def find_parent_model(client: Any, parent: str, display_name: str) -> str | None
     from google.cloud import aiplatform_v1
 
     request = aiplatform_v1.ListModelsRequest(
-        parent=parent,
-        filter=f'display_name="{display_name}"',
-        order_by="create_time",
+        parent=parent, filter=f'display_name="{display_name}"', order_by="create_time"
     )
     for model in client.list_models(request=request):
         return model.name
@@ -179,8 +177,7 @@ def find_model_version(client: Any, model_name: str, digest: str) -> str | None:
     from google.cloud import aiplatform_v1
 
     request = aiplatform_v1.ListModelVersionsRequest(
-        name=model_name,
-        filter=f'labels.{DIGEST_LABEL}="{digest[:DIGEST_LABEL_LENGTH].lower()}"',
+        name=model_name, filter=f'labels.{DIGEST_LABEL}="{digest[:DIGEST_LABEL_LENGTH].lower()}"'
     )
     for version in client.list_model_versions(request=request):
         return f"{version.name}@{version.version_id}"
@@ -188,11 +185,7 @@ def find_model_version(client: Any, model_name: str, digest: str) -> str | None:
 
 
 def register_version(
-    request,
-    *,
-    digest: str,
-    client: Any,
-    timeout_s: float = 1800.0,
+    request, *, digest: str, client: Any, timeout_s: float = 1800.0
 ) -> dict[str, Any]:
     """Uploads the model as a new version unless its parent already has one for the digest.
 
@@ -316,8 +309,4 @@ def register_pushed_model(
             latest_digest,
             known={pushed["digest"]: registration["version"]},
         )
-    return {
-        **registration,
-        "alias": settings.vertex_model_alias,
-        "alias_version": alias_version,
-    }
+    return {**registration, "alias": settings.vertex_model_alias, "alias_version": alias_version}

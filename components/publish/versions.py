@@ -23,13 +23,13 @@ import hashlib
 import json
 import os
 import posixpath
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from components.platform import files
-from components.platform.storage import LocalStore, Store, file_digests, open_store
+from components.platform.contracts import CheckVerdicts
+from components.platform.storage import Store, open_store
 from components.publish import push
 
 # An incomplete version whose claim is younger than this may belong to a push still running.
@@ -83,8 +83,8 @@ def _version_dir(version: str) -> str:
 
 def latest_version(store: Store) -> str | None:
     """The version LATEST names, or None when nothing was pushed."""
-    data = store.read_bytes(push.LATEST_FILE)
-    return None if data is None else push._parse_pointer(store, data)["version"]
+    pointer = push.read_pointer(store)
+    return None if pointer is None else pointer["version"]
 
 
 def list_versions(destination: str, *, store: Store | None = None) -> list[VersionInfo]:
@@ -126,20 +126,6 @@ def list_versions(destination: str, *, store: Store | None = None) -> list[Versi
     return found
 
 
-def _sha256_of(store: Store, key: str) -> str | None:
-    """The stored object's sha256, or None when it is absent."""
-    if isinstance(store, LocalStore):
-        path = os.path.join(store.root, *key.split("/"))
-        return file_digests(path)[0] if os.path.isfile(path) else None
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = os.path.join(scratch, "object")
-        try:
-            store.download_file(key, copy)
-        except FileNotFoundError:
-            return None
-        return file_digests(copy)[0]
-
-
 def verify_version(
     destination: str, version: str | None = None, *, store: Store | None = None
 ) -> tuple[str, list[str]]:
@@ -167,8 +153,8 @@ def verify_version(
             f"{store.key_uri(manifest_key)} is missing: the push of {version} is incomplete"
         ]
     problems = []
-    if latest_version(store) == version:
-        pointer = json.loads(store.read_bytes(push.LATEST_FILE))
+    pointer = push.read_pointer(store)
+    if pointer is not None and pointer["version"] == version:
         recorded = pointer.get("manifest_sha256")
         if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
             problems.append(
@@ -181,7 +167,7 @@ def verify_version(
         return version, [*problems, f"{store.key_uri(manifest_key)} is not a petseg manifest"]
     for relative_path, expected in sorted(files.items()):
         key = f"{_version_dir(version)}/{relative_path}"
-        actual = _sha256_of(store, key)
+        actual = store.sha256(key)
         if actual is None:
             problems.append(f"{store.key_uri(key)} is listed in the manifest but missing")
         elif actual != (expected or {}).get("sha256"):
@@ -220,10 +206,10 @@ def rollback(destination: str, version: str, *, store: Store | None = None) -> t
         "version": version,
         "model_digest": json.loads(manifest_bytes).get("model_digest"),
         "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        "updated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "updated_at": push._now(),
         "rolled_back_from": current,
     }
-    data = (json.dumps(pointer, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    data = files.to_json(pointer).encode()
     if not store.compare_and_swap(push.LATEST_FILE, data, token):
         raise VersionError(
             f"{store.key_uri(push.LATEST_FILE)} changed while rolling back (a push?); "
@@ -368,7 +354,7 @@ def run_outputs_of(model_dir: str) -> tuple[str | None, dict[str, Any]]:
     """
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(model_dir)))
     statistics = os.path.join(run_dir, "data-statistics", "statistics")
-    if not os.path.isfile(os.path.join(statistics, "checks.json")):
+    if not os.path.isfile(os.path.join(statistics, CheckVerdicts.FILE_NAME)):
         statistics = None
     metrics: dict[str, Any] = {}
     try:
@@ -381,11 +367,7 @@ def run_outputs_of(model_dir: str) -> tuple[str | None, dict[str, Any]]:
 
 
 def push_existing_model(
-    model_dir: str,
-    destination: str,
-    *,
-    data_statistics: str | None = None,
-    run_id: str = "",
+    model_dir: str, destination: str, *, data_statistics: str | None = None, run_id: str = ""
 ) -> dict[str, Any]:
     """Pushes a Model artifact directory again, as the pipeline's push step would.
 
