@@ -205,20 +205,6 @@ def resolve_parameters(
     }
 
 
-def parse_parameter_arguments(items: list[str] | None) -> dict[str, str]:
-    """Parses repeated --param NAME=VALUE options (values stay strings until typed)."""
-    result: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CloudInputError(f"--param {item!r} is not NAME=VALUE")
-        name, value = item.split("=", 1)
-        name = name.strip()
-        if not name:
-            raise CloudInputError(f"--param {item!r} has an empty name")
-        result[name] = value
-    return result
-
-
 def default_job_id(pipeline_name: str, now: datetime.datetime | None = None) -> str:
     """A readable, unique-per-second run id: '<pipeline>-YYYYMMDDhhmmss' (UTC)."""
     now = now or datetime.datetime.now(datetime.UTC)

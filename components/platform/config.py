@@ -1234,6 +1234,17 @@ def runtime_parameter_defaults(config: PipelineConfig) -> dict[str, Any]:
     return defaults
 
 
+def parse_parameter_arguments(items: list[str] | None) -> dict[str, str]:
+    """Repeated ``--param NAME=VALUE`` options as {name: text} (typed by name later)."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        name, separator, text = item.partition("=")
+        if not separator or not name.strip():
+            raise ConfigError(f"--param {item!r} is not NAME=VALUE (e.g. --param epochs=30)")
+        result[name.strip()] = text
+    return result
+
+
 def parse_runtime_parameter(name: str, text: str) -> Any:
     """Turns a command-line ``--param name=value`` text into the parameter's type.
 
