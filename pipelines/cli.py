@@ -19,6 +19,7 @@ from components.platform.config import (
     PipelineConfig,
     apply_runtime_parameters,
     load_config,
+    parse_parameter_arguments,
     parse_runtime_parameter,
 )
 from pipelines.segmentation import TARGETS, compile_pipeline
@@ -53,13 +54,8 @@ def runtime_values(items: list[str] | None) -> dict[str, Any]:
     Raises:
         ConfigError: naming an item that is not NAME=VALUE, an unknown name or a bad value.
     """
-    values: dict[str, Any] = {}
-    for item in items or []:
-        name, separator, text = item.partition("=")
-        if not separator or not name.strip():
-            raise ConfigError(f"--param {item!r} is not NAME=VALUE (e.g. --param epochs=30)")
-        values[name.strip()] = parse_runtime_parameter(name.strip(), text)
-    return values
+    parameters = parse_parameter_arguments(items)
+    return {name: parse_runtime_parameter(name, text) for name, text in parameters.items()}
 
 
 def _cmd_config(args: argparse.Namespace) -> int:

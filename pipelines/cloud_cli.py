@@ -26,6 +26,7 @@ from components.platform.config import (
     PipelineConfig,
     apply_runtime_parameters,
     build_config,
+    parse_parameter_arguments,
     parse_runtime_parameter,
 )
 from pipelines.kubeflow import DEFAULT_EXPERIMENT, KubeflowSettings
@@ -33,7 +34,6 @@ from pipelines.vertex import (
     CloudInputError,
     VertexSettings,
     parse_key_values,
-    parse_parameter_arguments,
     raise_problems,
 )
 
@@ -170,11 +170,8 @@ def compiled_config_of(template_path: str | Path) -> PipelineConfig | None:
 
 def _runtime_values(config: PipelineConfig, parameters: dict[str, str]) -> tuple[Any, dict]:
     """Typed run-time values and the config they make, refused by name before sending."""
-    try:
-        values = {name: parse_runtime_parameter(name, text) for name, text in parameters.items()}
-        return apply_runtime_parameters(config, values), values
-    except ConfigError as error:
-        raise CloudInputError(str(error)) from None
+    values = {name: parse_runtime_parameter(name, text) for name, text in parameters.items()}
+    return apply_runtime_parameters(config, values), values
 
 
 def _template(
@@ -198,10 +195,7 @@ def _template(
             raise CloudInputError(
                 f"--template is already compiled; {', '.join(given)} would be ignored"
             )
-        try:
-            config = compiled_config_of(args.template)
-        except ConfigError as error:
-            raise CloudInputError(str(error)) from None
+        config = compiled_config_of(args.template)
         if config is None:  # another pipeline: its own parameter names and types are checked
             return str(args.template), None, dict(parameters)
         _, values = _runtime_values(config, parameters)
@@ -347,7 +341,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except CloudInputError as error:
+        except (CloudInputError, ConfigError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         except Exception as error:

@@ -21,7 +21,12 @@ from typing import Any
 
 import yaml
 
-from components.platform.config import RuntimeConfig, TrainingConfig
+from components.platform.config import (
+    GCP_REGION,
+    RuntimeConfig,
+    TrainingConfig,
+    label_problems,
+)
 
 
 class CloudInputError(ValueError):
@@ -29,7 +34,6 @@ class CloudInputError(ValueError):
 
 
 _PROJECT_ID = re.compile(r"(?:[a-z][-a-z0-9.]{1,61}[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]")
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 # Bucket names: 3-63 characters (up to 222 with dots), lowercase, digits, '-', '_', '.'.
 _GCS_URI = re.compile(r"gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(/[^\s]*)?")
 _SERVICE_ACCOUNT = re.compile(r"[a-z0-9][-a-z0-9._]*@[-a-z0-9.]+\.gserviceaccount\.com")
@@ -37,11 +41,8 @@ _KMS_KEY = re.compile(
     r"projects/[^/\s]+/locations/(?P<location>[^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+"
 )
 _NETWORK = re.compile(r"projects/[0-9]+/global/networks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _JOB_ID = re.compile(r"[a-z0-9][-a-z0-9]{0,127}")
 _TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json")
-MAX_LABELS = 64
 
 TERMINAL_STATES = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
 SUCCEEDED = "PIPELINE_STATE_SUCCEEDED"
@@ -62,7 +63,7 @@ def check_project(project: str | None) -> list[str]:
 def check_region(region: str | None) -> list[str]:
     if not region:
         return ["--region is required (a Vertex AI region such as us-central1)"]
-    if not _REGION.fullmatch(region):
+    if not GCP_REGION.fullmatch(region):
         return [f"--region {region!r} is not a region such as us-central1 or europe-west4"]
     return []
 
@@ -99,21 +100,7 @@ def parse_key_values(text: str | None, option: str) -> dict[str, str]:
 
 def check_labels(labels: Mapping[str, str]) -> list[str]:
     """Google Cloud label rules, so the API does not reject the run after the upload."""
-    problems = []
-    if len(labels) > MAX_LABELS:
-        problems.append(f"--labels: {len(labels)} labels, at most {MAX_LABELS} are allowed")
-    for key, value in labels.items():
-        if not _LABEL_KEY.fullmatch(key):
-            problems.append(
-                f"--labels: key {key!r} must start with a lowercase letter and hold at most "
-                "63 lowercase letters, digits, '_' or '-'"
-            )
-        if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
-            problems.append(
-                f"--labels: value {value!r} of {key!r} may hold at most 63 lowercase "
-                "letters, digits, '_' or '-'"
-            )
-    return problems
+    return label_problems(labels, "--labels")
 
 
 def raise_problems(problems: list[str]) -> None:
@@ -216,20 +203,6 @@ def resolve_parameters(
         name: _coerce(name, value, template.parameters[name].get("parameterType", "STRING"))
         for name, value in values.items()
     }
-
-
-def parse_parameter_arguments(items: list[str] | None) -> dict[str, str]:
-    """Parses repeated --param NAME=VALUE options (values stay strings until typed)."""
-    result: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CloudInputError(f"--param {item!r} is not NAME=VALUE")
-        name, value = item.split("=", 1)
-        name = name.strip()
-        if not name:
-            raise CloudInputError(f"--param {item!r} has an empty name")
-        result[name] = value
-    return result
 
 
 def default_job_id(pipeline_name: str, now: datetime.datetime | None = None) -> str:

@@ -279,7 +279,7 @@ def test_request_refuses_what_vertex_would_reject():
         build_request(parent_model="projects/P/locations/us-central1/models/1")
     with pytest.raises(ValueError, match=r"push\.labels key 'Team'"):
         registry.check_labels({"Team": "vision"})
-    with pytest.raises(ValueError, match=r"push.labels\['team'\] = 'Vision Group'"):
+    with pytest.raises(ValueError, match=r"push\.labels\['team'\]: value 'Vision Group'"):
         registry.check_labels({"team": "Vision Group"})
 
 

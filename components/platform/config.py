@@ -49,6 +49,30 @@ PositiveInt = Annotated[int, Field(ge=1)]
 # Vertex AI Model Registry names (its documented patterns).
 VERTEX_MODEL_RESOURCE = re.compile(r"projects/[^/]+/locations/[a-z0-9-]+/models/[^/@]+")
 VERTEX_ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]")
+# Google Cloud's naming rules, written once: config, push's registry and the Vertex AI
+# submission refuse a bad name before any request is sent.
+GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+MAX_LABELS = 64
+
+
+def label_problems(labels: Mapping[str, Any], option: str) -> list[str]:
+    """What breaks Google Cloud's label rules, one line each naming ``option`` (none: fine)."""
+    problems = []
+    if len(labels) > MAX_LABELS:
+        problems.append(f"{option}: {len(labels)} labels, at most {MAX_LABELS} are allowed")
+    for key, value in labels.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", str(key)):
+            problems.append(
+                f"{option} key {key!r}: use lowercase letters, digits, '_' or '-', starting "
+                "with a letter, at most 63 characters"
+            )
+        if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
+            problems.append(
+                f"{option}[{key!r}]: value {value!r}: use lowercase letters, digits, '_' or "
+                "'-', at most 63 characters"
+            )
+    return problems
+
 
 # The offline demo dataset (a TFDS builder of this project, components/data/synthetic_pets.py).
 SYNTHETIC_DATASET = "synthetic_pets"
@@ -155,7 +179,6 @@ DEFAULT_CLASSES: tuple[dict[str, Any], ...] = tuple(
 
 
 BeamRunner = Literal["DirectRunner", "DataflowRunner"]
-_GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 _GCP_PROJECT = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
 
 
@@ -222,7 +245,7 @@ class BeamConfig(_Section):
             )
         if not _GCP_PROJECT.fullmatch(self.project):
             raise ValueError(f"data.beam.project {self.project!r} is not a project id")
-        if not _GCP_REGION.fullmatch(self.region):
+        if not GCP_REGION.fullmatch(self.region):
             raise ValueError(f"data.beam.region {self.region!r} is not a region like us-central1")
         for name in ("temp_location", "staging_location"):
             value = getattr(self, name)
@@ -1212,6 +1235,17 @@ def runtime_parameter_defaults(config: PipelineConfig) -> dict[str, Any]:
         value = _get(raw, path)
         defaults[name] = UNSET if value is None else value
     return defaults
+
+
+def parse_parameter_arguments(items: list[str] | None) -> dict[str, str]:
+    """Repeated ``--param NAME=VALUE`` options as {name: text} (typed by name later)."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        name, separator, text = item.partition("=")
+        if not separator or not name.strip():
+            raise ConfigError(f"--param {item!r} is not NAME=VALUE (e.g. --param epochs=30)")
+        result[name.strip()] = text
+    return result
 
 
 def parse_runtime_parameter(name: str, text: str) -> Any:

@@ -15,38 +15,28 @@ again, so a retried push task does not register a duplicate.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
-from components.platform.config import VERTEX_MODEL_RESOURCE, PushConfig
+from components.platform.config import (
+    GCP_REGION,
+    VERTEX_MODEL_RESOURCE,
+    PushConfig,
+    label_problems,
+)
 from components.platform.storage import GCS_SCHEME
 
 DIGEST_LABEL = "petseg_digest"
 VERSION_LABEL = "petseg_version"
 # Label values hold at most 63 characters; 40 hex digits of sha256 are ample to identify.
 DIGEST_LABEL_LENGTH = 40
-_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
-_MAX_LABELS = 64
-_LOCATION = re.compile(r"[a-z]+-[a-z]+\d+")
 
 
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     """Vertex label rules: lowercase keys starting with a letter, values of [a-z0-9_-]."""
-    if len(labels) > _MAX_LABELS:
-        raise ValueError(f"push.labels has {len(labels)} labels; Vertex allows {_MAX_LABELS}")
-    for key, value in labels.items():
-        if not _LABEL_KEY.fullmatch(str(key)):
-            raise ValueError(
-                f"push.labels key {key!r}: use lowercase letters, digits, '_' or '-', "
-                "starting with a letter, at most 63 characters"
-            )
-        if not _LABEL_VALUE.fullmatch(str(value)):
-            raise ValueError(
-                f"push.labels[{key!r}] = {value!r}: use lowercase letters, digits, '_' or '-', "
-                "at most 63 characters"
-            )
+    problems = label_problems(labels, "push.labels")
+    if problems:
+        raise ValueError(problems[0])
     return dict(labels)
 
 
@@ -75,7 +65,7 @@ def resolve_project_location(project: str, location: str) -> tuple[str, str]:
             "Vertex registration needs a project: pass vertex_project "
             "(neither CLOUD_ML_PROJECT_ID nor the default credentials name one)"
         )
-    if not _LOCATION.fullmatch(location):
+    if not GCP_REGION.fullmatch(location):
         raise ValueError(f"Vertex location {location!r} is not a region such as 'us-central1'")
     return project, location
 
