@@ -20,8 +20,8 @@ The tutorial's recipe is the ``tutorial`` preset: [0, 1] inputs, frozen ImageNet
 Adam 1e-3, 20 epochs, batch 64, flips only, 128 px. The encoder weights are the shared
 ``mobilenet_v2_..._1.0_224_no_top.h5`` (what ``imagenet`` downloads; no internet here).
 
-Time: about 20 minutes on 2 CPU cores at the defaults (ingest about 1 min, tutorial recipe
-about 6 min, production preset about 12 min: its fine-tuning epochs train the encoder too).
+Time: about 21 minutes on 2 CPU cores at the defaults (ingest 5 s, tutorial recipe about
+6 min, production preset about 14 min at 160 px: its fine-tuning epochs train the encoder too).
 Extra recipes for before/after figures: ``--variant NAME:key=value,key=value`` trains the
 production preset with those overrides as one more column (each adds its training time).
 
