@@ -105,8 +105,9 @@ def test_step_reports_per_policy_and_says_what_it_did(monkeypatch):
     settings = NotifyConfig(webhook_url_env=ENV, report="failure")
     with Webhook() as hook:
         monkeypatch.setenv(ENV, hook.url)
-        quiet = notify.run(settings, status)
-        sent = notify.run(settings.model_copy(update={"report": "always"}), status)
+        quiet = notify.run(notify.NotifyInputs(notify=settings, status=status))
+        always = settings.model_copy(update={"report": "always"})
+        sent = notify.run(notify.NotifyInputs(notify=always, status=status))
     assert (quiet.sent, quiet.http_status) == (False, 0) and len(hook.received) == 1
     assert quiet.summary() == "run succeeded; notify.report=failure: not reported"
     assert (sent.sent, sent.http_status, hook.received[0]["run"]) == (True, 200, "weekly")

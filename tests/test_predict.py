@@ -292,15 +292,17 @@ def test_gcs_model_input_and_output_on_the_emulator(emulator, model_dir, photos,
 
 def test_pipeline_step_core_says_why_when_nothing_was_pushed(tmp_path):
     outcome = predict_lib.run(
-        PredictConfig(input=str(tmp_path / "photos")),
-        ArtifactRef(
-            uri=str(tmp_path / "unused"),
-            metadata={
-                "pushed": False,
-                "skip_reason": "the model is not blessed: mean IoU 0.1 < 0.5",
-            },
-        ),
-        str(tmp_path / "out"),
+        predict_lib.PredictInputs(
+            predict=PredictConfig(input=str(tmp_path / "photos")),
+            pushed=ArtifactRef(
+                uri=str(tmp_path / "unused"),
+                metadata={
+                    "pushed": False,
+                    "skip_reason": "the model is not blessed: mean IoU 0.1 < 0.5",
+                },
+            ),
+            output_dir=str(tmp_path / "out"),
+        )
     ).to_metadata()
     assert outcome["predicted"] == 0
     assert outcome["skip_reason"] == (
@@ -315,9 +317,13 @@ def test_pipeline_step_core_predicts_with_the_pushed_version(model_dir, photos, 
     destination = tmp_path / "models"
     pushed = push.push_model(model_dir, str(destination), run_id="run-1")
     outcome = predict_lib.run(
-        PredictConfig(input=str(folder)),
-        ArtifactRef(uri=pushed["uri"], metadata={"pushed": True, "version": pushed["version"]}),
-        str(tmp_path / "out"),
+        predict_lib.PredictInputs(
+            predict=PredictConfig(input=str(folder)),
+            pushed=ArtifactRef(
+                uri=pushed["uri"], metadata={"pushed": True, "version": pushed["version"]}
+            ),
+            output_dir=str(tmp_path / "out"),
+        )
     ).to_metadata()
     assert outcome["predicted"] == 3 and outcome["unreadable"] == 1
     assert outcome["unreadable_files"] == [str(folder / "broken.jpg")]

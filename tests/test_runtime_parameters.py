@@ -15,7 +15,7 @@ from components.platform.config import (
     runtime_parameter_defaults,
     runtime_parameter_types,
 )
-from components.platform.contracts import ResolvedConfig
+from components.platform.contracts import ResolvedConfig, ResolveInputs
 
 
 def test_the_first_task_takes_every_run_time_parameter_with_its_type():
@@ -139,7 +139,9 @@ def test_command_line_text_of_the_wrong_type_is_refused(name, text, message):
 
 def test_resolved_config_is_typed_sections_in_the_tasks_output_order():
     compiled = load_config("demo")
-    resolved = ResolvedConfig.run(compiled.to_json(), {"epochs": 3})
+    resolved = ResolvedConfig.run(
+        ResolveInputs(compiled_config=compiled.to_json(), values={"epochs": 3})
+    )
     assert resolved.training.epochs == 3 and resolved.push == compiled.push
     outputs = resolve_config.component_spec.outputs
     assert [f"{name}_config" for name in ResolvedConfig.model_fields] == list(outputs)

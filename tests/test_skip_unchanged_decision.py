@@ -36,24 +36,27 @@ def test_decide_skips_only_when_production_was_trained_on_the_same_data(tmp_path
     other = _dataset(tmp_path / "other", "b" * 64)
     destination = str(tmp_path / "models")
 
+    def run(settings, dataset):
+        return skip_unchanged.run(skip_unchanged.SkipInputs(push=settings, dataset_dir=dataset))
+
     def output(settings, dataset):
-        return skip_unchanged.run(settings, dataset).output
+        return run(settings, dataset).output
 
     assert output(PushConfig(destination=""), same) == "train"  # no destination
     production = PushConfig(destination=destination)
     assert output(production, same) == "train"  # nothing pushed yet
 
     push_model(_model(tmp_path / "old", None), destination, run_id="r0")
-    first = skip_unchanged.run(production, same)  # production has no fingerprint
+    first = run(production, same)  # production has no fingerprint
     assert (first.train, first.production_version) == (True, "v000001")
 
     push_model(_model(tmp_path / "current", "a" * 64), destination, run_id="r1")
-    decision = skip_unchanged.run(production, same)
+    decision = run(production, same)
     assert (decision.train, decision.production_version) == (False, "v000002")
     assert decision.fingerprint == "a" * 64
     assert decision.output == (
         f"skip: data unchanged since production v000002 at {destination} was trained "
         f"(fingerprint {'a' * 64}); train, evaluate and push skipped"
     )
-    changed = skip_unchanged.run(production, other)
+    changed = run(production, other)
     assert changed.output == "train" and changed.reason.startswith("data changed (fingerprint bbb")

@@ -54,7 +54,7 @@ from components.data import statistics as data_statistics
 from components.data.sources import EmptySplitError, SourceExample
 from components.platform import files
 from components.platform.config import IGNORE_ID, BeamConfig, DataConfig
-from components.platform.contracts import DatasetInfo, Statistics
+from components.platform.contracts import DatasetInfo, Statistics, StepInputs
 from components.platform.retry import retry_transient
 
 logger = logging.getLogger(__name__)
@@ -71,12 +71,21 @@ def ingest_with_engine(data_config: DataConfig, output_dir: str, **kwargs: Any) 
     return ingest.ingest_dataset(data_config, output_dir, **kwargs)
 
 
-def run(data_config: DataConfig, output_dir: str) -> DatasetInfo:
+class IngestInputs(StepInputs):
+    """The source and how to read it; the Dataset directory to write."""
+
+    data: DataConfig
+    dataset_dir: str
+
+
+def run(inputs: IngestInputs) -> DatasetInfo:
     """The ingest step: ``ingest_with_engine``, retried on a transient error.
 
     Shards are written under temporary names, so a repeat after a dropped download is safe.
     """
-    info = retry_transient(lambda: ingest_with_engine(data_config, output_dir), what="ingest")
+    info = retry_transient(
+        lambda: ingest_with_engine(inputs.data, inputs.dataset_dir), what="ingest"
+    )
     return DatasetInfo.from_dict(info)
 
 

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from components.platform.config import PushConfig
-from components.platform.contracts import DataChange
+from components.platform.contracts import DataChange, StepInputs
 from components.publish.push import latest_manifest
 
 logger = logging.getLogger(__name__)
@@ -27,15 +27,19 @@ def production_fingerprint(manifest: dict[str, Any]) -> str:
     return ""
 
 
-def run(settings: PushConfig, dataset_dir: str) -> DataChange:
-    """The skip_unchanged step: skip only when production was trained on this very data.
+class SkipInputs(StepInputs):
+    """The push destination, whose LATEST is production ('' = none); ingest's Dataset."""
 
-    Production is the LATEST of ``settings.destination`` ('' = none).
-    """
+    push: PushConfig
+    dataset_dir: str
+
+
+def run(inputs: SkipInputs) -> DataChange:
+    """The skip_unchanged step: skip only when production was trained on this very data."""
     from components.data import dataset_info  # here: it imports TensorFlow
 
-    fingerprint = dataset_info.load_dataset_info(dataset_dir).dataset_fingerprint
-    outcome = _decide(settings.destination, fingerprint)
+    fingerprint = dataset_info.load_dataset_info(inputs.dataset_dir).dataset_fingerprint
+    outcome = _decide(inputs.push.destination, fingerprint)
     logger.info("%s", f"Training: {outcome.reason}" if outcome.train else outcome.output)
     return outcome
 

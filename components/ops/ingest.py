@@ -21,7 +21,6 @@ def ingest(data_config: str, dataset: Output[Dataset]):
 
     start_task()
     from components.data import beam_ingest as step
-    from components.platform.config import DataConfig, section_from_json
 
-    info = step.run(section_from_json(DataConfig, data_config), dataset.path)
+    info = step.run(step.IngestInputs.of(data=data_config, dataset_dir=dataset))
     dataset.metadata.update(info.to_metadata())

@@ -23,7 +23,6 @@ def notify_run_end(
 
     start_task()
     from components.platform import notify as step
-    from components.platform.config import NotifyConfig, section_from_json
 
-    settings = section_from_json(NotifyConfig, notify_config)
-    print(step.run(settings, step.RunStatus.of(status, run_name)).summary())
+    final = step.RunStatus.of(status, run_name)
+    print(step.run(step.NotifyInputs.of(notify=notify_config, status=final)).summary())

@@ -26,10 +26,10 @@ def predict(
     from components.ops import start_task
 
     start_task()
-    from components.platform.config import PredictConfig, section_from_json
-    from components.platform.contracts import ArtifactRef
     from components.publish import predict as step
 
-    settings = section_from_json(PredictConfig, predict_config)
-    summary = step.run(settings, ArtifactRef.of(pushed_model), predictions.path)
+    inputs = step.PredictInputs.of(
+        predict=predict_config, pushed=pushed_model, output_dir=predictions
+    )
+    summary = step.run(inputs)
     predictions.metadata.update(summary.to_metadata())

@@ -34,6 +34,7 @@ def resolve_config(
     from components.ops import start_task
 
     start_task()
-    from components.platform.contracts import ResolvedConfig
+    from components.platform.contracts import ResolvedConfig, ResolveInputs
 
-    return ResolvedConfig.run(compiled_config, values).outputs()
+    inputs = ResolveInputs(compiled_config=compiled_config, values=values)
+    return ResolvedConfig.run(inputs).outputs()

@@ -24,6 +24,5 @@ def check_data_changed(dataset: Input[Dataset], push_config: str) -> str:
 
     start_task()
     from components.data import skip_unchanged as step
-    from components.platform.config import PushConfig, section_from_json
 
-    return step.run(section_from_json(PushConfig, push_config), dataset.path).output
+    return step.run(step.SkipInputs.of(push=push_config, dataset_dir=dataset)).output

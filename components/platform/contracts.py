@@ -13,9 +13,9 @@ One pydantic model per hand-off, read and written here only (as the config is):
 - ``ResolvedConfig``, ``DataChange``, ``NotifyOutcome``: what resolve_config, skip_unchanged
   and notify decided (their tasks pass strings on; these are what the strings say).
 
-A core step is ``run(settings, inputs) -> outcome`` (TFX's executor): ``StepSettings``
-is the config sections it reads, and its outcome's ``to_metadata()`` is what the
-``components/ops`` wrapper copies into the output artifact's metadata.
+A core step is ``run(inputs) -> outcome`` (TFX's executor): its ``StepInputs`` hold the
+config sections it reads and where its artifacts are, and its outcome's ``to_metadata()``
+is what the ``components/ops`` wrapper copies into the output artifact's metadata.
 
 Field names are the ones the JSON files always had, so files written before these
 contracts read unchanged. Each contract carries its version in a named field
@@ -30,7 +30,6 @@ adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -138,6 +137,33 @@ class ArtifactRef(BaseModel):
     def of(cls, artifact: Any) -> Self:
         """From a KFP artifact (anything with uri, path and metadata)."""
         return cls(uri=artifact.uri, path=artifact.path, metadata=dict(artifact.metadata))
+
+
+class StepInputs(BaseModel):
+    """A core step's one input: the config sections it reads and where its artifacts are.
+
+    Artifacts whose metadata the step reads are ``ArtifactRef``; the others are paths.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def of(cls, **values: Any) -> Self:
+        """From a task's parameters: sections' JSON parsed, KFP artifacts as refs or paths.
+
+        An invalid section is named with its field; a KFP artifact becomes an
+        ``ArtifactRef``, or its path where the field is a path.
+        """
+
+        def given(name: str, value: Any) -> Any:
+            kind = cls.model_fields[name].annotation
+            if isinstance(value, str) and isinstance(kind, type) and issubclass(kind, BaseModel):
+                return section_from_json(kind, value)
+            if hasattr(value, "metadata"):  # a KFP artifact
+                return ArtifactRef.of(value) if kind is ArtifactRef else value.path
+            return value
+
+        return cls(**{name: given(name, value) for name, value in values.items()})
 
 
 class StepSettings(BaseModel):
@@ -499,6 +525,13 @@ class ClassWeights(_Contract):
 # ----------------------------------------------------------------------------- run control
 
 
+class ResolveInputs(StepInputs):
+    """The compiled config's JSON and the run-time values by name (``RUNTIME_PARAMETERS``)."""
+
+    compiled_config: str
+    values: dict[str, Any]
+
+
 class ResolvedConfig(_Contract):
     """resolve_config's outcome: the run's config, validated, as the sections later tasks take."""
 
@@ -512,9 +545,9 @@ class ResolvedConfig(_Contract):
     push: PushConfig
 
     @classmethod
-    def run(cls, compiled: str, values: Mapping[str, Any]) -> Self:
+    def run(cls, inputs: ResolveInputs) -> Self:
         """The resolve_config step: each run-time value on the field it names, validated whole."""
-        config = apply_runtime_parameters(compiled, values)
+        config = apply_runtime_parameters(inputs.compiled_config, inputs.values)
         return cls(**{name: getattr(config, name) for name in cls.model_fields})
 
     def outputs(self) -> tuple[str, ...]:

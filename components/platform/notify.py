@@ -20,7 +20,7 @@ from typing import Any, Self
 from pydantic import BaseModel
 
 from components.platform.config import NotifyConfig
-from components.platform.contracts import NotifyOutcome
+from components.platform.contracts import NotifyOutcome, StepInputs
 
 SECRET_MANAGER_API = "https://secretmanager.googleapis.com/v1"
 MAX_ERROR_CHARS = 500
@@ -220,8 +220,16 @@ def send(settings: NotifyConfig, report: Mapping[str, Any], **kwargs: Any) -> in
     return post_report(webhook_url(settings, **kwargs), report, timeout_s=settings.timeout_s)
 
 
-def run(settings: NotifyConfig, status: RunStatus) -> NotifyOutcome:
-    """The exit handler's step: reports the run's end when settings say so."""
+class NotifyInputs(StepInputs):
+    """Where the webhook URL is read and when to report; the run's final status."""
+
+    notify: NotifyConfig
+    status: RunStatus
+
+
+def run(inputs: NotifyInputs) -> NotifyOutcome:
+    """The exit handler's step: reports the run's end when the settings say so."""
+    settings, status = inputs.notify, inputs.status
     task_errors = []
     if status.state != "SUCCEEDED":  # which tasks failed and their error lines
         task_errors = failed_task_errors(status.pipeline_job)

@@ -45,7 +45,12 @@ from components.model.model import (
 )
 from components.platform import files
 from components.platform.config import PredictConfig
-from components.platform.contracts import ArtifactRef, ModelMetadata, PredictionSummary
+from components.platform.contracts import (
+    ArtifactRef,
+    ModelMetadata,
+    PredictionSummary,
+    StepInputs,
+)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff",
@@ -506,18 +511,27 @@ def _write_one(
     }
 
 
-def run(settings: PredictConfig, pushed: ArtifactRef, output_dir: str) -> PredictionSummary:
-    """The predict step: the version push just published, over ``settings.input``.
+class PredictInputs(StepInputs):
+    """What to predict on, and with which model; where the predictions go.
 
-    Args:
-        settings: the input (a folder, glob or gs:// prefix), batch size and overlay alpha.
-        pushed: push's ``pushed_model``: its uri is the version's directory, its metadata
-            says whether anything was pushed (``pushed``, ``skip_reason``, ``version``).
-        output_dir: the step's artifact directory for masks/, overlays/ and the JSON Lines.
+    ``predict``: the input (a folder, glob or gs:// prefix), batch size and overlay alpha.
+    ``pushed``: push's ``pushed_model``: its uri is the version's directory, its metadata
+    says whether anything was pushed (``pushed``, ``skip_reason``, ``version``).
+    ``output_dir``: the step's artifact directory for masks/, overlays/ and the JSON Lines.
+    """
+
+    predict: PredictConfig
+    pushed: ArtifactRef
+    output_dir: str
+
+
+def run(inputs: PredictInputs) -> PredictionSummary:
+    """The predict step: the version push just published, over ``predict.input``.
 
     Raises:
         PredictError: the input or the pushed model cannot be used.
     """
+    settings, pushed, output_dir = inputs.predict, inputs.pushed, inputs.output_dir
     if not pushed.metadata.get("pushed"):
         why = pushed.metadata.get("skip_reason") or "push recorded no reason"
         reason = f"nothing was pushed ({why}), so there is no model to predict with"
