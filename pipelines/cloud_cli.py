@@ -168,7 +168,9 @@ def compiled_config_of(template_path: str | Path) -> PipelineConfig | None:
     return build_config(json.loads(payload), source=f"config compiled into {template_path}")
 
 
-def _runtime_values(config: PipelineConfig, parameters: dict[str, str]) -> tuple[Any, dict]:
+def _runtime_values(
+    config: PipelineConfig, parameters: dict[str, str]
+) -> tuple[PipelineConfig, dict]:
     """Typed run-time values and the config they make, refused by name before sending."""
     values = {name: parse_runtime_parameter(name, text) for name, text in parameters.items()}
     return apply_runtime_parameters(config, values), values
@@ -301,7 +303,7 @@ def _warn_on_image_tags(config: PipelineConfig) -> None:
         print(f"warning: {mismatch}", file=sys.stderr)
 
 
-def _check_cloud_config(config: Any, target: str) -> None:
+def _check_cloud_config(config: PipelineConfig, target: str) -> None:
     problems = cloud_config_problems(config, target)
     if problems:
         raise CloudInputError(
@@ -309,7 +311,7 @@ def _check_cloud_config(config: Any, target: str) -> None:
         )
 
 
-def _check_scheduled_config(config: Any) -> None:
+def _check_scheduled_config(config: PipelineConfig) -> None:
     """Scheduled retraining exists to replace production only with a better model."""
     if config.evaluation.baseline == "none":
         raise CloudInputError(

@@ -635,7 +635,7 @@ def dataset_record(
         },
         "splits": split_entries,
         "fingerprint": {
-            "dataset": splits.dataset_fingerprint(
+            "dataset": splits.compute_dataset_fingerprint(
                 split_fingerprints, class_table, data_config.mask_format
             ),
             "splits": split_fingerprints,

@@ -65,7 +65,7 @@ class Fingerprint:
         return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
-def dataset_fingerprint(
+def compute_dataset_fingerprint(
     split_fingerprints: dict[str, str], class_table: dict[str, Any], mask_format: str
 ) -> str:
     """The whole dataset's fingerprint: its class table and each split's fingerprint."""

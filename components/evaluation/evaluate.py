@@ -497,7 +497,7 @@ def decide_blessing(
     """
     threshold = float(evaluation_config.min_mean_iou)
     margin = float(evaluation_config.max_regression)
-    rule = getattr(evaluation_config, "blessing_rule", "point")
+    rule = evaluation_config.blessing_rule
     candidate = candidate_metrics.get("mean_iou")
     reasons: list[str] = []
     blessed = True
@@ -509,7 +509,7 @@ def decide_blessing(
     else:
         blessed = False
         reasons.append(f"mean IoU {candidate:.4f} < min_mean_iou {threshold:.4f}")
-    minimum_boundary = getattr(evaluation_config, "min_boundary_iou", None)
+    minimum_boundary = evaluation_config.min_boundary_iou
     if minimum_boundary is not None:
         boundary_iou = candidate_metrics.get("mean_boundary_iou")
         if boundary_iou is not None and boundary_iou + COMPARISON_TOLERANCE >= minimum_boundary:
@@ -547,7 +547,7 @@ def decide_blessing(
         else:
             blessed = False
             reasons.append(f"{comparison} < -max_regression {-margin:+.4f}")
-        if getattr(evaluation_config, "require_improvement", False):
+        if evaluation_config.require_improvement:
             if low > COMPARISON_TOLERANCE:
                 reasons.append(f"confidently improves on the baseline (lower bound {low:+.4f} > 0)")
             else:
@@ -569,7 +569,7 @@ def decide_blessing(
         else:
             blessed = False
             reasons.append(f"{comparison} > max_regression {margin:.4f}{interval_text}")
-        if getattr(evaluation_config, "require_improvement", False):
+        if evaluation_config.require_improvement:
             if candidate > baseline + COMPARISON_TOLERANCE:
                 reasons.append(f"improves on the baseline by {candidate - baseline:.4f}")
             else:
@@ -578,7 +578,7 @@ def decide_blessing(
                     f"no improvement over the baseline ({candidate:.4f} vs {baseline:.4f}) "
                     "and require_improvement is on"
                 )
-    slice_margin = getattr(evaluation_config, "max_slice_regression", None)
+    slice_margin = evaluation_config.max_slice_regression
     if slice_margin is not None:
         checked = [row for row in slice_rows if row["checked"]]
         failed = [row for row in checked if row["failed"]]

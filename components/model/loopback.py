@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.platform.config import ModelConfig, TrainingConfig, section_from_json
+
 
 def free_ports(count: int) -> list[int]:
     """Ports the OS says are free now (held open together so they differ)."""
@@ -188,8 +190,8 @@ def worker_arguments(
     dataset_dir: str,
     model_dir: str,
     tensorboard_dir: str,
-    model_config: Any,
-    training_config: Any,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
     *,
     small_encoder: bool = False,
     epoch_pause: float = 0.0,
@@ -233,7 +235,6 @@ def _run_worker(argv: Sequence[str] | None = None) -> int:
     import keras
 
     from components.model import distributed, train
-    from components.platform.config import ModelConfig, TrainingConfig, section_from_json
 
     epochs_run: list[int] = []
     epoch_seconds: list[float] = []
