@@ -114,7 +114,8 @@ def test_images_at_another_size_warn_image_size_shift(tmp_path, production):
     assert verdicts["warnings"] == ["image_size_shift"] and verdicts["errors"] == []
     enforce(verdicts)  # a warning lets the run go on
     CheckVerdicts.from_dict(verdicts).write(str(tmp_path / CheckVerdicts.FILE_NAME))
-    assert enforce_saved(str(tmp_path)).warnings == ["image_size_shift"]  # the step's outcome
+    outcome = enforce_saved(data_validation.EnforceInputs(statistics_dir=str(tmp_path)))
+    assert outcome.warnings == ["image_size_shift"]  # the step's outcome
 
 
 def test_a_copied_test_image_in_train_is_leakage(tmp_path, production):

@@ -45,7 +45,7 @@ from components.platform.contracts import (
     CheckVerdicts,
     ContractVersionError,
     Statistics,
-    StepSettings,
+    StepInputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -378,11 +378,18 @@ def production_statistics(destination: str) -> tuple[dict[str, Any] | None, str]
     return production.to_dict(), uri
 
 
-class Settings(StepSettings):
-    """The checks' rules, and the push destination whose latest statistics are production's."""
+class ChecksInputs(StepInputs):
+    """The checks' rules; push's destination, whose latest statistics are production's.
+
+    ``dataset_dir`` is ingest's Dataset; ``output_dir`` gets ``statistics.json``,
+    ``checks.json`` and ``statistics.md``; ``view_path`` the Markdown view too.
+    """
 
     checks: ChecksConfig
     push: PushConfig
+    dataset_dir: str
+    output_dir: str
+    view_path: str
 
 
 class DataChecks(BaseModel):
@@ -407,7 +414,7 @@ class DataChecks(BaseModel):
         return summary_metrics(self.verdicts.to_dict())
 
 
-def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -> DataChecks:
+def run(inputs: ChecksInputs) -> DataChecks:
     """The data_statistics step: statistics of a dataset, checked against production's.
 
     Writes ``statistics.json``, ``checks.json`` and ``statistics.md`` into ``output_dir``
@@ -416,9 +423,10 @@ def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -
     """
     from components.data import statistics as stats
 
-    statistics = stats.dataset_statistics(dataset_dir)
-    production, uri = production_statistics(settings.push.destination)
-    verdicts = run_checks(statistics, settings.checks, production, compared_with=uri)
+    output_dir, view_path = inputs.output_dir, inputs.view_path
+    statistics = stats.dataset_statistics(inputs.dataset_dir)
+    production, uri = production_statistics(inputs.push.destination)
+    verdicts = run_checks(statistics, inputs.checks, production, compared_with=uri)
     stats.write_statistics(statistics, posixpath.join(output_dir, stats.STATISTICS_FILE))
     CheckVerdicts.from_dict(verdicts).write(posixpath.join(output_dir, CHECKS_FILE))
     view = stats.render_markdown(statistics, verdicts)
@@ -434,9 +442,15 @@ def run(settings: Settings, dataset_dir: str, output_dir: str, view_path: str) -
     )
 
 
-def enforce_saved(statistics_dir: str) -> CheckVerdicts:
+class EnforceInputs(StepInputs):
+    """data_statistics' output directory; its ``checks.json`` is read."""
+
+    statistics_dir: str
+
+
+def enforce_saved(inputs: EnforceInputs) -> CheckVerdicts:
     """The enforce_data_checks step: stops on a failed ``error`` check; prints the warnings."""
-    outcome = CheckVerdicts.read(posixpath.join(statistics_dir, CHECKS_FILE))
+    outcome = CheckVerdicts.read(posixpath.join(inputs.statistics_dir, CHECKS_FILE))
     verdicts = outcome.to_dict()
     enforce(verdicts)
     for check in verdicts["checks"]:

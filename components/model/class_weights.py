@@ -48,7 +48,7 @@ from components.platform.config import (
     TrainingConfig,
     WeightingStrategy,
 )
-from components.platform.contracts import ClassWeights, StepSettings
+from components.platform.contracts import ClassWeights, StepInputs
 from components.platform.retry import retry_transient
 
 logger = logging.getLogger(__name__)
@@ -252,25 +252,27 @@ def compute_class_weights(
     }
 
 
-class Settings(StepSettings):
+class ClassWeightsInputs(StepInputs):
     """model.image_size is the counting resolution; training picks the strategy."""
 
     model: ModelConfig
     training: TrainingConfig
+    dataset_dir: str
+    output_path: str  # the class-weights file train reads
 
 
-def run(settings: Settings, dataset_dir: str, output_path: str) -> ClassWeights:
-    """The class_weights step: counts, weights and the file train reads at ``output_path``."""
+def run(inputs: ClassWeightsInputs) -> ClassWeights:
+    """The class_weights step: counts, weights and the file train reads."""
     record = retry_transient(
         lambda: compute_class_weights(
-            dataset_dir,
-            image_size=settings.model.image_size,
-            strategy=settings.training.class_weighting,
-            fixed_weights=settings.training.fixed_class_weights,
+            inputs.dataset_dir,
+            image_size=inputs.model.image_size,
+            strategy=inputs.training.class_weighting,
+            fixed_weights=inputs.training.fixed_class_weights,
         ),
         what="class weights",
     )
-    write_class_weights(record, output_path)
+    write_class_weights(record, inputs.output_path)
     return ClassWeights.from_dict(record)
 
 

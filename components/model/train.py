@@ -28,7 +28,7 @@ from components.model import input_pipeline as data
 from components.model import model as model_lib
 from components.platform import files, provenance
 from components.platform.config import ModelConfig, TrainingConfig
-from components.platform.contracts import ArtifactRef, StepSettings
+from components.platform.contracts import ArtifactRef, StepInputs
 from components.platform.retry import run_or_replay_failure
 
 logger = logging.getLogger(__name__)
@@ -549,11 +549,19 @@ def trained_on(info: dataset_info.DatasetInfo) -> dict[str, Any]:
     }
 
 
-class Settings(StepSettings):
-    """The model to build and how to train it."""
+class TrainInputs(StepInputs):
+    """The model to build and how to train it; ingest's Dataset; where the Model and logs go.
+
+    ``class_weights`` (the class-weights file) is read only when the training's
+    class_weighting is not 'none'.
+    """
 
     model: ModelConfig
     training: TrainingConfig
+    dataset: ArtifactRef
+    class_weights: str | None
+    model_dir: str
+    tensorboard_dir: str
 
 
 class TrainOutcome(BaseModel):
@@ -566,29 +574,23 @@ class TrainOutcome(BaseModel):
         return dict(self.model_metadata)
 
 
-def run(
-    settings: Settings,
-    dataset: ArtifactRef,
-    class_weights_path: str | None,
-    model_dir: str,
-    tensorboard_dir: str,
-) -> TrainOutcome:
+def run(inputs: TrainInputs) -> TrainOutcome:
     """The train step: ``train_model``, without repeating a recorded deterministic failure.
 
     The orchestrator retries this task (a preempted pod resumes from its checkpoint); an
     error that would only happen again is recorded in the model directory and re-raised.
     """
-    model, training = settings.model, settings.training
-    for directory in (model_dir, tensorboard_dir):
+    model, dataset, model_dir = inputs.model, inputs.dataset, inputs.model_dir
+    for directory in (model_dir, inputs.tensorboard_dir):
         files.makedirs(directory)
     final = run_or_replay_failure(
         lambda: train_model(
             dataset.path,
             model_dir,
-            tensorboard_dir,
+            inputs.tensorboard_dir,
             model,
-            training,
-            class_weights_path,
+            inputs.training,
+            inputs.class_weights,
             dataset.uri,
         ),
         model_dir,

@@ -32,8 +32,7 @@ def compute_class_weights(
     start_task()
     from components.model import class_weights as step
 
-    settings = step.Settings.from_json(model=model_config, training=training_config)
-    outcome = step.run(settings, dataset.path, class_weights.path)
+    inputs = step.ClassWeightsInputs.of(model_config, training_config, dataset, class_weights)
+    outcome = step.run(inputs)
     class_weights.metadata.update(outcome.to_metadata())
-    for name, value in outcome.metrics().items():
-        metrics.log_metric(name, value)
+    metrics.metadata.update(outcome.metrics())  # what log_metric does, for each

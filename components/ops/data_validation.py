@@ -33,8 +33,7 @@ def data_statistics(
     start_task()
     from components.data import data_validation as step
 
-    settings = step.Settings.from_json(checks=checks_config, push=push_config)
-    outcome = step.run(settings, dataset.path, statistics.path, statistics_view.path)
+    inputs = step.ChecksInputs.of(checks_config, push_config, dataset, statistics, statistics_view)
+    outcome = step.run(inputs)
     statistics.metadata.update(outcome.to_metadata())
-    for name, value in outcome.metrics().items():
-        check_metrics.log_metric(name, value)
+    check_metrics.metadata.update(outcome.metrics())  # what log_metric does, for each

@@ -19,4 +19,4 @@ def enforce_data_checks(statistics: Input[Artifact]):
     # No TensorFlow here: the gate starts in seconds.
     from components.data import data_validation as step
 
-    step.enforce_saved(statistics.path)
+    step.enforce_saved(step.EnforceInputs.of(statistics))

@@ -22,5 +22,5 @@ def ingest(data_config: str, dataset: Output[Dataset]):
     start_task()
     from components.data import beam_ingest as step
 
-    info = step.run(step.IngestInputs.of(data=data_config, dataset_dir=dataset))
+    info = step.run(step.IngestInputs.of(data_config, dataset))
     dataset.metadata.update(info.to_metadata())

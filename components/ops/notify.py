@@ -25,4 +25,4 @@ def notify_run_end(
     from components.platform import notify as step
 
     final = step.RunStatus.of(status, run_name)
-    print(step.run(step.NotifyInputs.of(notify=notify_config, status=final)).summary())
+    print(step.run(step.NotifyInputs.of(notify_config, final)).summary())

@@ -28,8 +28,5 @@ def predict(
     start_task()
     from components.publish import predict as step
 
-    inputs = step.PredictInputs.of(
-        predict=predict_config, pushed=pushed_model, output_dir=predictions
-    )
-    summary = step.run(inputs)
+    summary = step.run(step.PredictInputs.of(predict_config, pushed_model, predictions))
     predictions.metadata.update(summary.to_metadata())

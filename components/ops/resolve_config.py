@@ -36,5 +36,5 @@ def resolve_config(
     start_task()
     from components.platform.contracts import ResolvedConfig, ResolveInputs
 
-    inputs = ResolveInputs(compiled_config=compiled_config, values=values)
+    inputs = ResolveInputs.of(compiled_config, values)
     return ResolvedConfig.run(inputs).outputs()

@@ -25,4 +25,4 @@ def check_data_changed(dataset: Input[Dataset], push_config: str) -> str:
     start_task()
     from components.data import skip_unchanged as step
 
-    return step.run(step.SkipInputs.of(push=push_config, dataset_dir=dataset)).output
+    return step.run(step.SkipInputs.of(push_config, dataset)).output

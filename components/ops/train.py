@@ -30,11 +30,11 @@ def train(
 
     start_task()
     from components.model import train as step
-    from components.platform.contracts import ArtifactRef
 
-    settings = step.Settings.from_json(model=model_config, training=training_config)
-    data = ArtifactRef.of(dataset)
-    outcome = step.run(settings, data, class_weights.path, model.path, tensorboard.path)
+    inputs = step.TrainInputs.of(
+        model_config, training_config, dataset, class_weights, model, tensorboard
+    )
+    outcome = step.run(inputs)
     model.metadata.update(outcome.to_metadata())
     metrics.metadata.update(outcome.metrics)  # what log_metric does, for each
     tensorboard.metadata["log_dir"] = tensorboard.uri

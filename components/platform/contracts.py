@@ -148,11 +148,11 @@ class StepInputs(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     @classmethod
-    def of(cls, **values: Any) -> Self:
-        """From a task's parameters: sections' JSON parsed, KFP artifacts as refs or paths.
+    def of(cls, *values: Any) -> Self:
+        """From a task's values, in the fields' order (a wrapper's call fits on one line).
 
-        An invalid section is named with its field; a KFP artifact becomes an
-        ``ArtifactRef``, or its path where the field is a path.
+        A section's JSON is parsed (an invalid one is named with its field); a KFP
+        artifact becomes an ``ArtifactRef``, or its path where the field is a path.
         """
 
         def given(name: str, value: Any) -> Any:
@@ -163,7 +163,8 @@ class StepInputs(BaseModel):
                 return ArtifactRef.of(value) if kind is ArtifactRef else value.path
             return value
 
-        return cls(**{name: given(name, value) for name, value in values.items()})
+        fields = zip(cls.model_fields, values, strict=True)
+        return cls(**{name: given(name, value) for name, value in fields})
 
 
 class StepSettings(BaseModel):
