@@ -50,7 +50,7 @@ from components.model import input_pipeline as data
 from components.model.model import ModelMismatchError, load_model_dir
 from components.platform import contracts
 from components.platform.config import EvaluationConfig, ModelConfig, PushConfig
-from components.platform.contracts import StepSettings
+from components.platform.contracts import StepInputs
 from components.platform.retry import retry_transient
 
 # Float noise allowance when comparing mean IoUs against a threshold or baseline:
@@ -822,57 +822,52 @@ def run_evaluation(
     return outcome
 
 
-class Settings(StepSettings):
-    """The model settings a candidate must match, the blessing rules, and production's place."""
+class EvaluateInputs(StepInputs):
+    """The model settings a candidate must match, the blessing rules, and production's place.
+
+    ``model_dir`` is the candidate Model; ``dataset_dir`` the Dataset whose test split is
+    scored; the HTML report goes to ``report_path`` and the outcome
+    (``contracts.EvaluationOutcome``) to ``outcome_path``; ``statistics_dir`` is
+    data_statistics' output, whose verdicts end the report (None: none).
+    """
 
     model: ModelConfig
     evaluation: EvaluationConfig
     push: PushConfig
+    model_dir: str
+    dataset_dir: str
+    report_path: str
+    outcome_path: str
+    statistics_dir: str | None = None
 
 
-def run(
-    settings: Settings,
-    model_dir: str,
-    dataset_dir: str,
-    report_path: str,
-    outcome_path: str,
-    statistics_dir: str | None = None,
-) -> contracts.EvaluationOutcome:
-    """The evaluate step: the baseline resolved, ``run_evaluation``, the outcome written.
-
-    Args:
-        settings: the config sections evaluate reads.
-        model_dir: the candidate Model directory.
-        dataset_dir: the Dataset directory; its test split is scored.
-        report_path: where the HTML report is written.
-        outcome_path: where the outcome (``contracts.EvaluationOutcome``) is written.
-        statistics_dir: data_statistics' output; its verdicts end the report. None: none.
-    """
+def run(inputs: EvaluateInputs) -> contracts.EvaluationOutcome:
+    """The evaluate step: the baseline resolved, ``run_evaluation``, the outcome written."""
     verdicts = None
-    if statistics_dir is not None:
-        checks = posixpath.join(statistics_dir, contracts.CheckVerdicts.FILE_NAME)
+    if inputs.statistics_dir is not None:
+        checks = posixpath.join(inputs.statistics_dir, contracts.CheckVerdicts.FILE_NAME)
         verdicts = contracts.CheckVerdicts.read(checks).to_dict()
-    evaluation = settings.evaluation
+    evaluation = inputs.evaluation
     with tempfile.TemporaryDirectory() as cache_dir:
         baseline_dir, baseline_note = retry_transient(
-            lambda: resolve_baseline(evaluation.baseline, settings.push.destination, cache_dir),
+            lambda: resolve_baseline(evaluation.baseline, inputs.push.destination, cache_dir),
             what="evaluate: reading the baseline model",
         )
         outcome = retry_transient(
             lambda: run_evaluation(
-                model_dir,
-                dataset_dir,
-                settings.model,
+                inputs.model_dir,
+                inputs.dataset_dir,
+                inputs.model,
                 evaluation,
                 baseline_dir,
-                report_path,
+                inputs.report_path,
                 baseline_note=baseline_note,
                 data_checks=verdicts,
             ),
             what="evaluate",
         )
-    result = contracts.EvaluationOutcome.from_dict(outcome, outcome_path)
-    result.write(outcome_path)
+    result = contracts.EvaluationOutcome.from_dict(outcome, inputs.outcome_path)
+    result.write(inputs.outcome_path)
     print(f"blessed: {result.blessed}")
     for reason in result.reasons:
         print(f"  {reason}")

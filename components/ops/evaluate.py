@@ -26,14 +26,11 @@ def evaluate(
     start_task()
     from components.evaluation import evaluate as step
 
-    settings = step.Settings.from_json(
-        model=model_config, evaluation=evaluation_config, push=push_config
-    )
     report.uri += ".html"  # a file that says what it is: browsers and the KFP UI open a page
-    statistics = data_statistics.path if data_statistics is not None else None
-    outcome = step.run(settings, model.path, dataset.path, report.path, metrics.path, statistics)
-    for name, value in step.scalar_metrics(outcome.to_dict()).items():
-        metrics.log_metric(name, value)
+    artifacts = (model, dataset, report, metrics, data_statistics)
+    inputs = step.EvaluateInputs.of(model_config, evaluation_config, push_config, *artifacts)
+    outcome = step.run(inputs)
+    metrics.metadata.update(step.scalar_metrics(outcome.to_dict()))  # as log_metric, for each
     candidate = outcome.candidate
     confusion.log_confusion_matrix(candidate["classes"], candidate["confusion_matrix"])
     report.metadata["blessed"] = outcome.blessed

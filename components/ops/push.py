@@ -25,14 +25,12 @@ def push(
     from components.ops import start_task
 
     start_task()
-    from components.platform.config import PushConfig, section_from_json
-    from components.platform.contracts import ArtifactRef
     from components.publish import push as step
 
-    settings = section_from_json(PushConfig, push_config)
-    candidate, evaluation = ArtifactRef.of(model), ArtifactRef.of(metrics)
-    statistics = data_statistics.path if data_statistics is not None else None
-    result = step.run(settings, candidate, evaluation, blessed, blessing_reason, statistics, run_id)
+    inputs = step.PushInputs.of(
+        push_config, model, metrics, blessed, blessing_reason, data_statistics, run_id
+    )
+    result = step.run(inputs)
     if result.pushed:  # the artifact is the published version; nothing is written to its path
         pushed_model.uri = result.uri
     pushed_model.metadata.update(result.to_metadata())

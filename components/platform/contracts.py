@@ -167,22 +167,6 @@ class StepInputs(BaseModel):
         return cls(**{name: given(name, value) for name, value in fields})
 
 
-class StepSettings(BaseModel):
-    """The config sections one core step reads; the pipeline hands each over as its JSON."""
-
-    model_config = ConfigDict(frozen=True)
-
-    @classmethod
-    def from_json(cls, **sections: str) -> Self:
-        """Each section from its JSON parameter; an invalid one is named with its field."""
-        return cls(
-            **{
-                name: section_from_json(cls.model_fields[name].annotation, text)
-                for name, text in sections.items()
-            }
-        )
-
-
 # ----------------------------------------------------------------------------- dataset.json
 
 
@@ -546,7 +530,7 @@ class ResolvedConfig(_Contract):
     push: PushConfig
 
     @classmethod
-    def run(cls, inputs: ResolveInputs) -> Self:
+    def run(cls, inputs: ResolveInputs) -> ResolvedConfig:
         """The resolve_config step: each run-time value on the field it names, validated whole."""
         config = apply_runtime_parameters(inputs.compiled_config, inputs.values)
         return cls(**{name: getattr(config, name) for name in cls.model_fields})

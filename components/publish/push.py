@@ -44,6 +44,7 @@ from components.platform.contracts import (
     ModelMetadata,
     PushResult,
     Statistics,
+    StepInputs,
 )
 from components.platform.retry import retry_transient
 from components.platform.storage import (
@@ -195,36 +196,39 @@ def model_digest(files: list[ModelFile]) -> str:
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
-def run(
-    settings: PushConfig,
-    model: ArtifactRef,
-    metrics: ArtifactRef,
-    blessed: bool,
-    blessing_reason: str = "",
-    statistics_dir: str | None = None,
-    run_id: str = "",
-) -> PushResult:
-    """The push step: a blessed model → a new version under settings.destination, or why not.
+class PushInputs(StepInputs):
+    """What push reads: its settings, the candidate, evaluate's verdict and the data checks.
+
+    ``push``: destination and the Vertex registry settings. ``model``: train's Model
+    artifact. ``metrics``: evaluate's Metrics artifact; its metadata goes into the
+    manifest. ``blessed``: evaluate's decision, and ``blessing_reason`` its reason,
+    repeated in an unblessed model's skip reason. ``statistics_dir``: data_statistics'
+    output, published in the version (``data/``). ``run_id``: the pipeline job id; when
+    unresolved, a digest of the model's URI.
+    """
+
+    push: PushConfig
+    model: ArtifactRef
+    metrics: ArtifactRef
+    blessed: bool
+    blessing_reason: str = ""
+    statistics_dir: str | None = None
+    run_id: str = ""
+
+
+def run(inputs: PushInputs) -> PushResult:
+    """The push step: a blessed model → a new version under push.destination, or why not.
 
     A model that is not blessed, or an empty destination, pushes nothing and says why
     (TFX Pusher style: the task always runs). With ``register_vertex`` the registry's
     preconditions are checked before anything is written, and the pushed version is
     registered (idempotent per model digest).
-
-    Args:
-        settings: destination and the Vertex registry settings.
-        model: train's Model artifact (path, uri, metadata).
-        metrics: evaluate's Metrics artifact; its metadata goes into the manifest.
-        blessed: evaluate's decision.
-        blessing_reason: evaluate's reason, repeated in an unblessed model's skip reason.
-        statistics_dir: data_statistics' output, published in the version (``data/``).
-        run_id: the pipeline job id; when unresolved, a digest of the model's URI.
     """
+    settings, model, run_id = inputs.push, inputs.model, inputs.run_id
     skip_reason = ""
-    if not blessed:
-        skip_reason = "the model is not blessed" + (
-            f": {blessing_reason}" if blessing_reason else ""
-        )
+    if not inputs.blessed:
+        reason = inputs.blessing_reason
+        skip_reason = "the model is not blessed" + (f": {reason}" if reason else "")
     elif not settings.destination:
         skip_reason = "push.destination is empty (set it, or --param push_destination=...)"
     if skip_reason:
@@ -245,13 +249,13 @@ def run(
     extra_manifest = {
         "source_model_uri": model.uri,
         "source_model_artifact_metadata": model.metadata,
-        "metrics": metrics.metadata,
-        "source_metrics_uri": metrics.uri,
+        "metrics": inputs.metrics.metadata,
+        "source_metrics_uri": inputs.metrics.uri,
         "push_config": settings.model_dump(),
     }
     extra_files = {}
-    if statistics_dir is not None:
-        extra_files, extra_manifest["data_checks"] = files_to_push(statistics_dir)
+    if inputs.statistics_dir is not None:
+        extra_files, extra_manifest["data_checks"] = files_to_push(inputs.statistics_dir)
     # A repeated push resumes or reuses its version, so a dropped connection is retried here.
     pushed = retry_transient(
         lambda: push_model(
