@@ -148,7 +148,7 @@ def train_and_evaluate(
     from components.evaluation.evaluate import evaluate_model
     from components.evaluation.metrics import segmentation_metrics
     from components.model import train as train_lib
-    from components.model.class_weights import compute_class_weights, write_class_weights
+    from components.model.class_weights import compute_class_weights
 
     shutil.rmtree(work / name, ignore_errors=True)  # a reused --workdir: train afresh
     model_dir = str(work / name / "model")
@@ -162,7 +162,7 @@ def train_and_evaluate(
             config.training.class_weighting,
             config.training.fixed_class_weights,
         )
-        write_class_weights(record, weights_path)
+        record.write(weights_path)
     final = train_lib.train_model(
         real_dir,
         model_dir,

@@ -16,8 +16,8 @@ from components.model.class_weights import (
     count_mask_pixels,
     load_class_weights,
     weights_from_counts,
-    write_class_weights,
 )
+from components.platform.contracts import ClassWeights, ContractVersionError
 from tests import recordsets
 
 PET, BACKGROUND, BORDER = 0, 1, 2
@@ -78,39 +78,39 @@ def test_counts_after_nearest_neighbour_resize(tmp_path):
 
 def test_inverse_frequency_matches_hand_computation(two_masks):
     result = compute_class_weights(two_masks, image_size=4, strategy="inverse_frequency")
-    assert result["frequencies"] == pytest.approx([10 / 32, 18 / 32, 4 / 32])
+    assert result.frequencies == pytest.approx([10 / 32, 18 / 32, 4 / 32])
     # w_c = 1 / (C f_c): 32/30, 32/54, 32/12; the average weight per pixel is then 1.
-    assert result["weights"] == pytest.approx([32 / 30, 32 / 54, 32 / 12])
-    assert sum(f * w for f, w in zip(result["frequencies"], result["weights"], strict=True)) == (
+    assert result.weights == pytest.approx([32 / 30, 32 / 54, 32 / 12])
+    assert sum(f * w for f, w in zip(result.frequencies, result.weights, strict=True)) == (
         pytest.approx(1.0)
     )
-    assert result["pixel_counts"] == [10, 18, 4]
-    assert result["num_images"] == 2
-    assert result["image_size"] == 4
-    assert result["classes"] == ["pet", "background", "border"]
-    assert result["strategy"] == "inverse_frequency"
-    assert result["absent_classes"] == []
+    assert result.pixel_counts == [10, 18, 4]
+    assert result.num_images == 2
+    assert result.image_size == 4
+    assert result.classes == ["pet", "background", "border"]
+    assert result.strategy == "inverse_frequency"
+    assert result.absent_classes == []
 
 
 def test_median_frequency_matches_hand_computation(two_masks):
     result = compute_class_weights(two_masks, image_size=4, strategy="median_frequency")
     # median(10/32, 18/32, 4/32) = 10/32; w_c = median / f_c.
-    assert result["weights"] == pytest.approx([1.0, 10 / 18, 10 / 4])
+    assert result.weights == pytest.approx([1.0, 10 / 18, 10 / 4])
 
 
 def test_fixed_defaults_to_the_tutorial_weights(two_masks):
     result = compute_class_weights(two_masks, image_size=4, strategy="fixed")
-    assert result["weights"] == [2.0, 2.0, 1.0]
-    assert result["pixel_counts"] == [10, 18, 4]
+    assert result.weights == [2.0, 2.0, 1.0]
+    assert result.pixel_counts == [10, 18, 4]
 
 
 def test_fixed_takes_user_weights_and_none_gives_ones(two_masks):
-    assert compute_class_weights(two_masks, 4, "fixed", [0.5, 0.0, 3.0])["weights"] == [
+    assert compute_class_weights(two_masks, 4, "fixed", [0.5, 0.0, 3.0]).weights == [
         0.5,
         0.0,
         3.0,
     ]
-    assert compute_class_weights(two_masks, 4, "none")["weights"] == [1.0, 1.0, 1.0]
+    assert compute_class_weights(two_masks, 4, "none").weights == [1.0, 1.0, 1.0]
 
 
 def test_absent_class_gets_a_finite_zero_weight(tmp_path):
@@ -121,14 +121,14 @@ def test_absent_class_gets_a_finite_zero_weight(tmp_path):
     inverse = compute_class_weights(dataset, 4, "inverse_frequency")
     median = compute_class_weights(dataset, 4, "median_frequency")
     for result in (inverse, median):
-        assert all(math.isfinite(w) for w in result["weights"])
-        assert result["weights"][BORDER] == 0.0
-        assert result["absent_classes"] == ["border"]
-    assert inverse["pixel_counts"] == [5, 11, 0]
+        assert all(math.isfinite(w) for w in result.weights)
+        assert result.weights[BORDER] == 0.0
+        assert result.absent_classes == ["border"]
+    assert inverse.pixel_counts == [5, 11, 0]
     # Normalised over the present classes: w_c = 1 / (2 f_c).
-    assert inverse["weights"][:2] == pytest.approx([1 / (2 * 5 / 16), 1 / (2 * 11 / 16)])
+    assert inverse.weights[:2] == pytest.approx([1 / (2 * 5 / 16), 1 / (2 * 11 / 16)])
     # Median over the present classes only: (5/16 + 11/16) / 2 = 1/2.
-    assert median["weights"][:2] == pytest.approx([0.5 / (5 / 16), 0.5 / (11 / 16)])
+    assert median.weights[:2] == pytest.approx([0.5 / (5 / 16), 0.5 / (11 / 16)])
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_bad_image_size_and_strategy_are_errors(two_masks):
 def test_write_then_load_round_trip(two_masks, tmp_path):
     result = compute_class_weights(two_masks, 4, "median_frequency")
     path = str(tmp_path / "out" / "class_weights.json")
-    write_class_weights(result, path)
+    result.write(path)
     assert load_class_weights(path) == pytest.approx([1.0, 10 / 18, 10 / 4])
     with open(path) as handle:
         assert json.load(handle)["pixel_counts"] == [10, 18, 4]
@@ -193,11 +193,21 @@ def test_load_missing_file(tmp_path):
         load_class_weights(str(tmp_path / "nowhere.json"))
 
 
-def test_write_refuses_invalid_weights(tmp_path):
-    bad = {"classes": list(schema.CLASS_NAMES), "weights": [1.0, float("nan"), 1.0]}
+def test_invalid_weights_cannot_be_made_so_cannot_be_written(two_masks):
+    record = compute_class_weights(two_masks, 4, "none").to_dict()
+    record["weights"] = [1.0, float("nan"), 1.0]
     with pytest.raises(ClassWeightsError, match="background"):
-        write_class_weights(bad, str(tmp_path / "w.json"))
-    assert not (tmp_path / "w.json").exists()
+        ClassWeights.from_dict(record)
+
+
+def test_a_file_of_an_unknown_format_is_refused_naming_the_version(two_masks, tmp_path):
+    path = tmp_path / "weights.json"
+    compute_class_weights(two_masks, 4, "none").write(str(path))
+    record = json.loads(path.read_text())
+    assert record["weights_format"] == 1
+    path.write_text(json.dumps({**record, "weights_format": 2}))
+    with pytest.raises(ContractVersionError, match="weights_format 2, this code reads 1"):
+        load_class_weights(str(path))
 
 
 IGNORE = schema.IGNORE_ID
@@ -226,24 +236,24 @@ def test_five_classes_are_counted_and_ignored_pixels_left_out(five_classes):
         "ignored_pixels": 14,
     }
     result = compute_class_weights(five_classes, 4, "inverse_frequency")
-    assert result["classes"] == FIVE_CLASSES
+    assert result.classes == FIVE_CLASSES
     # Frequencies over the 18 labelled pixels only; w_c = 1 / (5 f_c).
-    assert result["frequencies"] == pytest.approx([5 / 18, 4 / 18, 4 / 18, 4 / 18, 1 / 18])
-    assert result["weights"] == pytest.approx([18 / 25, 18 / 20, 18 / 20, 18 / 20, 18 / 5])
-    assert result["ignored_pixels"] == 14
+    assert result.frequencies == pytest.approx([5 / 18, 4 / 18, 4 / 18, 4 / 18, 1 / 18])
+    assert result.weights == pytest.approx([18 / 25, 18 / 20, 18 / 20, 18 / 20, 18 / 5])
+    assert result.ignored_pixels == 14
     median = compute_class_weights(five_classes, 4, "median_frequency")
-    assert median["weights"] == pytest.approx([4 / 5, 1.0, 1.0, 1.0, 4.0])
+    assert median.weights == pytest.approx([4 / 5, 1.0, 1.0, 1.0, 4.0])
 
 
 def test_two_classes_with_ignored_pixels(tmp_path):
     mask = np.array([[0, 0, 1, IGNORE], [1, 1, 1, IGNORE]], np.uint8)
     dataset = recordsets.write_masks(str(tmp_path / "two"), {"train": [mask]}, ["sky", "ground"])
     result = compute_class_weights(dataset, 4, "median_frequency")
-    assert result["classes"] == ["sky", "ground"]
-    assert result["pixel_counts"] == [4, 8]  # 2x4 resized nearest to 4x4
-    assert result["ignored_pixels"] == 4
-    assert result["weights"] == pytest.approx([(6 / 12) / (4 / 12), (6 / 12) / (8 / 12)])
-    assert compute_class_weights(dataset, 4, "fixed", [1.0, 3.0])["weights"] == [1.0, 3.0]
+    assert result.classes == ["sky", "ground"]
+    assert result.pixel_counts == [4, 8]  # 2x4 resized nearest to 4x4
+    assert result.ignored_pixels == 4
+    assert result.weights == pytest.approx([(6 / 12) / (4 / 12), (6 / 12) / (8 / 12)])
+    assert compute_class_weights(dataset, 4, "fixed", [1.0, 3.0]).weights == [1.0, 3.0]
 
 
 def test_fixed_weights_must_match_the_dataset_classes(five_classes):
@@ -267,7 +277,7 @@ def test_a_mask_value_outside_the_classes_is_named(tmp_path):
 
 def test_weights_of_other_classes_are_refused(five_classes, tmp_path):
     path = str(tmp_path / "weights.json")
-    write_class_weights(compute_class_weights(five_classes, 4, "none"), path)
+    compute_class_weights(five_classes, 4, "none").write(path)
     assert load_class_weights(path, FIVE_CLASSES) == [1.0] * 5
     with pytest.raises(ClassWeightsError, match=r"for classes \['a'.*the dataset has \['pet'"):
         load_class_weights(path, list(schema.CLASS_NAMES))

@@ -82,7 +82,7 @@ def test_five_classes_with_ignored_pixels_follow_through_the_pipeline(tmp_path):
     assert model_artifact["metadata"]["classes"] == names
     model, metadata = load_model_dir(model_artifact["uri"], expected_classes=names)
     assert model.output_shape == (None, SIZE, SIZE, 5)
-    assert metadata["classes"] == names
+    assert metadata.classes == names
     train_metrics = run.task("train").artifacts["metrics"]["metadata"]
     assert all(np.isfinite(value) for value in train_metrics.values())
 

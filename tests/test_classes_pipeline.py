@@ -121,8 +121,8 @@ def _check_model(run):
     assert model_artifact.metadata["classes"] == TWO
     model, metadata = load_model_dir(model_artifact.path, expected_classes=TWO)
     assert model.output_shape == (None, SIZE, SIZE, 2)
-    assert metadata["classes"] == TWO and metadata["ignore_id"] == schema.IGNORE_ID
-    assert metadata["class_weights"] == pytest.approx(
+    assert metadata.classes == TWO and metadata.ignore_id == schema.IGNORE_ID
+    assert metadata.class_weights == pytest.approx(
         json.loads(Path(run["task"].outputs["class_weights"].path).read_text())["weights"]
     )
     train_metrics = run["task"].outputs["train_metrics"].metadata

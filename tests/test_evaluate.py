@@ -13,6 +13,7 @@ from components.evaluation import evaluate
 from components.evaluation.metrics import confusion_matrix
 from components.model.model import check_model_matches
 from components.platform.config import EvaluationConfig, ModelConfig
+from components.platform.contracts import ModelMetadata
 
 # A hand-made pair of 2x4 masks. Pixel pairs (true, pred):
 # (0,0) (0,0) (0,1) (1,1) / (1,1) (1,2) (2,2) (2,0)
@@ -217,7 +218,7 @@ def test_decide_blessing_ignores_an_undefined_baseline():
     assert "not compared" in reasons[1]
 
 
-METADATA = {"classes": list(schema.CLASS_NAMES), "image_size": 64, "normalization": "mobilenet"}
+METADATA = ModelMetadata(classes=list(schema.CLASS_NAMES), image_size=64, normalization="mobilenet")
 
 
 def test_check_model_matches_accepts_matching_model():
@@ -246,7 +247,10 @@ def test_check_model_matches_accepts_matching_model():
 def test_check_model_matches_refuses_mismatch(override, kwargs, message):
     with pytest.raises(evaluate.ModelMismatchError, match=message) as error:
         check_model_matches(
-            {**METADATA, **override}, model_dir="models/m1", classes=schema.CLASS_NAMES, **kwargs
+            METADATA.model_copy(update=override),
+            model_dir="models/m1",
+            classes=schema.CLASS_NAMES,
+            **kwargs,
         )
     assert "models/m1/metadata.json" in str(error.value)
     assert isinstance(error.value, ValueError)

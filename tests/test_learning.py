@@ -89,4 +89,4 @@ def test_demo_training_beats_the_majority_class_by_far(tmp_path):
         ).mean()
     )
     assert final["val_mean_iou"] == pytest.approx(validation_iou, abs=1e-3), report
-    assert metadata["metrics"]["val_mean_iou"] == pytest.approx(final["val_mean_iou"])
+    assert metadata.metrics["val_mean_iou"] == pytest.approx(final["val_mean_iou"])

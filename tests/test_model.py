@@ -158,11 +158,11 @@ def test_model_dir_round_trip_predicts_the_same(unet, saved_dir):
     loaded, metadata = model_lib.load_model_dir(saved_dir)
     pixels = _pixels(seed=1)
     np.testing.assert_allclose(np.asarray(loaded(pixels)), np.asarray(unet(pixels)), atol=1e-5)
-    assert metadata["classes"] == list(schema.CLASS_NAMES)
-    assert metadata["image_size"] == SIZE and metadata["normalization"] == "mobilenet"
-    assert metadata["encoder_weights"] == "none" and metadata["metrics"] == {"x": 1.0}
-    assert metadata["tensorflow_version"] == tf.__version__
-    assert metadata["keras_version"] == keras.__version__
+    assert metadata.classes == list(schema.CLASS_NAMES)
+    assert metadata.image_size == SIZE and metadata.normalization == "mobilenet"
+    assert metadata.encoder_weights == "none" and metadata.metrics == {"x": 1.0}
+    assert metadata.tensorflow_version == tf.__version__
+    assert metadata.keras_version == keras.__version__
 
 
 def test_model_dir_holds_the_four_contract_files(saved_dir):

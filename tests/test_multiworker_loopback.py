@@ -93,8 +93,8 @@ def test_two_workers_write_one_model_close_to_one_worker_with_the_same_global_ba
     # to scratch, which it removed.
     model, metadata = model_lib.load_model_dir(str(tmp_path / "model"))
     assert model.output_shape == (None, SIZE, SIZE, 3)
-    assert metadata["metrics"] == pytest.approx(chief["metrics"])
-    runtime = metadata["runtime"]
+    assert metadata.metrics == pytest.approx(chief["metrics"])
+    runtime = metadata.runtime
     assert runtime["strategy"] == "multi_worker_mirrored"
     assert (runtime["num_workers"], runtime["per_replica_batch_size"]) == (2, PER_REPLICA_BATCH)
     assert runtime["global_batch_size"] == 2 * PER_REPLICA_BATCH
@@ -152,5 +152,5 @@ def test_a_killed_worker_and_the_rerun_resumes_every_worker_from_the_backup(tmp_
     expected = list(range(resumed_from, training.epochs))
     assert chief["epochs_run"] == other["epochs_run"] == expected, "did not resume in step"
     _, metadata = model_lib.load_model_dir(str(tmp_path / "model"))
-    assert metadata["runtime"]["num_workers"] == 2
+    assert metadata.runtime["num_workers"] == 2
     assert not backup_dir.exists()

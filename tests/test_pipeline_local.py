@@ -126,7 +126,7 @@ def test_trained_model_loads_and_predicts(blessed_run):
 
     model_dir = blessed_run.task("train").artifacts["model"]["uri"]
     model, metadata = load_model_dir(model_dir)
-    assert metadata["image_size"] == 64
+    assert metadata.image_size == 64
     logits = model.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0)
     assert logits.shape == (2, 64, 64, 3)
 

@@ -73,19 +73,19 @@ def test_final_metrics_are_the_last_epochs_train_and_validation_figures(trained)
 def test_model_dir_follows_the_contract_and_records_its_facts(trained, dataset_dir):
     model, metadata = model_lib.load_model_dir(trained["model_dir"])
     assert model.output_shape == (None, SIZE, SIZE, schema.NUM_CLASSES)
-    assert metadata["metrics"] == pytest.approx(trained["metrics"])
-    assert metadata["training"]["epochs"] == 2 and metadata["training"]["batch_size"] == 8
-    assert metadata["encoder_weights"] == "none" and metadata["encoder_trainable"] is True
-    assert metadata["batchnorm_momentum"] == train.FROM_SCRATCH_BATCHNORM_MOMENTUM
-    assert metadata["normalization"] == "mobilenet" and metadata["image_size"] == SIZE
-    assert metadata["dataset"]["num_train_records"] == 16
-    assert metadata["dataset"]["validation_split"] == "validation"
-    assert metadata["dataset"]["uri"] == dataset_dir
-    assert metadata["runtime"]["strategy"] == "default"  # no GPU here
-    assert metadata["petseg_version"] == provenance.package_version() != "unknown"
+    assert metadata.metrics == pytest.approx(trained["metrics"])
+    assert metadata.training["epochs"] == 2 and metadata.training["batch_size"] == 8
+    assert metadata.encoder_weights == "none" and metadata.encoder_trainable is True
+    assert metadata.batchnorm_momentum == train.FROM_SCRATCH_BATCHNORM_MOMENTUM
+    assert metadata.normalization == "mobilenet" and metadata.image_size == SIZE
+    assert metadata.dataset["num_train_records"] == 16
+    assert metadata.dataset["validation_split"] == "validation"
+    assert metadata.dataset["uri"] == dataset_dir
+    assert metadata.runtime["strategy"] == "default"  # no GPU here
+    assert metadata.petseg_version == provenance.package_version() != "unknown"
     # Other tests may leave untracked files meanwhile; the commit itself is what must match.
     commit = provenance.git_commit().removesuffix("-dirty")
-    assert metadata["git_commit"].removesuffix("-dirty") == commit
+    assert metadata.git_commit.removesuffix("-dirty") == commit
     names = set(tf.io.gfile.listdir(trained["model_dir"]))
     assert {"model.keras", "metadata.json", "summary.txt"} <= names
     assert not any(name.startswith(train.BACKUP_DIR) for name in names), "checkpoints left over"
@@ -207,7 +207,7 @@ def test_interrupted_training_resumes_at_the_next_epoch(dataset_dir, tmp_path):
     assert all(np.isfinite(value) for value in metrics.values())
     assert not Path(model_dir, train.BACKUP_DIR).exists()
     _, metadata = model_lib.load_model_dir(model_dir)
-    assert metadata["metrics"] == pytest.approx(metrics)
+    assert metadata.metrics == pytest.approx(metrics)
 
 
 @pytest.mark.slow
@@ -230,8 +230,8 @@ def test_gpu_plan_mixed_precision_and_xla_trains_and_saves_a_float32_model(datas
     assert all(np.isfinite(value) for value in metrics.values())
     assert keras.mixed_precision.dtype_policy().name == "float32", "global policy restored"
     model, metadata = model_lib.load_model_dir(str(tmp_path / "model"))
-    assert metadata["runtime"]["precision_policy"] == "mixed_float16"
-    assert metadata["runtime"]["jit_compile"] is True
+    assert metadata.runtime["precision_policy"] == "mixed_float16"
+    assert metadata.runtime["jit_compile"] is True
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert {weight.dtype for weight in model.weights} == {"float32"}
 
@@ -241,7 +241,7 @@ def test_class_weighting_needs_a_matching_artifact(dataset_dir, tmp_path):
         train.resolve_class_weights(_training(class_weighting="fixed"), None)
     path = str(tmp_path / "weights.json")
     record = class_weights_lib.compute_class_weights(dataset_dir, SIZE, "inverse_frequency")
-    class_weights_lib.write_class_weights(record, path)
+    record.write(path)
     with pytest.raises(train.ClassWeightsMismatchError, match="strategy 'inverse_frequency'"):
         train.resolve_class_weights(_training(class_weighting="fixed"), path)
     assert train.resolve_class_weights(_training(class_weighting="none"), path) is None
@@ -271,7 +271,7 @@ def test_train_component_through_kfp_local(kfp_local, dataset_dir, tmp_path):
 
     weights_path = str(tmp_path / "class_weights.json")
     record = class_weights_lib.compute_class_weights(dataset_dir, SIZE, "fixed", [2.0, 2.0, 1.0])
-    class_weights_lib.write_class_weights(record, weights_path)
+    record.write(weights_path)
     training = _training(epochs=1, class_weighting="fixed", tensorboard_images=1)
 
     class Outputs(NamedTuple):
@@ -299,11 +299,11 @@ def test_train_component_through_kfp_local(kfp_local, dataset_dir, tmp_path):
     assert model_artifact.metadata["encoder_weights"] == "none"
     assert model_artifact.metadata["framework"] == "tensorflow"
     _, metadata = model_lib.load_model_dir(model_artifact.path)
-    assert metadata["class_weights"] == [2.0, 2.0, 1.0]
-    assert metadata["training"]["class_weighting"] == "fixed"
+    assert metadata.class_weights == [2.0, 2.0, 1.0]
+    assert metadata.training["class_weighting"] == "fixed"
     logged = metrics_artifact.metadata
     assert set(logged) >= {"loss", "val_loss", "mean_iou", "val_mean_iou"}
-    assert logged["val_mean_iou"] == pytest.approx(metadata["metrics"]["val_mean_iou"], abs=1e-6)
+    assert logged["val_mean_iou"] == pytest.approx(metadata.metrics["val_mean_iou"], abs=1e-6)
     assert tf.io.gfile.glob(posixpath.join(outputs["tensorboard"].path, "samples", "events.*"))
 
 
@@ -329,7 +329,7 @@ metrics = train.train_model(
     TrainingConfig(epochs=1, batch_size=8, tensorboard_images=1), None, runtime_plan=plan,
 )
 model, metadata = load_model_dir(model_dir)
-print("REPLICAS", len(metadata["runtime"]["devices"]), "VAL_MEAN_IOU", metrics["val_mean_iou"])
+print("REPLICAS", len(metadata.runtime["devices"]), "VAL_MEAN_IOU", metrics["val_mean_iou"])
 """
 
 
@@ -366,7 +366,7 @@ def test_train_component_records_a_deterministic_failure_for_its_retry(
 
     weights_path = str(tmp_path / "class_weights.json")
     record = class_weights_lib.compute_class_weights(dataset_dir, SIZE, "inverse_frequency")
-    class_weights_lib.write_class_weights(record, weights_path)
+    record.write(weights_path)
 
     @dsl.pipeline(name="train-mismatch")
     def train_pipeline():

@@ -50,7 +50,7 @@ from components.model import input_pipeline as data
 from components.model.model import ModelMismatchError, load_model_dir
 from components.platform import contracts
 from components.platform.config import EvaluationConfig, ModelConfig, PushConfig
-from components.platform.contracts import StepInputs
+from components.platform.contracts import ModelMetadata, StepInputs
 from components.platform.retry import retry_transient
 
 # Float noise allowance when comparing mean IoUs against a threshold or baseline:
@@ -206,7 +206,7 @@ def _image_item(
 class ScoredModel:
     """A loaded, checked model ready to be scored: its directory, metadata and forward pass."""
 
-    def __init__(self, model_dir: str, model: Any, metadata: dict[str, Any], size: int) -> None:
+    def __init__(self, model_dir: str, model: Any, metadata: ModelMetadata, size: int) -> None:
         self.model_dir = model_dir
         self.metadata = metadata
         self.size = size
@@ -230,7 +230,7 @@ def load_scored_model(
     model, metadata = load_model_dir(
         model_dir, classes, image_size=image_size_expected, normalization=normalization_expected
     )
-    return ScoredModel(model_dir, model, metadata, metadata["image_size"])
+    return ScoredModel(model_dir, model, metadata, metadata.image_size)
 
 
 def score_models(
@@ -369,7 +369,7 @@ def score_models(
                 "ignored_pixels": ignored_pixels,
                 "image_size": model.size,
                 "evaluation_size": evaluation_size,
-                "normalization": model.metadata.get("normalization"),
+                "normalization": model.metadata.normalization,
                 "boundary_band": boundary_band,
             }
         )

@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import typing
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -48,16 +47,12 @@ from components.platform.config import (
     TrainingConfig,
     WeightingStrategy,
 )
-from components.platform.contracts import ClassWeights, StepInputs
+from components.platform.contracts import ClassWeights, ClassWeightsError, StepInputs
 from components.platform.retry import retry_transient
 
 logger = logging.getLogger(__name__)
 
 STRATEGIES: tuple[str, ...] = typing.get_args(WeightingStrategy)
-
-
-class ClassWeightsError(ValueError):
-    """A class-weights request or file that cannot be used; the message says why."""
 
 
 def count_mask_pixels(dataset_dir: str, image_size: int, split: str = TRAIN) -> dict:
@@ -204,7 +199,7 @@ def _fixed_weights(fixed_weights: Sequence[float] | None, names: list[str]) -> l
 
 def compute_class_weights(
     dataset_dir: str, image_size: int, strategy: str, fixed_weights: Sequence[float] | None = None
-) -> dict[str, Any]:
+) -> ClassWeights:
     """One pass over the train split's masks → counts, frequencies and weights.
 
     Args:
@@ -213,8 +208,6 @@ def compute_class_weights(
         strategy: 'none', 'fixed', 'inverse_frequency' or 'median_frequency'.
         fixed_weights: per-class weights for 'fixed'; None = the tutorial's (Oxford only).
 
-    Returns:
-        The class-weights record (see module docstring).
     """
     if strategy not in STRATEGIES:
         raise ClassWeightsError(f"unknown class weighting strategy {strategy!r}; use {STRATEGIES}")
@@ -239,17 +232,17 @@ def compute_class_weights(
             strategy,
             [weights[classes.index(name)] for name in absent],
         )
-    return {
-        "strategy": strategy,
-        "classes": classes,
-        "image_size": int(image_size),
-        "num_images": counted["num_images"],
-        "pixel_counts": counted["pixel_counts"],
-        "ignored_pixels": counted["ignored_pixels"],
-        "frequencies": frequencies,
-        "weights": weights,
-        "absent_classes": absent,
-    }
+    return ClassWeights(
+        strategy=strategy,
+        classes=classes,
+        image_size=int(image_size),
+        num_images=counted["num_images"],
+        pixel_counts=counted["pixel_counts"],
+        ignored_pixels=counted["ignored_pixels"],
+        frequencies=frequencies,
+        weights=weights,
+        absent_classes=absent,
+    )
 
 
 class ClassWeightsInputs(StepInputs):
@@ -263,7 +256,7 @@ class ClassWeightsInputs(StepInputs):
 
 def run(inputs: ClassWeightsInputs) -> ClassWeights:
     """The class_weights step: counts, weights and the file train reads."""
-    record = retry_transient(
+    weights = retry_transient(
         lambda: compute_class_weights(
             inputs.dataset_dir,
             image_size=inputs.model.image_size,
@@ -272,31 +265,17 @@ def run(inputs: ClassWeightsInputs) -> ClassWeights:
         ),
         what="class weights",
     )
-    write_class_weights(record, inputs.output_path)
-    return ClassWeights.from_dict(record)
-
-
-def write_class_weights(result: dict[str, Any], path: str) -> None:
-    """Writes the record as JSON at ``path`` (a file; local or gs://)."""
-    _check_weights(result.get("weights"), result.get("classes"), path)
-    files.write_json(path, result)
+    weights.write(inputs.output_path)
+    return weights
 
 
 def load_class_weights(path: str, classes: Sequence[str] | None = None) -> list[float]:
-    """Reads a class-weights file and returns the weights in class-id order.
-
-    Raises:
-        FileNotFoundError, ClassWeightsError: as ``read_class_weights``.
-    """
-    return read_class_weights(path, classes)["weights"]
+    """The weights in class-id order from a class-weights file (see ``read_class_weights``)."""
+    return read_class_weights(path, classes).weights
 
 
-def read_class_weights(path: str, classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """Reads and checks a whole class-weights file; ``weights`` come back as checked floats.
-
-    Args:
-        path: the class-weights JSON (local or gs://).
-        classes: the dataset's classes the weights must be for; None = any.
+def read_class_weights(path: str, classes: Sequence[str] | None = None) -> ClassWeights:
+    """Reads and checks a class-weights file against the dataset's classes.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -305,21 +284,10 @@ def read_class_weights(path: str, classes: Sequence[str] | None = None) -> dict[
     """
     if not files.exists(path):
         raise FileNotFoundError(f"class weights file {path} not found")
-    try:
-        record = files.read_json(path)
-    except files.FileFormatError as error:
-        raise ClassWeightsError(str(error)) from None
-    record["weights"] = _check_weights(record.get("weights"), record.get("classes"), path)
-    if classes is not None and list(record["classes"]) != list(classes):
+    recorded = ClassWeights.read(path)
+    if classes is not None and recorded.classes != list(classes):
         raise ClassWeightsError(
-            f"{path}: weights are for classes {record['classes']}, the dataset has "
+            f"{path}: weights are for classes {recorded.classes}, the dataset has "
             f"{list(classes)}; recompute them"
         )
-    return record
-
-
-def _check_weights(weights: Any, classes: Any, path: str) -> list[float]:
-    try:
-        return ClassWeights.checked_weights(classes, weights)
-    except ValueError as error:
-        raise ClassWeightsError(f"{path}: {error}") from None
+    return recorded

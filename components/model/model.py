@@ -371,16 +371,16 @@ def save_model_dir(model: keras.Model, model_dir: str, metadata: dict[str, Any])
             files.write_bytes(posixpath.join(model_dir, relative), data)
 
 
-def load_metadata(model_dir: str) -> dict[str, Any]:
-    """metadata.json as a dict, checked by its contract (``contracts.ModelMetadata``)."""
+def load_metadata(model_dir: str) -> ModelMetadata:
+    """A model directory's metadata.json, checked by its contract."""
     path = posixpath.join(model_dir, METADATA_FILE)
     if not files.exists(path):
         raise FileNotFoundError(f"{path} not found: {model_dir!r} is not a petseg model directory")
-    return ModelMetadata.read(path).to_dict()
+    return ModelMetadata.read(path)
 
 
 def check_model_matches(
-    metadata: dict[str, Any],
+    metadata: ModelMetadata,
     *,
     model_dir: str,
     classes: Sequence[str] | None,
@@ -400,7 +400,7 @@ def check_model_matches(
         ModelMismatchError: naming the field, both values and the model directory.
     """
     where = posixpath.join(model_dir, METADATA_FILE)
-    found = metadata.get("classes")
+    found = metadata.classes
     if classes is None and (not isinstance(found, list) or len(found) < 2):
         raise ModelMismatchError(f"{where}: classes {found!r} is not a list of class names")
     if classes is not None and (found is None or list(found) != list(classes)):
@@ -412,9 +412,9 @@ def check_model_matches(
         ("image_size", image_size_expected),
         ("normalization", normalization_expected),
     ):
-        if expected is not None and metadata.get(field) != expected:
+        if expected is not None and getattr(metadata, field) != expected:
             raise ModelMismatchError(
-                f"{where}: model {field} {metadata.get(field)!r} differs from the "
+                f"{where}: model {field} {getattr(metadata, field)!r} differs from the "
                 f"configured model.{field} {expected!r}"
             )
 
@@ -425,7 +425,7 @@ def load_model_dir(
     *,
     image_size: int | None = None,
     normalization: str | None = None,
-) -> tuple[keras.Model, dict[str, Any]]:
+) -> tuple[keras.Model, ModelMetadata]:
     """Loads model.keras (safe_mode, uncompiled) and metadata.json from a Model artifact.
 
     Every check of a model against its use is here, once: the metadata first
@@ -463,7 +463,7 @@ def load_model_dir(
             files.write_bytes(local_path, files.read_bytes(model_path))
         model = keras.saving.load_model(local_path, compile=False, safe_mode=True)
     where = posixpath.join(model_dir, METADATA_FILE)
-    classes, size = metadata["classes"], metadata.get("image_size")
+    classes, size = metadata.classes, metadata.image_size
     if model.output_shape[-1] != len(classes):
         raise ModelMismatchError(
             f"{where}: {len(classes)} classes {classes}, but the model outputs "

@@ -84,18 +84,17 @@ def resolve_class_weights(
     from components.model.class_weights import read_class_weights
 
     recorded = read_class_weights(class_weights_path, classes)
-    weights = recorded["weights"]
-    strategy = recorded.get("strategy")
+    weights, strategy = recorded.weights, recorded.strategy
     if strategy != training_config.class_weighting:
         raise ClassWeightsMismatchError(
             f"{class_weights_path}: strategy {strategy!r} differs from "
             f"training.class_weighting {training_config.class_weighting!r}"
         )
-    if image_size is not None and recorded.get("image_size") not in (None, image_size):
+    if image_size is not None and recorded.image_size != image_size:
         logger.warning(
             "%s: weights were counted at image_size %s, training runs at %s",
             class_weights_path,
-            recorded.get("image_size"),
+            recorded.image_size,
             image_size,
         )
     return weights

@@ -442,11 +442,16 @@ class PredictionSummary(_Contract):
 # ----------------------------------------------------------------------------- class weights
 
 
+class ClassWeightsError(ContractError):
+    """A class-weights request or file that cannot be used; the message says why."""
+
+
 class ClassWeights(_Contract):
     """The class-weights file: per-class pixel counts, frequencies and the loss weights."""
 
     VERSION_FIELD: ClassVar[str] = "weights_format"
     WHAT: ClassVar[str] = "class weights"
+    ERROR: ClassVar[type[ContractError]] = ClassWeightsError
     REMEDY: ClassVar[str] = "re-run class weights"
 
     strategy: str

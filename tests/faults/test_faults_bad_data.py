@@ -238,10 +238,10 @@ def test_grayscale_rgba_and_cmyk_images_are_kept_as_rgb(source, tmp_path, fault)
     expected_cmyk = np.asarray(originals["CMYK"].convert("RGB")).astype(int)
     assert np.abs(cmyk.astype(int) - expected_cmyk).mean() < 8
     weights = class_weights.compute_class_weights(str(output), 32, "inverse_frequency")
-    assert weights["num_images"] == info["splits"]["train"]["num_records"]
+    assert weights.num_images == info["splits"]["train"]["num_records"]
     fault.saw(
         f"kept {len(names)}/{len(names)} train records; shapes {gray.shape}, {rgba.shape}, "
-        f"{cmyk.shape}; class weights counted {weights['num_images']} images"
+        f"{cmyk.shape}; class weights counted {weights.num_images} images"
     )
 
 
@@ -337,7 +337,7 @@ def test_dataset_with_other_classes_than_the_model_is_refused(dataset, pixel_mod
         fault.saw(error.value)
     else:
         weights = class_weights.compute_class_weights(str(dataset), 32, "none")
-        assert weights["classes"] == classes and len(weights["pixel_counts"]) == len(classes)
+        assert weights.classes == classes and len(weights.pixel_counts) == len(classes)
 
 
 def _truncate(path: Path, num_bytes: int = 100) -> None:

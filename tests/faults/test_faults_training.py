@@ -79,7 +79,7 @@ RUN_SCRIPT = textwrap.dedent(
     record = class_weights.compute_class_weights(
         dataset, model_config.image_size, training.class_weighting
     )
-    class_weights.write_class_weights(record, weights)
+    record.write(weights)
     metrics = train.train_model(
         dataset, f"{root}/model", f"{root}/tensorboard", model_config, training, weights
     )
@@ -334,9 +334,8 @@ def test_training_refuses_class_weights_of_other_classes(damaged_copy, tmp_path,
     )
     dataset, _ = damaged_copy
     weights = str(tmp_path / "class_weights.json")
-    class_weights.write_class_weights(
-        class_weights.compute_class_weights(str(dataset), IMAGE_SIZE, "inverse_frequency"),
-        weights,
+    class_weights.compute_class_weights(str(dataset), IMAGE_SIZE, "inverse_frequency").write(
+        weights
     )
     info = json.loads((dataset / "dataset.json").read_text())
     info["classes"] = ["background", "pet", "border"]
