@@ -246,7 +246,7 @@ def test_class_weighting_needs_a_matching_artifact(dataset_dir, tmp_path):
         train.resolve_class_weights(_training(class_weighting="fixed"), path)
     assert train.resolve_class_weights(_training(class_weighting="none"), path) is None
     weights = train.resolve_class_weights(_training(class_weighting="inverse_frequency"), path)
-    assert weights == pytest.approx(record["weights"])
+    assert weights == pytest.approx(record.weights)
     with pytest.raises(FileNotFoundError):
         train.resolve_class_weights(_training(class_weighting="fixed"), str(tmp_path / "no.json"))
 
