@@ -22,6 +22,7 @@ from components.platform.config import (
     parse_parameter_arguments,
     parse_runtime_parameter,
 )
+from pipelines.operate_cli import number_argument
 from pipelines.segmentation import TARGETS, compile_pipeline
 
 # Unreadable images named on stderr; all of them are in failed.jsonl.
@@ -235,25 +236,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return exit_code(summary)
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1] (a bad one exits 2, as every bad argument does)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
-    return value
+_fraction = number_argument(
+    float, lambda value: 0.0 <= value <= 1.0, "a number", "is not in [0, 1]"
+)
+_positive_int = number_argument(int, lambda value: value >= 1, "a whole number", "is not >= 1")
 
 
 class _VersionAction(argparse.Action):

@@ -26,25 +26,30 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _at_least_one(text: str) -> int:
-    """An argparse type for --keep: a bad one exits 2, as every bad argument does."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} keeps nothing; keep at least 1")
-    return value
+def number_argument(
+    kind: type, accept: Callable[[Any], bool], what: str, refusal: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` that ``accept`` takes, else a message naming the text.
+
+    A bad value exits 2, as every bad argument does: "'x' is not {what}" or "x {refusal}".
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text} {refusal}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not >= 0")
-    return value
+_at_least_one = number_argument(
+    int, lambda value: value >= 1, "a whole number", "keeps nothing; keep at least 1"
+)
+_seconds = number_argument(float, lambda value: value >= 0, "a number of seconds", "is not >= 0")
 
 
 def _fail(error: BaseException) -> int:

@@ -318,25 +318,18 @@ def submit_pipeline_job(
     template_path: str | Path,
     settings: VertexSettings,
     *,
-    parameter_values: Mapping[str, Any] | None = None,
-    display_name: str | None = None,
-    job_id: str | None = None,
-    credentials: Any = None,
     echo: Callable[[str], None] = print,
+    **options: Any,
 ):
     """Submits a compiled pipeline to Vertex AI and prints the run's console URL.
+
+    ``options`` are ``build_pipeline_job``'s (parameter_values, display_name, job_id,
+    credentials).
 
     Returns:
         The submitted ``aiplatform.PipelineJob`` (``wait_for_pipeline_job`` follows it).
     """
-    job = build_pipeline_job(
-        template_path,
-        settings,
-        parameter_values=parameter_values,
-        display_name=display_name,
-        job_id=job_id,
-        credentials=credentials,
-    )
+    job = build_pipeline_job(template_path, settings, **options)
     job.submit(service_account=settings.service_account, network=settings.network)
     echo(f"submitted Vertex AI pipeline run {job.job_id}")
     echo(f"console: {console_url(settings.project, settings.region, job.job_id)}")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -122,6 +123,42 @@ class _Section(BaseModel):
         return value
 
 
+def _text(pattern: str, refusal: str, *, empty_ok: bool = False) -> Any:
+    """Text that must fully match ``pattern`` ('' too, with ``empty_ok``).
+
+    ``refusal`` is the error naming the field: it may show ``{value!r}`` or only ``{length}``
+    (a value that may be a secret is never repeated).
+    """
+
+    def check(value: str) -> str:
+        if (value or not empty_ok) and not re.fullmatch(pattern, value):
+            raise ValueError(refusal.format(value=value, length=len(value)))
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+ClassName = _text(
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}",
+    "class name {value!r} must be 1-64 letters, digits, '_', '.' or '-' (it names metrics)",
+)
+# A TFDS name, optionally with its builder config ('name/config').
+DatasetName = _text(
+    r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.+-]+)?",
+    "dataset {value!r} is not a TFDS dataset name such as 'oxford_iiit_pet'",
+)
+# One path component: not '.' or '..', no slashes.
+FolderName = _text(r"(?!\.\.?\Z)[^/\\]+", "folder name {value!r} must be one path component")
+DatasetVersion = _text(
+    r"\d+\.(\d+|\*)\.(\d+|\*)", "version {value!r} is not like '4.0.0' or '4.*.*'"
+)
+
+
+def _unset(description: str) -> Any:
+    """A text field whose default '' means "not set" (each description says what then)."""
+    return Field(default="", description=description)
+
+
 def _parse_colour(value: Any) -> Any:
     """'#rrggbb' or [r, g, b] → [r, g, b]; anything else is left for pydantic to refuse."""
     if isinstance(value, str):
@@ -146,23 +183,13 @@ MaskValue = Annotated[int, Field(ge=0, le=65535)]
 class ClassSpec(_Section):
     """One class: its name, and the raw mask values and/or RGB colours that mean it."""
 
-    name: str
+    name: ClassName
     values: list[MaskValue] = Field(
         default_factory=list, description="Mask values (single-channel or palette index)."
     )
     colors: list[Colour] = Field(
         default_factory=list, description="RGB colours ('#rrggbb' or [r, g, b]) for RGB masks."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", value):
-            raise ValueError(
-                f"class name {value!r} must be 1-64 letters, digits, '_', '.' or '-' "
-                "(it names metrics)"
-            )
-        return value
 
     @model_validator(mode="after")
     def _has_a_value(self) -> ClassSpec:
@@ -207,31 +234,22 @@ class BeamConfig(_Section):
             "start in no time) or processes (each starts its own TensorFlow)."
         ),
     )
-    project: str = Field(default="", description="DataflowRunner: the Google Cloud project.")
-    region: str = Field(default="", description="DataflowRunner: the region, e.g. us-central1.")
-    temp_location: str = Field(
-        default="", description="DataflowRunner: gs:// folder for temporary files (required)."
-    )
-    staging_location: str = Field(
-        default="", description="DataflowRunner: gs:// folder for staged code; '' = temp."
-    )
+    project: str = _unset("DataflowRunner: the Google Cloud project.")
+    region: str = _unset("DataflowRunner: the region, e.g. us-central1.")
+    temp_location: str = _unset("DataflowRunner: gs:// folder for temporary files (required).")
+    staging_location: str = _unset("DataflowRunner: gs:// folder for staged code; '' = temp.")
     max_num_workers: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=10, description="DataflowRunner: autoscaling ceiling (cost ceiling too)."
     )
-    machine_type: str = Field(
-        default="", description="DataflowRunner: worker machine type; '' = Dataflow's default."
+    machine_type: str = _unset("DataflowRunner: worker machine type; '' = Dataflow's default.")
+    service_account_email: str = _unset(
+        "DataflowRunner: the workers' service account; '' = default."
     )
-    service_account_email: str = Field(
-        default="", description="DataflowRunner: the workers' service account; '' = default."
+    sdk_container_image: str = _unset(
+        "DataflowRunner: the workers' image (required): the CPU component image plus "
+        "Beam's boot program, built by containers/Dockerfile.dataflow."
     )
-    sdk_container_image: str = Field(
-        default="",
-        description=(
-            "DataflowRunner: the workers' image (required): the CPU component image plus "
-            "Beam's boot program, built by containers/Dockerfile.dataflow."
-        ),
-    )
-    job_name: str = Field(default="", description="DataflowRunner: job name; '' = generated.")
+    job_name: str = _unset("DataflowRunner: job name; '' = generated.")
 
     @model_validator(mode="after")
     def _dataflow_needs(self) -> BeamConfig:
@@ -264,8 +282,8 @@ class DataConfig(_Section):
         default="tfds",
         description="'tfds' (a TFDS dataset), 'folder' (images/ + masks/) or 'manifest'.",
     )
-    dataset: str = Field(default=SYNTHETIC_DATASET, description="TFDS dataset name (tfds).")
-    version: str | None = Field(
+    dataset: DatasetName = Field(default=SYNTHETIC_DATASET, description="TFDS dataset name (tfds).")
+    version: DatasetVersion | None = Field(
         default=None, description="TFDS version or pattern such as '4.*.*'; None = latest."
     )
     image_feature: str = Field(default="image", description="TFDS image feature (tfds).")
@@ -288,12 +306,9 @@ class DataConfig(_Section):
         default=False,
         description="Use TFDS's prepared GCS copy; off because it can be ArrayRecord.",
     )
-    path: str = Field(
-        default="",
-        description="Folder root (folder) or CSV/JSON Lines file (manifest), local or gs://.",
-    )
-    images_folder: str = Field(default="images", description="Image folder name (folder).")
-    masks_folder: str = Field(default="masks", description="Mask folder name (folder).")
+    path: str = _unset("Folder root (folder) or CSV/JSON Lines file (manifest), local or gs://.")
+    images_folder: FolderName = Field(default="images", description="Image folder name (folder).")
+    masks_folder: FolderName = Field(default="masks", description="Mask folder name (folder).")
     image_extensions: list[str] = Field(
         default_factory=lambda: ["jpg", "jpeg", "png"],
         description="Image file extensions (folder), matched case-insensitively.",
@@ -353,23 +368,6 @@ class DataConfig(_Section):
     synthetic_image_size: Annotated[int, Field(ge=32, le=1024)] = 96
     synthetic_seed: int = 0
 
-    @field_validator("dataset")
-    @classmethod
-    def _dataset_name(cls, value: str) -> str:
-        # A TFDS name, optionally with its builder config ('name/config').
-        if not re.fullmatch(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.+-]+)?", value):
-            raise ValueError(
-                f"dataset {value!r} is not a TFDS dataset name such as 'oxford_iiit_pet'"
-            )
-        return value
-
-    @field_validator("version")
-    @classmethod
-    def _version_pattern(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"\d+\.(\d+|\*)\.(\d+|\*)", value):
-            raise ValueError(f"version {value!r} is not like '4.0.0' or '4.*.*'")
-        return value
-
     @field_validator("image_extensions", "mask_extensions")
     @classmethod
     def _extensions(cls, value: list[str]) -> list[str]:
@@ -377,13 +375,6 @@ class DataConfig(_Section):
         if not cleaned or not all(re.fullmatch(r"[a-z0-9]+", item) for item in cleaned):
             raise ValueError(f"extensions {value!r} must be a non-empty list like ['jpg', 'png']")
         return cleaned
-
-    @field_validator("images_folder", "masks_folder")
-    @classmethod
-    def _folder_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[^/\\]+", value) or value in (".", ".."):
-            raise ValueError(f"folder name {value!r} must be one path component")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
@@ -649,31 +640,36 @@ class EvaluationConfig(_Section):
         return self
 
 
+ParentModel = _text(
+    VERTEX_MODEL_RESOURCE.pattern,
+    "vertex_parent_model {value!r} is not projects/<project>/locations/<region>/models/<id>",
+    empty_ok=True,
+)
+
+ModelAlias = _text(
+    "(?!default\\Z)" + VERTEX_ALIAS.pattern,
+    "vertex_model_alias {value!r}: use a lowercase letter, then letters, digits or "
+    "'-' (at most 128 characters, not 'default')",
+    empty_ok=True,
+)
+
+
 class PushConfig(_Section):
     """Where blessed models go."""
 
-    destination: str = Field(
-        default="", description="gs://bucket/prefix or a local folder; '' = no push."
-    )
+    destination: str = _unset("gs://bucket/prefix or a local folder; '' = no push.")
     register_vertex: bool = False
-    vertex_project: str = Field(
-        default="", description="Model Registry project; '' = the pipeline's own project."
-    )
-    vertex_location: str = Field(
-        default="", description="Model Registry region; '' = the pipeline's own region."
-    )
+    vertex_project: str = _unset("Model Registry project; '' = the pipeline's own project.")
+    vertex_location: str = _unset("Model Registry region; '' = the pipeline's own region.")
     vertex_model_display_name: str = Field(
         default="petseg",
         description="Registry model pushes add versions to, when vertex_parent_model is ''.",
     )
-    vertex_parent_model: str = Field(
-        default="",
-        description=(
-            "projects/<project>/locations/<region>/models/<id> every push adds a version to; "
-            "'' = the oldest model named vertex_model_display_name (the first push creates it)."
-        ),
+    vertex_parent_model: ParentModel = _unset(
+        "projects/<project>/locations/<region>/models/<id> every push adds a version to; "
+        "'' = the oldest model named vertex_model_display_name (the first push creates it)."
     )
-    vertex_model_alias: str = Field(
+    vertex_model_alias: ModelAlias = Field(
         default="production",
         description="Version alias moved to the version LATEST names; '' = move none.",
     )
@@ -693,36 +689,13 @@ class PushConfig(_Section):
             )
         return value
 
-    @field_validator("vertex_parent_model")
-    @classmethod
-    def _parent_model(cls, value: str) -> str:
-        if value and not VERTEX_MODEL_RESOURCE.fullmatch(value):
-            raise ValueError(
-                f"vertex_parent_model {value!r} is not "
-                "projects/<project>/locations/<region>/models/<id>"
-            )
-        return value
-
-    @field_validator("vertex_model_alias")
-    @classmethod
-    def _alias(cls, value: str) -> str:
-        if value and (not VERTEX_ALIAS.fullmatch(value) or value == "default"):
-            raise ValueError(
-                f"vertex_model_alias {value!r}: use a lowercase letter, then letters, digits or "
-                "'-' (at most 128 characters, not 'default')"
-            )
-        return value
-
 
 class PredictConfig(_Section):
     """Batch prediction after push: the pushed model over a folder of images."""
 
-    input: str = Field(
-        default="",
-        description=(
-            "Images the pushed model segments after each push: a folder, glob or gs:// "
-            "prefix; '' = no predict step in the pipeline."
-        ),
+    input: str = _unset(
+        "Images the pushed model segments after each push: a folder, glob or gs:// "
+        "prefix; '' = no predict step in the pipeline."
     )
     batch_size: PositiveInt = 16
     alpha: Annotated[float, Field(ge=0, le=1)] = Field(
@@ -770,23 +743,13 @@ class ChecksConfig(_Section):
     split_shrink: CheckRule = _rule("error", 0.2)
 
 
+Cpu = _text(r"\d+(\.\d+)?m?", "cpu {value!r} is not like '2', '0.5' or '500m'")
+Memory = _text(r"\d+(\.\d+)?(K|M|G|T|Ki|Mi|Gi|Ti)?", "memory {value!r} is not like '8G' or '512Mi'")
+
+
 class ResourcesConfig(_Section):
-    cpu: str = "2"
-    memory: str = "8G"
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+(\.\d+)?m?", value):
-            raise ValueError(f"cpu {value!r} is not like '2', '0.5' or '500m'")
-        return value
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+(\.\d+)?(K|M|G|T|Ki|Mi|Gi|Ti)?", value):
-            raise ValueError(f"memory {value!r} is not like '8G' or '512Mi'")
-        return value
+    cpu: Cpu = "2"
+    memory: Memory = "8G"
 
 
 class RuntimeConfig(_Section):
@@ -838,6 +801,21 @@ class RuntimeConfig(_Section):
     )
 
 
+EnvName = _text(
+    r"[A-Za-z_][A-Za-z0-9_]*",
+    "webhook_url_env must name an environment variable, not hold a URL "
+    "({length} characters given, not shown)",
+    empty_ok=True,
+)
+SecretVersion = _text(
+    r"projects/[^/]+/secrets/[^/]+/versions/[^/]+",
+    "webhook_url_secret must be a Secret Manager version name "
+    "projects/<project>/secrets/<secret>/versions/<version|latest>, not the URL "
+    "({length} characters given, not shown)",
+    empty_ok=True,
+)
+
+
 class NotifyConfig(_Section):
     """Where the end-of-run report goes. The webhook URL holds a token: it is a secret.
 
@@ -845,20 +823,14 @@ class NotifyConfig(_Section):
     it stays out of the compiled spec, the parameters, the artifacts and the logs.
     """
 
-    webhook_url_env: str = Field(
-        default="",
-        description=(
-            "Environment variable holding the webhook URL in the notify task (local runs; "
-            "on Kubeflow the variable kubernetes_secret is mounted as)."
-        ),
+    webhook_url_env: EnvName = _unset(
+        "Environment variable holding the webhook URL in the notify task (local runs; "
+        "on Kubeflow the variable kubernetes_secret is mounted as)."
     )
-    webhook_url_secret: str = Field(
-        default="",
-        description="Secret Manager version holding the URL: projects/P/secrets/S/versions/V.",
+    webhook_url_secret: SecretVersion = _unset(
+        "Secret Manager version holding the URL: projects/P/secrets/S/versions/V."
     )
-    kubernetes_secret: str = Field(
-        default="", description="Kubeflow: Kubernetes secret mounted as webhook_url_env."
-    )
+    kubernetes_secret: str = _unset("Kubeflow: Kubernetes secret mounted as webhook_url_env.")
     kubernetes_secret_key: str = Field(default="url", description="The secret's key.")
     report: Literal["always", "failure"] = Field(
         default="always", description="Report every run's end, or only failed runs."
@@ -879,27 +851,6 @@ class NotifyConfig(_Section):
                 raise ValueError(f"emails: {address!r} is not an email address")
         return value
 
-    @field_validator("webhook_url_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(
-                f"webhook_url_env must name an environment variable, not hold a URL "
-                f"({len(value)} characters given, not shown)"
-            )
-        return value
-
-    @field_validator("webhook_url_secret")
-    @classmethod
-    def _secret_name(cls, value: str) -> str:
-        if value and not re.fullmatch(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+", value):
-            raise ValueError(
-                "webhook_url_secret must be a Secret Manager version name "
-                "projects/<project>/secrets/<secret>/versions/<version|latest>, not the URL "
-                f"({len(value)} characters given, not shown)"
-            )
-        return value
-
     @model_validator(mode="after")
     def _secret_mounted_somewhere(self) -> NotifyConfig:
         if self.kubernetes_secret and not self.webhook_url_env:
@@ -915,10 +866,15 @@ class NotifyConfig(_Section):
         return bool(self.webhook_url_env or self.webhook_url_secret)
 
 
+PipelineName = _text(
+    r"[a-z][-a-z0-9]{0,127}", "name {value!r} must be lowercase letters, digits and '-'"
+)
+
+
 class PipelineConfig(_Section):
     """The whole pipeline."""
 
-    name: str = "petseg"
+    name: PipelineName = "petseg"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -928,13 +884,6 @@ class PipelineConfig(_Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][-a-z0-9]{0,127}", value):
-            raise ValueError(f"name {value!r} must be lowercase letters, digits and '-'")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
