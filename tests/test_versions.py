@@ -144,7 +144,7 @@ def test_rollback_moves_latest_back_only_to_a_complete_verified_version(three_ve
     assert pointer["version"] == "v000001" and pointer["rolled_back_from"] == "v000002"
     # The pointer is one push understands: the baseline is now v000001, verified.
     version, manifest = push.latest_manifest(destination)
-    assert version == "v000001" and manifest["model_metadata"]["seed"] == 1
+    assert version == "v000001" and manifest.model_metadata["seed"] == 1
 
 
 def _original_pb(seed: int) -> bytes:
