@@ -32,18 +32,9 @@ a writer adding a fact never loses it on a round trip. Nothing here imports Tens
 from __future__ import annotations
 
 import math
-import re
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.platform import files
 from components.platform.config import (
@@ -442,17 +433,6 @@ class PushResult(_Contract):
 
 # ----------------------------------------------------------------------------- push destination
 
-VERSION_NAME = re.compile(r"v(\d{6,})")  # a pushed version's name; the group is its number
-
-
-def _version_name(name: str) -> str:
-    if not VERSION_NAME.fullmatch(name):
-        raise ValueError(f"{name!r} is not a version name (like v000001)")
-    return name
-
-
-VersionName = Annotated[str, AfterValidator(_version_name)]
-
 
 class LatestPointer(_Contract):
     """A push destination's ``LATEST``: the version readers use, and its manifest's sha256.
@@ -466,11 +446,9 @@ class LatestPointer(_Contract):
     WHAT: ClassVar[str] = "LATEST"
     REMEDY: ClassVar[str] = "fix or remove it"
 
-    version: VersionName
+    version: str = Field(pattern=r"^v\d{6,}$")  # v000001, ...
     model_digest: str | None = None
     manifest_sha256: str | None = None
-    updated_at: str = ""
-    rolled_back_from: str = ""  # set by `petseg models rollback`
 
 
 class ManifestFile(BaseModel):
@@ -495,7 +473,7 @@ class PushManifest(_Contract):
     WHAT: ClassVar[str] = "manifest.json"
     REMEDY: ClassVar[str] = "roll back to a good version (`petseg models rollback`) or push again"
 
-    version: VersionName
+    version: str = Field(pattern=r"^v\d{6,}$")
     model_digest: str
     files: dict[str, ManifestFile]
     created_at: str = ""
@@ -536,7 +514,6 @@ class VersionClaim(_Contract):
     model_digest: str = ""
     run_id: str = ""
     claimed_at: str = ""
-    nonce: str = ""  # makes every claim's bytes unique
 
 
 class PredictionSummary(_Contract):

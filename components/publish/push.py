@@ -29,6 +29,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -38,7 +39,6 @@ from typing import Any, TypeVar
 from components.platform import files, provenance
 from components.platform.config import PushConfig
 from components.platform.contracts import (
-    VERSION_NAME,
     ArtifactRef,
     CheckVerdicts,
     ContractError,
@@ -66,12 +66,13 @@ VERSIONS_DIR = "versions"
 LATEST_FILE = LatestPointer.FILE_NAME
 MANIFEST_FILE = PushManifest.FILE_NAME
 CLAIM_FILE = VersionClaim.FILE_NAME
+_VERSION_PATTERN = re.compile(r"v(\d{6,})")
 _RESERVED_NAMES = (MANIFEST_FILE, CLAIM_FILE)
 _MAX_CLAIM_ATTEMPTS = 50
 _MAX_POINTER_ATTEMPTS = 50
 # What push records in a manifest itself; extra_manifest may not replace it.
 _MANIFEST_KEYS = {*PushManifest.model_fields, PushManifest.VERSION_FIELD}
-C = TypeVar("C", LatestPointer, PushManifest, VersionClaim)
+_Stored = TypeVar("_Stored", LatestPointer, PushManifest, VersionClaim)
 
 
 class PushError(RuntimeError):
@@ -96,7 +97,7 @@ def version_name(number: int) -> str:
 
 
 def version_number(name: str) -> int | None:
-    match = VERSION_NAME.fullmatch(name)
+    match = _VERSION_PATTERN.fullmatch(name)
     return int(match.group(1)) if match else None
 
 
@@ -396,7 +397,7 @@ def push_model(
         if not store.create_if_absent(manifest_key, manifest_bytes):
             # A concurrent push of the same model completed this version first.
             manifest_bytes = store.read_bytes(manifest_key)
-            if manifest_bytes is None or _manifest_digest(manifest_bytes) != digest:
+            if _manifest_digest(manifest_bytes) != digest:
                 raise PushError(
                     f"{store.key_uri(manifest_key)} appeared during this push "
                     "with another model's digest"
@@ -419,17 +420,23 @@ def push_state(pushed: dict[str, Any]) -> str:
     return "resumed an interrupted push" if pushed.get("resumed") else "new"
 
 
-def _manifest_digest(manifest_bytes: bytes) -> str | None:
+def _manifest_digest(manifest_bytes: bytes | None) -> str | None:
     manifest = parsed(PushManifest, manifest_bytes)
     return None if manifest is None else manifest.model_digest
 
 
-def parsed(kind: type[C], data: bytes | None) -> C | None:
+def parsed(kind: type[_Stored], data: bytes | None) -> _Stored | None:
     """A stored file's content as ``kind``, or None when it is missing or unreadable."""
     try:
         return None if data is None else kind.from_bytes(data)
     except ContractError:
         return None
+
+
+def read_claim(store: Store, version: str) -> VersionClaim:
+    """The version's claim; an empty one when it is missing or unreadable."""
+    data = store.read_bytes(_version_key(version, CLAIM_FILE))
+    return parsed(VersionClaim, data) or VersionClaim()
 
 
 def _existing_versions(store: Store) -> list[tuple[int, str]]:
@@ -449,11 +456,10 @@ def _find_or_claim_version(
         versions = _existing_versions(store)
         incomplete = None
         for _number, name in versions:
-            claim = parsed(VersionClaim, store.read_bytes(_version_key(name, CLAIM_FILE)))
-            if claim is None or claim.model_digest != digest:
+            if read_claim(store, name).model_digest != digest:
                 continue
             manifest_bytes = store.read_bytes(_version_key(name, MANIFEST_FILE))
-            if manifest_bytes is not None and _manifest_digest(manifest_bytes) == digest:
+            if _manifest_digest(manifest_bytes) == digest:
                 return name, manifest_bytes, False
             if manifest_bytes is None and incomplete is None:
                 incomplete = name

@@ -28,13 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.platform import files
-from components.platform.contracts import (
-    CheckVerdicts,
-    ContractError,
-    LatestPointer,
-    PushManifest,
-    VersionClaim,
-)
+from components.platform.contracts import CheckVerdicts, ContractError, LatestPointer, PushManifest
 from components.platform.storage import Store, open_store
 from components.publish import push
 
@@ -117,8 +111,7 @@ def list_versions(destination: str, *, store: Store | None = None) -> list[Versi
                 },
             )
         else:  # a manifest this code cannot read (a newer format?) still makes it complete
-            claim_bytes = store.read_bytes(f"{_version_dir(name)}/{push.CLAIM_FILE}")
-            claim = push.parsed(VersionClaim, claim_bytes) or VersionClaim()
+            claim = push.read_claim(store, name)
             info = VersionInfo(
                 version=name,
                 complete=data is not None,
