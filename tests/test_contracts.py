@@ -12,8 +12,10 @@ from components.platform.contracts import (
     DatasetInfo,
     DatasetMismatchError,
     EvaluationOutcome,
+    LatestPointer,
     ModelMetadata,
     PredictionSummary,
+    PushManifest,
     PushResult,
     Statistics,
 )
@@ -200,6 +202,22 @@ def test_push_result_and_prediction_summary_round_trip(tmp_path):
     assert PredictionSummary.read(str(tmp_path / "summary.json")) == summary
     with pytest.raises(contracts.ContractError, match="predicted"):
         PredictionSummary.from_dict({"unreadable": 0})
+
+
+def test_push_manifest_reads_an_unversioned_one_and_writes_its_fields_back():
+    earlier = {  # as the first petseg push wrote it, with a caller's fact (metrics)
+        "version": "v000001",
+        "model_digest": "ab" * 32,
+        "files": {"model.keras": {"sha256": "cd" * 32, "size": 7}},
+        "dataset": {"fingerprint": "ef" * 32},
+        "metrics": {"mean_iou": 0.5},
+    }
+    manifest = PushManifest.from_bytes(json.dumps(earlier).encode(), "gs://b/manifest.json")
+    assert manifest.files["model.keras"].size == 7 and manifest.dataset_fingerprint == "ef" * 32
+    assert json.loads(manifest.to_bytes()) == {**earlier, "manifest_format": 1}
+    assert LatestPointer.from_bytes(b'{"version": "v000001"}').manifest_sha256 is None
+    with pytest.raises(contracts.ContractError, match=r"gs://b/m: not JSON.*push again"):
+        PushManifest.from_bytes(b"{", "gs://b/m")
 
 
 def test_model_metadata_writes_values_json_has_no_type_for_as_text(tmp_path):

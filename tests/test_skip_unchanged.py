@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from components.data import skip_unchanged, synthetic_pets
+from components.data import synthetic_pets
 from components.platform.config import load_config
 from components.publish.push import latest_manifest
 from pipelines.local import format_summary, run_local
@@ -62,8 +62,8 @@ def test_second_run_skips_and_a_run_after_adding_an_image_trains(tmp_path):
     )
     fingerprint = ingested["fingerprint"]["dataset"]
     # The pushed model records the data it was trained on, in its manifest and metadata.
-    assert skip_unchanged.production_fingerprint(manifest) == fingerprint
-    assert (manifest["dataset"]["source"], manifest["dataset"]["source_type"]) == (
+    assert manifest.dataset_fingerprint == fingerprint
+    assert (manifest.dataset["source"], manifest.dataset["source_type"]) == (
         data.root,
         "folder",
     )

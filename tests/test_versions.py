@@ -8,6 +8,7 @@ file, leaving a claimed version without a manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from gcs_emulator import running_emulator
 
 from components.evaluation.evaluate import resolve_baseline
 from components.platform import files, storage
+from components.platform.contracts import ContractError, ContractVersionError
 from components.publish import push, versions
 from components.publish.predict import PredictError, resolve_model
 from pipelines.cli import main
@@ -144,7 +146,99 @@ def test_rollback_moves_latest_back_only_to_a_complete_verified_version(three_ve
     assert pointer["version"] == "v000001" and pointer["rolled_back_from"] == "v000002"
     # The pointer is one push understands: the baseline is now v000001, verified.
     version, manifest = push.latest_manifest(destination)
-    assert version == "v000001" and manifest["model_metadata"]["seed"] == 1
+    assert version == "v000001" and manifest.model_metadata["seed"] == 1
+
+
+def _rewrite(store: storage.Store, key: str, change) -> bytes:
+    """Rewrites the JSON object under key as change(object) leaves it; returns the new bytes."""
+    payload = json.loads(store.read_bytes(key))
+    change(payload)
+    data = json.dumps(payload).encode()
+    store.write_bytes(key, data)
+    return data
+
+
+def test_files_of_an_earlier_petseg_without_format_fields_still_read(three_versions, capsys):
+    """LATEST, manifests and claims as petseg wrote them before they had a format field."""
+    destination, _ = three_versions
+    store = storage.open_store(destination)
+    for key in ("versions/v000001/manifest.json", "versions/v000002/manifest.json"):
+        _rewrite(store, key, lambda manifest: manifest.pop("manifest_format"))
+    _rewrite(store, "versions/v000003/.claim", lambda claim: claim.pop("claim_format"))
+    manifest_sha256 = hashlib.sha256(store.read_bytes("versions/v000002/manifest.json"))
+
+    def old_pointer(pointer):
+        del pointer["pointer_format"]
+        pointer["manifest_sha256"] = manifest_sha256.hexdigest()
+
+    _rewrite(store, "LATEST", old_pointer)
+
+    assert main(["models", "list", "--destination", destination]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "complete, LATEST" in listed[1] and "mean_iou 0.7000" in listed[1]
+    assert "INCOMPLETE" in listed[2]
+    assert versions.list_versions(destination)[2].run_id == "killed"  # from the claim
+    assert main(["models", "verify", "--destination", destination]) == 0
+    assert "v000002: every file matches its manifest" in capsys.readouterr().out
+    version, manifest = push.latest_manifest(destination)
+    assert (version, manifest.model_metadata["seed"]) == ("v000002", 2)
+    assert versions.rollback(destination, "v000001") == ("v000002", "v000001")
+
+
+def test_a_newer_pointer_or_manifest_format_is_refused_naming_its_version(
+    three_versions, tmp_path, capsys
+):
+    destination, _ = three_versions
+    store = storage.open_store(destination)
+    latest = store.read_bytes("LATEST")
+    _rewrite(store, "LATEST", lambda pointer: pointer.update(pointer_format=2))
+
+    with pytest.raises(ContractVersionError, match=r"LATEST: pointer_format 2, this code reads 1"):
+        push.resolve_latest_model(destination, str(tmp_path / "cache"))
+    assert main(["models", "verify", "--destination", destination]) == 1
+    assert "pointer_format 2, this code reads 1; fix or remove it" in capsys.readouterr().err
+
+    store.write_bytes("LATEST", latest)
+    _rewrite(store, "versions/v000001/manifest.json", lambda m: m.update(manifest_format=7))
+    _, problems = versions.verify_version(destination, "v000001")
+    manifest_uri = store.key_uri("versions/v000001/manifest.json")
+    assert problems == [
+        f"{manifest_uri}: manifest_format 7, this code reads 1; "
+        "roll back to a good version (`petseg models rollback`) or push again"
+    ]
+    # Still a complete version (it has a manifest), so gc never takes it for an interrupted one.
+    assert [info.complete for info in versions.list_versions(destination)] == [True, True, False]
+    versions.collect_garbage(destination, incomplete_after_s=0)
+    assert [info.version for info in versions.list_versions(destination)] == ["v000001", "v000002"]
+
+
+def test_a_malformed_manifest_entry_is_named_with_its_field(three_versions, tmp_path):
+    destination, _ = three_versions
+    store = storage.open_store(destination)
+    key = "versions/v000002/manifest.json"
+
+    def damage(manifest):
+        manifest["files"]["model.keras"] = {"size": 2048}
+
+    data = _rewrite(store, key, damage)
+    _rewrite(store, "LATEST", lambda p: p.update(manifest_sha256=hashlib.sha256(data).hexdigest()))
+
+    version, problems = versions.verify_version(destination)
+    assert version == "v000002" and len(problems) == 1
+    assert problems[0].startswith(f"{store.key_uri(key)}: files.model.keras.sha256: Field required")
+    with pytest.raises(ContractError, match=r"manifest\.json: files\.model\.keras\.sha256"):
+        push.resolve_latest_model(destination, str(tmp_path / "cache"))
+    with pytest.raises(versions.BaselineUnusableError, match=r"files\.model\.keras\.sha256"):
+        versions.resolve_production_model(destination, str(tmp_path / "cache"))
+    _rewrite(
+        store, key, lambda manifest: manifest.update(files={"../x": {"sha256": "", "size": 1}})
+    )
+    store.write_bytes("LATEST", json.dumps({"version": "v000002"}).encode())
+    with pytest.raises(ContractError, match=r"files holds an unsafe path '\.\./x'"):
+        push.resolve_latest_model(destination, str(tmp_path / "cache"))
+    store.write_bytes("LATEST", b'{"version": "2"}')
+    with pytest.raises(ContractError, match=r"LATEST: version: String should match pattern"):
+        versions.latest_version(store)
 
 
 def _original_pb(seed: int) -> bytes:

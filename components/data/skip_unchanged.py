@@ -10,21 +10,12 @@ changed mask pixel, a changed class table or split rule) trains.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from components.platform.config import PushConfig
 from components.platform.contracts import DataChange, StepInputs
 from components.publish.push import latest_manifest
 
 logger = logging.getLogger(__name__)
-
-
-def production_fingerprint(manifest: dict[str, Any]) -> str:
-    """The data fingerprint a push manifest records ('' when the model predates them)."""
-    for dataset in (manifest.get("dataset"), (manifest.get("model_metadata") or {}).get("dataset")):
-        if isinstance(dataset, dict) and dataset.get("fingerprint"):
-            return str(dataset["fingerprint"])
-    return ""
 
 
 class SkipInputs(StepInputs):
@@ -57,7 +48,7 @@ def _decide(destination: str, fingerprint: str) -> DataChange:
     if latest is None:
         return train(f"{destination} holds no model yet")
     version, manifest = latest
-    trained_on = production_fingerprint(manifest)
+    trained_on = manifest.dataset_fingerprint  # '' when the model predates fingerprints
     if not trained_on:
         return train(f"production {version} records no data fingerprint", version)
     if trained_on != fingerprint:

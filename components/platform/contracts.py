@@ -8,6 +8,8 @@ One pydantic model per hand-off, read and written here only (as the config is):
   (data validation → push, the next run's drift checks).
 - ``EvaluationOutcome``: the blessing decision and metrics (evaluate → push).
 - ``PushResult``: what push published, or why not (push → predict, the local summary).
+- ``LatestPointer``, ``PushManifest``, ``VersionClaim``: a push destination's ``LATEST``,
+  each version's ``manifest.json`` and ``.claim`` (push → every reader of pushed models).
 - ``PredictionSummary``: what batch prediction produced.
 - ``ClassWeights``: the class-weights file (class weights → train).
 - ``ResolvedConfig``, ``DataChange``, ``NotifyOutcome``: what resolve_config, skip_unchanged
@@ -22,9 +24,9 @@ contracts read unchanged. Each contract carries its version in a named field
 (``schema_version``, ``statistics_format``...); ``read`` refuses a file of another
 version and names both, so a step never guesses at a layout it does not know. The
 contracts that had no version field before (model metadata, evaluation outcome,
-push result, prediction summary) read a file without one as their first version.
-Facts a contract does not name are kept as they are (``extra="allow"``): a writer
-adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
+push result, prediction summary, LATEST, claims) read a file without one as their
+first version. Facts a contract does not name are kept as they are (``extra="allow"``):
+a writer adding a fact never loses it on a round trip. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from components.platform.config import (
     apply_runtime_parameters,
     section_from_json,
 )
+from components.platform.storage import is_safe_key
 
 # dataset.json's and the records' layout (components.data.schema re-exports it as SCHEMA_VERSION).
 # 2: class table, ignore id 255, validation split and fingerprint in dataset.json.
@@ -99,16 +102,21 @@ class _Contract(BaseModel):
             return cls.model_validate(payload)
         except ValidationError as error:
             problems = "; ".join(_problem(problem) for problem in error.errors())
-            raise cls.ERROR(f"{where}: {problems}") from None
+            raise cls.ERROR(f"{where}: {problems}; {cls.REMEDY}") from None
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "") -> Self:
+        """Checks a file's content read elsewhere (a ``storage.Store``); errors name ``where``."""
+        try:
+            payload = files.parse_json(data, where or cls.WHAT)
+        except files.FileFormatError as error:
+            raise cls.ERROR(f"{error}; {cls.REMEDY}") from None
+        return cls.from_dict(payload, where)
 
     @classmethod
     def read(cls, path: str) -> Self:
         """Reads and checks the contract at ``path`` (local or gs://)."""
-        try:
-            payload = files.read_json(path)
-        except files.FileFormatError as error:
-            raise cls.ERROR(f"{error}; {cls.REMEDY}") from None
-        return cls.from_dict(payload, path)
+        return cls.from_bytes(files.read_bytes(path), path)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object as written: the facts given (no filled-in defaults) and the version."""
@@ -116,6 +124,10 @@ class _Contract(BaseModel):
         payload = self.model_dump(by_alias=True, exclude_unset=True)
         payload[self.VERSION_FIELD] = self.VERSION
         return payload
+
+    def to_bytes(self) -> bytes:
+        """The file's content as written (what a checksum of the file is taken over)."""
+        return files.to_json(self.to_dict()).encode()
 
     def write(self, path: str) -> None:
         """Writes the contract atomically (see ``components.platform.files``)."""
@@ -417,6 +429,91 @@ class PushResult(_Contract):
     vertex_model: str = ""
     vertex_model_version: str = ""
     vertex_alias_version: str = ""
+
+
+# ----------------------------------------------------------------------------- push destination
+
+
+class LatestPointer(_Contract):
+    """A push destination's ``LATEST``: the version readers use, and its manifest's sha256.
+
+    ``manifest_sha256`` is over the manifest's bytes as written, so a manifest changed
+    after publication is refused (a pointer without it is still read).
+    """
+
+    FILE_NAME: ClassVar[str] = "LATEST"
+    VERSION_FIELD: ClassVar[str] = "pointer_format"
+    WHAT: ClassVar[str] = "LATEST"
+    REMEDY: ClassVar[str] = "fix or remove it"
+
+    version: str = Field(pattern=r"^v\d{6,}$")  # v000001, ...
+    model_digest: str | None = None
+    manifest_sha256: str | None = None
+
+
+class ManifestFile(BaseModel):
+    """One file of a pushed version as its manifest records it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sha256: str
+    size: int
+
+
+class PushManifest(_Contract):
+    """A pushed version's ``manifest.json``, written last: it makes the version complete.
+
+    ``files`` maps each path in the version to its sha256 and size. The fields are what
+    push records itself; a caller's facts (metrics, data_checks, push_config, the source
+    artifact) travel as further fields and may not replace these.
+    """
+
+    FILE_NAME: ClassVar[str] = "manifest.json"
+    VERSION_FIELD: ClassVar[str] = "manifest_format"
+    WHAT: ClassVar[str] = "manifest.json"
+    REMEDY: ClassVar[str] = "roll back to a good version (`petseg models rollback`) or push again"
+
+    version: str = Field(pattern=r"^v\d{6,}$")
+    model_digest: str
+    files: dict[str, ManifestFile]
+    created_at: str = ""
+    run_id: str = ""
+    source_model_dir: str = ""
+    model_metadata: dict[str, Any] | None = None
+    classes: list[str] | None = None  # output channels in order, for whoever serves the model
+    dataset: dict[str, Any] | None = None
+    pushed_by: dict[str, Any] | None = None  # the petseg that pushed (model_metadata: trained)
+
+    @field_validator("files")
+    @classmethod
+    def _safe_paths(cls, listed: dict[str, ManifestFile]) -> dict[str, ManifestFile]:
+        if not listed:
+            raise ValueError("lists no files")
+        unsafe = [path for path in listed if not is_safe_key(path)]  # it would leave the version
+        if unsafe:
+            raise ValueError(f"holds an unsafe path {unsafe[0]!r}")
+        return listed
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        """The fingerprint of the data the model was trained on, '' when not recorded."""
+        for dataset in (self.dataset, (self.model_metadata or {}).get("dataset")):
+            if isinstance(dataset, dict) and dataset.get("fingerprint"):
+                return str(dataset["fingerprint"])
+        return ""
+
+
+class VersionClaim(_Contract):
+    """A version's ``.claim``, created first: which model (digest) and run took the number."""
+
+    FILE_NAME: ClassVar[str] = ".claim"
+    VERSION_FIELD: ClassVar[str] = "claim_format"
+    WHAT: ClassVar[str] = ".claim"
+
+    version: str = ""
+    model_digest: str = ""
+    run_id: str = ""
+    claimed_at: str = ""
 
 
 class PredictionSummary(_Contract):

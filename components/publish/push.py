@@ -34,17 +34,22 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from components.platform import files, provenance
 from components.platform.config import PushConfig
 from components.platform.contracts import (
     ArtifactRef,
     CheckVerdicts,
+    ContractError,
+    LatestPointer,
+    ManifestFile,
     ModelMetadata,
+    PushManifest,
     PushResult,
     Statistics,
     StepInputs,
+    VersionClaim,
 )
 from components.platform.retry import retry_transient
 from components.platform.storage import (
@@ -58,27 +63,16 @@ from components.platform.storage import (
 )
 
 VERSIONS_DIR = "versions"
-LATEST_FILE = "LATEST"
-MANIFEST_FILE = "manifest.json"
-CLAIM_FILE = ".claim"
-MANIFEST_FORMAT = 1
+LATEST_FILE = LatestPointer.FILE_NAME
+MANIFEST_FILE = PushManifest.FILE_NAME
+CLAIM_FILE = VersionClaim.FILE_NAME
 _VERSION_PATTERN = re.compile(r"v(\d{6,})")
 _RESERVED_NAMES = (MANIFEST_FILE, CLAIM_FILE)
 _MAX_CLAIM_ATTEMPTS = 50
 _MAX_POINTER_ATTEMPTS = 50
-_MANIFEST_KEYS = (
-    "manifest_format",
-    "version",
-    "model_digest",
-    "created_at",
-    "run_id",
-    "source_model_dir",
-    "files",
-    "model_metadata",
-    "classes",
-    "dataset",
-    "pushed_by",
-)
+# What push records in a manifest itself; extra_manifest may not replace it.
+_MANIFEST_KEYS = {*PushManifest.model_fields, PushManifest.VERSION_FIELD}
+_Stored = TypeVar("_Stored", LatestPointer, PushManifest, VersionClaim)
 
 
 class PushError(RuntimeError):
@@ -171,21 +165,17 @@ def read_latest_file(
     latest = _read_latest(store)
     if latest is None:
         return None
-    pointer, manifest_key, manifest_bytes = latest
-    version = pointer["version"]
-    try:
-        expected = json.loads(manifest_bytes)["files"].get(relative_path)
-    except (ValueError, KeyError, AttributeError):
-        raise ValueError(f"{store.key_uri(manifest_key)} is not a petseg manifest") from None
+    manifest, _ = latest
+    version, expected = manifest.version, manifest.files.get(relative_path)
     if expected is None:
         return None
     key = _version_key(version, relative_path)
     content = store.read_bytes(key)
     if content is None:
         raise FileNotFoundError(f"{store.key_uri(key)} is listed in the manifest but missing")
-    if hashlib.sha256(content).hexdigest() != expected.get("sha256"):
+    if hashlib.sha256(content).hexdigest() != expected.sha256:
         raise ChecksumMismatchError(
-            f"{store.key_uri(key)}: sha256 does not match the manifest's {expected.get('sha256')}"
+            f"{store.key_uri(key)}: sha256 does not match the manifest's {expected.sha256}"
         )
     return content, store.key_uri(f"{VERSIONS_DIR}/{version}")
 
@@ -379,7 +369,7 @@ def push_model(
     if clashes:
         raise ValueError(f"extra_files would replace files of the model: {clashes}")
     digest = model_digest(model_files)
-    metadata = ModelMetadata.read(os.path.join(model_dir, ModelMetadata.FILE_NAME)).to_dict()
+    metadata = ModelMetadata.read(os.path.join(model_dir, ModelMetadata.FILE_NAME))
 
     store = store or open_store(destination)
     store.check_ready(for_write=True)
@@ -388,28 +378,26 @@ def push_model(
     if not reused:
         again = push_again_command(model_dir, store.uri, extra_files)
         _upload_and_verify(store, version, model_files, resuming=resuming, again=again)
-        manifest = {
-            "manifest_format": MANIFEST_FORMAT,
-            "version": version,
-            "model_digest": digest,
-            "created_at": _now(),
-            "run_id": run_id,
-            "source_model_dir": os.path.abspath(model_dir),
-            "files": {f.relative_path: {"sha256": f.sha256, "size": f.size} for f in model_files},
-            "model_metadata": metadata,
-            # The class names in output-channel order, for whoever serves the model.
-            "classes": metadata.get("classes"),
-            "dataset": metadata.get("dataset"),
-            # The petseg that pushed; the one that trained is in model_metadata.
-            "pushed_by": provenance.provenance(),
+        manifest_bytes = PushManifest(
+            version=version,
+            model_digest=digest,
+            created_at=_now(),
+            run_id=run_id,
+            source_model_dir=os.path.abspath(model_dir),
+            files={
+                f.relative_path: ManifestFile(sha256=f.sha256, size=f.size) for f in model_files
+            },
+            model_metadata=metadata.to_dict(),
+            classes=metadata.classes,
+            dataset=metadata.dataset,
+            pushed_by=provenance.provenance(),
             **extra_manifest,
-        }
-        manifest_bytes = files.to_json(manifest).encode()
+        ).to_bytes()
         manifest_key = _version_key(version, MANIFEST_FILE)
         if not store.create_if_absent(manifest_key, manifest_bytes):
             # A concurrent push of the same model completed this version first.
             manifest_bytes = store.read_bytes(manifest_key)
-            if manifest_bytes is None or _manifest_digest(manifest_bytes) != digest:
+            if _manifest_digest(manifest_bytes) != digest:
                 raise PushError(
                     f"{store.key_uri(manifest_key)} appeared during this push "
                     "with another model's digest"
@@ -432,20 +420,23 @@ def push_state(pushed: dict[str, Any]) -> str:
     return "resumed an interrupted push" if pushed.get("resumed") else "new"
 
 
-def _manifest_digest(manifest_bytes: bytes) -> str | None:
+def _manifest_digest(manifest_bytes: bytes | None) -> str | None:
+    manifest = parsed(PushManifest, manifest_bytes)
+    return None if manifest is None else manifest.model_digest
+
+
+def parsed(kind: type[_Stored], data: bytes | None) -> _Stored | None:
+    """A stored file's content as ``kind``, or None when it is missing or unreadable."""
     try:
-        return json.loads(manifest_bytes).get("model_digest")
-    except (ValueError, AttributeError):
+        return None if data is None else kind.from_bytes(data)
+    except ContractError:
         return None
 
 
-def read_store_json(store: Store, key: str) -> dict[str, Any] | None:
-    """A JSON object stored under key, or None when it is missing or not an object."""
-    data = store.read_bytes(key)
-    try:
-        return None if data is None else files.parse_json(data, key)
-    except files.FileFormatError:
-        return None
+def read_claim(store: Store, version: str) -> VersionClaim:
+    """The version's claim; an empty one when it is missing or unreadable."""
+    data = store.read_bytes(_version_key(version, CLAIM_FILE))
+    return parsed(VersionClaim, data) or VersionClaim()
 
 
 def _existing_versions(store: Store) -> list[tuple[int, str]]:
@@ -465,21 +456,24 @@ def _find_or_claim_version(
         versions = _existing_versions(store)
         incomplete = None
         for _number, name in versions:
-            claim = read_store_json(store, _version_key(name, CLAIM_FILE))
-            if not claim or claim.get("model_digest") != digest:
+            if read_claim(store, name).model_digest != digest:
                 continue
             manifest_bytes = store.read_bytes(_version_key(name, MANIFEST_FILE))
-            if manifest_bytes is not None and _manifest_digest(manifest_bytes) == digest:
+            if _manifest_digest(manifest_bytes) == digest:
                 return name, manifest_bytes, False
             if manifest_bytes is None and incomplete is None:
                 incomplete = name
         if incomplete is not None:
             return incomplete, None, True
         candidate = version_name((versions[-1][0] if versions else 0) + 1)
-        claim = {"version": candidate, "model_digest": digest, "run_id": run_id}
-        claim |= {"claimed_at": _now(), "nonce": uuid.uuid4().hex}
-        claim_bytes = files.to_json(claim).encode()
-        if store.create_if_absent(_version_key(candidate, CLAIM_FILE), claim_bytes):
+        claim = VersionClaim(
+            version=candidate,
+            model_digest=digest,
+            run_id=run_id,
+            claimed_at=_now(),
+            nonce=uuid.uuid4().hex,
+        )
+        if store.create_if_absent(_version_key(candidate, CLAIM_FILE), claim.to_bytes()):
             return candidate, None, False
     raise PushError(
         f"could not claim a version under {store.uri} in {_MAX_CLAIM_ATTEMPTS} attempts; "
@@ -530,28 +524,21 @@ def _verified(store: Store, key: str, model_file: ModelFile) -> bool:
     return store.sha256(key) == model_file.sha256
 
 
-def _parse_pointer(store: Store, data: bytes) -> dict[str, Any]:
-    try:
-        pointer = json.loads(data)
-    except ValueError:
-        pointer = None
-    if not isinstance(pointer, dict) or version_number(str(pointer.get("version"))) is None:
-        raise ValueError(
-            f"{store.key_uri(LATEST_FILE)} is not a petseg pointer "
-            '({"version": "v000001", ...}); fix or remove it'
-        )
-    return pointer
+def parse_pointer(store: Store, data: bytes) -> LatestPointer:
+    """LATEST's content; a ``ContractError`` (a ValueError) names the file otherwise."""
+    return LatestPointer.from_bytes(data, store.key_uri(LATEST_FILE))
 
 
 def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: str) -> str:
     """Points LATEST at version unless it already names a version at least as new."""
     ours = version_number(version)
-    pointer = {"version": version, "model_digest": digest, "manifest_sha256": manifest_sha256}
-    pointer_bytes = files.to_json({**pointer, "updated_at": _now()}).encode()
+    pointer_bytes = LatestPointer(
+        version=version, model_digest=digest, manifest_sha256=manifest_sha256, updated_at=_now()
+    ).to_bytes()
     for _ in range(_MAX_POINTER_ATTEMPTS):
         current_bytes, token = store.read_versioned(LATEST_FILE)
         if current_bytes is not None:
-            current = _parse_pointer(store, current_bytes)["version"]
+            current = parse_pointer(store, current_bytes).version
             if version_number(current) >= ours:
                 return current
         if store.compare_and_swap(LATEST_FILE, pointer_bytes, token):
@@ -562,40 +549,40 @@ def _advance_latest(store: Store, version: str, digest: str, manifest_sha256: st
     )
 
 
-def read_pointer(store: Store) -> dict[str, Any] | None:
-    """LATEST's pointer ({version, model_digest, manifest_sha256, ...}), None if nothing pushed."""
+def read_pointer(store: Store) -> LatestPointer | None:
+    """LATEST's pointer, None if nothing was pushed."""
     data = store.read_bytes(LATEST_FILE)
-    return None if data is None else _parse_pointer(store, data)
+    return None if data is None else parse_pointer(store, data)
 
 
 def latest_model_digest(destination: str, *, store: Store | None = None) -> str | None:
     """The model digest the destination's LATEST names now, or None if nothing is pushed."""
     pointer = read_pointer(store or open_store(destination))
-    return None if pointer is None else pointer.get("model_digest")
+    return None if pointer is None else pointer.model_digest
 
 
-def _read_latest(store: Store) -> tuple[dict[str, Any], str, bytes] | None:
-    """(LATEST's pointer, its manifest key, the manifest's bytes checked against it), or None."""
+def _read_latest(store: Store) -> tuple[PushManifest, bytes] | None:
+    """(the manifest LATEST names, its bytes checked against LATEST), or None."""
     pointer = read_pointer(store)
     if pointer is None:
         return None
-    version = pointer["version"]
+    version = pointer.version
     manifest_key = _version_key(version, MANIFEST_FILE)
     manifest_bytes = store.read_bytes(manifest_key)
     if manifest_bytes is None:
         raise ValueError(f"{store.key_uri(LATEST_FILE)} names {version}, which has no manifest")
     actual = hashlib.sha256(manifest_bytes).hexdigest()
-    if pointer.get("manifest_sha256") not in (None, actual):
+    if pointer.manifest_sha256 not in (None, actual):
         raise ChecksumMismatchError(
             f"{store.key_uri(manifest_key)}: sha256 {actual} differs from "
-            f"{pointer['manifest_sha256']} recorded in LATEST"
+            f"{pointer.manifest_sha256} recorded in LATEST"
         )
-    return pointer, manifest_key, manifest_bytes
+    return PushManifest.from_bytes(manifest_bytes, store.key_uri(manifest_key)), manifest_bytes
 
 
 def latest_manifest(
     destination: str, *, store: Store | None = None
-) -> tuple[str, dict[str, Any]] | None:
+) -> tuple[str, PushManifest] | None:
     """(version, manifest) that the destination's LATEST names, or None if nothing is pushed.
 
     Only the pointer and the manifest are read (no model file), and the manifest is
@@ -603,14 +590,10 @@ def latest_manifest(
 
     Raises:
         ChecksumMismatchError: the manifest differs from the sha256 LATEST records.
-        ValueError: LATEST names a version without a manifest.
+        ValueError: LATEST names a version without a manifest, or either is malformed.
     """
-    store = store or open_store(destination)
-    latest = _read_latest(store)
-    if latest is None:
-        return None
-    pointer, _, manifest_bytes = latest
-    return pointer["version"], json.loads(manifest_bytes)
+    latest = _read_latest(store or open_store(destination))
+    return None if latest is None else (latest[0].version, latest[0])
 
 
 def resolve_latest_model(
@@ -632,16 +615,8 @@ def resolve_latest_model(
     latest = _read_latest(store)
     if latest is None:
         return None
-    pointer, manifest_key, manifest_bytes = latest
-    version = pointer["version"]
-    manifest = json.loads(manifest_bytes)
-    listed = manifest.get("files")
-    if not isinstance(listed, dict) or not listed:
-        raise ValueError(f"{store.key_uri(manifest_key)} lists no files")
-    unsafe = [relative_path for relative_path in listed if not is_safe_key(relative_path)]
-    if unsafe:
-        raise ValueError(f"{store.key_uri(manifest_key)} lists an unsafe path {unsafe[0]!r}")
-
+    manifest, manifest_bytes = latest
+    version, listed = manifest.version, manifest.files
     if isinstance(store, LocalStore):
         version_dir = os.path.join(store.root, VERSIONS_DIR, version)
         _verify_directory(
@@ -650,8 +625,7 @@ def resolve_latest_model(
         return version_dir
 
     os.makedirs(local_cache_dir, exist_ok=True)
-    digest_prefix = str(manifest.get("model_digest", pointer.get("model_digest", "")))[:12]
-    target = os.path.join(local_cache_dir, f"{version}-{digest_prefix}")
+    target = os.path.join(local_cache_dir, f"{version}-{manifest.model_digest[:12]}")
     if os.path.isdir(target):
         try:
             _verify_directory(target, listed, lambda name: os.path.join(target, name))
@@ -678,7 +652,7 @@ def resolve_latest_model(
     return target
 
 
-def _verify_directory(directory: str, files: dict[str, Any], describe) -> None:
+def _verify_directory(directory: str, files: dict[str, ManifestFile], describe) -> None:
     for relative_path, expected in sorted(files.items()):
         local_path = os.path.join(directory, *relative_path.split("/"))
         if not os.path.isfile(local_path):
@@ -686,8 +660,8 @@ def _verify_directory(directory: str, files: dict[str, Any], describe) -> None:
                 f"{describe(relative_path)} is listed in the manifest but missing"
             )
         sha256, _, _ = file_digests(local_path)
-        if sha256 != expected.get("sha256"):
+        if sha256 != expected.sha256:
             raise ChecksumMismatchError(
                 f"{describe(relative_path)}: sha256 {sha256} does not match "
-                f"the manifest's {expected.get('sha256')}"
+                f"the manifest's {expected.sha256}"
             )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.platform import files
-from components.platform.contracts import CheckVerdicts
+from components.platform.contracts import CheckVerdicts, ContractError, LatestPointer, PushManifest
 from components.platform.storage import Store, open_store
 from components.publish import push
 
@@ -84,7 +84,7 @@ def _version_dir(version: str) -> str:
 def latest_version(store: Store) -> str | None:
     """The version LATEST names, or None when nothing was pushed."""
     pointer = push.read_pointer(store)
-    return None if pointer is None else pointer["version"]
+    return None if pointer is None else pointer.version
 
 
 def list_versions(destination: str, *, store: Store | None = None) -> list[VersionInfo]:
@@ -93,33 +93,31 @@ def list_versions(destination: str, *, store: Store | None = None) -> list[Versi
     latest = latest_version(store)
     found = []
     for _number, name in push._existing_versions(store):
-        manifest = push.read_store_json(store, f"{_version_dir(name)}/{push.MANIFEST_FILE}")
+        data = store.read_bytes(f"{_version_dir(name)}/{push.MANIFEST_FILE}")
+        manifest = push.parsed(PushManifest, data)
         if manifest is not None:
-            metrics = manifest.get("metrics") or {}
-            dataset = manifest.get("dataset") or {}
+            metrics = manifest.model_extra.get("metrics")
             info = VersionInfo(
                 version=name,
                 complete=True,
-                created=str(manifest.get("created_at", "")),
-                run_id=str(manifest.get("run_id", "")),
-                digest=str(manifest.get("model_digest", "")),
-                fingerprint=str(dataset.get("fingerprint") or "")
-                if isinstance(dataset, dict)
-                else "",
+                created=manifest.created_at,
+                run_id=manifest.run_id,
+                digest=manifest.model_digest,
+                fingerprint=manifest.dataset_fingerprint,
                 metrics={
                     key: float(metrics[key])
                     for key in _SHOWN_METRICS
                     if isinstance(metrics, dict) and isinstance(metrics.get(key), int | float)
                 },
             )
-        else:
-            claim = push.read_store_json(store, f"{_version_dir(name)}/{push.CLAIM_FILE}") or {}
+        else:  # a manifest this code cannot read (a newer format?) still makes it complete
+            claim = push.read_claim(store, name)
             info = VersionInfo(
                 version=name,
-                complete=False,
-                created=str(claim.get("claimed_at", "")),
-                run_id=str(claim.get("run_id", "")),
-                digest=str(claim.get("model_digest", "")),
+                complete=data is not None,
+                created=claim.claimed_at,
+                run_id=claim.run_id,
+                digest=claim.model_digest,
             )
         info.latest = name == latest
         found.append(info)
@@ -154,23 +152,19 @@ def verify_version(
         ]
     problems = []
     pointer = push.read_pointer(store)
-    if pointer is not None and pointer["version"] == version:
-        recorded = pointer.get("manifest_sha256")
-        if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
-            problems.append(
-                f"{store.key_uri(manifest_key)} differs from the sha256 recorded in LATEST"
-            )
+    recorded = pointer.manifest_sha256 if pointer and pointer.version == version else None
+    if recorded not in (None, hashlib.sha256(manifest_bytes).hexdigest()):
+        problems.append(f"{store.key_uri(manifest_key)} differs from the sha256 recorded in LATEST")
     try:
-        files = json.loads(manifest_bytes)["files"]
-        files.items()
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return version, [*problems, f"{store.key_uri(manifest_key)} is not a petseg manifest"]
-    for relative_path, expected in sorted(files.items()):
+        manifest = PushManifest.from_bytes(manifest_bytes, store.key_uri(manifest_key))
+    except ContractError as error:
+        return version, [*problems, str(error)]
+    for relative_path, expected in sorted(manifest.files.items()):
         key = f"{_version_dir(version)}/{relative_path}"
         actual = store.sha256(key)
         if actual is None:
             problems.append(f"{store.key_uri(key)} is listed in the manifest but missing")
-        elif actual != (expected or {}).get("sha256"):
+        elif actual != expected.sha256:
             problems.append(f"{store.key_uri(key)}: sha256 differs from the manifest's")
     return version, problems
 
@@ -190,7 +184,7 @@ def rollback(destination: str, version: str, *, store: Store | None = None) -> t
     current_bytes, token = store.read_versioned(push.LATEST_FILE)
     if current_bytes is None:
         raise VersionError(f"nothing was pushed to {store.uri} yet (no LATEST)")
-    current = push._parse_pointer(store, current_bytes)["version"]
+    current = push.parse_pointer(store, current_bytes).version
     number = push.version_number(version)
     if number is None:
         raise VersionError(f"{version!r} is not a version name (like v000001)")
@@ -202,15 +196,14 @@ def rollback(destination: str, version: str, *, store: Store | None = None) -> t
     if problems:
         raise VersionError(f"{version} cannot be rolled back to: {problems[0]}")
     manifest_bytes = store.read_bytes(f"{_version_dir(version)}/{push.MANIFEST_FILE}")
-    pointer = {
-        "version": version,
-        "model_digest": json.loads(manifest_bytes).get("model_digest"),
-        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        "updated_at": push._now(),
-        "rolled_back_from": current,
-    }
-    data = files.to_json(pointer).encode()
-    if not store.compare_and_swap(push.LATEST_FILE, data, token):
+    pointer = LatestPointer(
+        version=version,
+        model_digest=PushManifest.from_bytes(manifest_bytes).model_digest,  # verified above
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+        updated_at=push._now(),
+        rolled_back_from=current,
+    )
+    if not store.compare_and_swap(push.LATEST_FILE, pointer.to_bytes(), token):
         raise VersionError(
             f"{store.key_uri(push.LATEST_FILE)} changed while rolling back (a push?); "
             "nothing was changed: look at `petseg models list` and run the rollback again"
