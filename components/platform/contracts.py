@@ -32,9 +32,18 @@ a writer adding a fact never loses it on a round trip. Nothing here imports Tens
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, Self
+import re
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.platform import files
 from components.platform.config import (
@@ -434,6 +443,15 @@ class PushResult(_Contract):
 # ----------------------------------------------------------------------------- push destination
 
 
+def _version_name(name: str) -> str:
+    if not re.fullmatch(r"v\d{6,}", name):
+        raise ValueError(f"{name!r} is not a petseg version name (v000001, v000002, ...)")
+    return name
+
+
+VersionName = Annotated[str, AfterValidator(_version_name)]
+
+
 class LatestPointer(_Contract):
     """A push destination's ``LATEST``: the version readers use, and its manifest's sha256.
 
@@ -446,7 +464,7 @@ class LatestPointer(_Contract):
     WHAT: ClassVar[str] = "LATEST"
     REMEDY: ClassVar[str] = "fix or remove it"
 
-    version: str = Field(pattern=r"^v\d{6,}$")  # v000001, ...
+    version: VersionName
     model_digest: str | None = None
     manifest_sha256: str | None = None
 
@@ -473,7 +491,7 @@ class PushManifest(_Contract):
     WHAT: ClassVar[str] = "manifest.json"
     REMEDY: ClassVar[str] = "roll back to a good version (`petseg models rollback`) or push again"
 
-    version: str = Field(pattern=r"^v\d{6,}$")
+    version: VersionName
     model_digest: str
     files: dict[str, ManifestFile]
     created_at: str = ""
