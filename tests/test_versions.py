@@ -237,7 +237,7 @@ def test_a_malformed_manifest_entry_is_named_with_its_field(three_versions, tmp_
     with pytest.raises(ContractError, match=r"files holds an unsafe path '\.\./x'"):
         push.resolve_latest_model(destination, str(tmp_path / "cache"))
     store.write_bytes("LATEST", b'{"version": "2"}')
-    with pytest.raises(ContractError, match=r"LATEST: version: String should match pattern"):
+    with pytest.raises(ContractError, match=r"LATEST: version '2' is not a petseg version name"):
         versions.latest_version(store)
 
 
