@@ -443,8 +443,12 @@ class PushResult(_Contract):
 # ----------------------------------------------------------------------------- push destination
 
 
+# A pushed version's name: v000001, v000002, ... (the number is group 1).
+VERSION_NAME_PATTERN = re.compile(r"v(\d{6,})")
+
+
 def _version_name(name: str) -> str:
-    if not re.fullmatch(r"v\d{6,}", name):
+    if not VERSION_NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{name!r} is not a petseg version name (v000001, v000002, ...)")
     return name
 

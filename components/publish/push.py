@@ -29,7 +29,6 @@ import datetime
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -39,6 +38,7 @@ from typing import Any, TypeVar
 from components.platform import files, provenance
 from components.platform.config import PushConfig
 from components.platform.contracts import (
+    VERSION_NAME_PATTERN,
     ArtifactRef,
     CheckVerdicts,
     ContractError,
@@ -66,7 +66,6 @@ VERSIONS_DIR = "versions"
 LATEST_FILE = LatestPointer.FILE_NAME
 MANIFEST_FILE = PushManifest.FILE_NAME
 CLAIM_FILE = VersionClaim.FILE_NAME
-_VERSION_PATTERN = re.compile(r"v(\d{6,})")
 _RESERVED_NAMES = (MANIFEST_FILE, CLAIM_FILE)
 _MAX_CLAIM_ATTEMPTS = 50
 _MAX_POINTER_ATTEMPTS = 50
@@ -97,7 +96,7 @@ def version_name(number: int) -> str:
 
 
 def version_number(name: str) -> int | None:
-    match = _VERSION_PATTERN.fullmatch(name)
+    match = VERSION_NAME_PATTERN.fullmatch(name)
     return int(match.group(1)) if match else None
 
 
